@@ -1,0 +1,1 @@
+"""Checklist definitions, their schema, loading, validation and scoring; the mark-event format."""

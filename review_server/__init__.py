@@ -1,0 +1,1 @@
+"""The review server: ingest, live fan-out, marking, review and archive."""

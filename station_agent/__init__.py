@@ -1,0 +1,1 @@
+"""The station agent: runs on each simulation-room PC."""
