@@ -1,0 +1,333 @@
+"""The recorder: sources in, stamped and encoded CMAF fragments plus a manifest out.
+
+Threads, and why:
+- one capture thread per source, so a slow or stalled device never holds up another;
+- one encode thread per camera, fed through a short queue, so encoding never delays the
+  next read (a late read would add timing jitter);
+- the audio thread corrects the microphone's drift once and feeds every camera's track.
+
+A source that cannot open, or stops, is reported (log, manifest event, `failures`) and
+retried; the other sources go on recording. A full disk stops the recording cleanly: what
+was written stays intact and listed in the manifest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from media import clock
+from media.clock import DeviceClock
+from media.durable import DiskFullError
+from media.manifest import ManifestWriter
+from media.resample import DriftCorrector
+from media.sources import (
+    AudioSource,
+    EncodedVideo,
+    RawFrame,
+    SourceError,
+    VideoSource,
+    open_audio_source,
+    open_video_source,
+)
+from media.track import AUDIO_RATE, EncodeSettings, Track
+
+log = logging.getLogger(__name__)
+
+STALL_S = 2.0  # no frames for this long: the camera is reported lost and reopened
+RETRY_S = 2.0
+
+
+@dataclass
+class SourceConfig:
+    spec: str
+    latency_ms: float = 0.0  # the device's capture-to-delivery delay, measured by calibration
+
+
+@dataclass
+class RecorderConfig:
+    out_dir: Path
+    videos: list[SourceConfig]
+    audio: SourceConfig | None = None
+    width: int = 1280
+    height: int = 720
+    fps: float = 25.0
+    station: str = "station"
+    recording_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    encode: EncodeSettings = field(default_factory=EncodeSettings)
+
+
+@dataclass
+class _Camera:
+    config: SourceConfig
+    source: VideoSource
+    track: Track | None = None
+    clock: DeviceClock = field(default_factory=DeviceClock)
+    queue: queue.Queue = field(default_factory=lambda: queue.Queue(maxsize=50))
+    dropped: int = 0
+    lost: bool = False
+
+
+class Recorder:
+    def __init__(self, config: RecorderConfig) -> None:
+        if not config.videos:
+            raise ValueError("a recording needs at least one --video source")
+        self.config = config
+        self.failures: list[str] = []
+        self.stop_reason = "stopped"
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._cameras: list[_Camera] = []
+        self._audio: AudioSource | None = None
+        self._drift: DriftCorrector | None = None
+        self.manifest: ManifestWriter | None = None
+        self.origin = 0.0
+
+    # -- life cycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        cfg = self.config
+        out = Path(cfg.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for i, vc in enumerate(cfg.videos):
+            try:
+                source = open_video_source(vc.spec, cfg.width, cfg.height, cfg.fps, label=cfg.station)
+                source.open()
+            except SourceError as exc:
+                self._fail(f"video {i} ({vc.spec}): {exc}")
+                continue
+            self._cameras.append(_Camera(config=vc, source=source))
+        if cfg.audio is not None:
+            try:
+                audio = open_audio_source(cfg.audio.spec)
+                audio.open()
+                self._audio = audio
+            except SourceError as exc:
+                self._fail(f"audio ({cfg.audio.spec}): {exc}")
+        if not self._cameras:
+            self._close_sources()
+            raise SourceError("no camera could be opened: " + "; ".join(self.failures))
+        self.origin = clock.now()
+        tracks = []
+        for i, cam in enumerate(self._cameras):
+            src = cam.source
+            tracks.append({"id": f"cam{i}", "source": cam.config.spec, "description": src.description,
+                           "latency_ms": cam.config.latency_ms,
+                           "video": {"codec": "h264", "width": src.width, "height": src.height,
+                                     "fps": src.fps, "copy": src.encoded},
+                           "audio": None if self._audio is None else
+                           {"codec": "aac", "rate": AUDIO_RATE, "channels": 1,
+                            "source": cfg.audio.spec, "latency_ms": cfg.audio.latency_ms}})
+        self.manifest = ManifestWriter(out, {
+            "recording_id": cfg.recording_id, "station": cfg.station,
+            "started_wall": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "fragment_s": cfg.encode.fragment_s, "clock": "monotonic", "tracks": tracks})
+        for f in self.failures:
+            self.manifest.event("source_failed", 0.0, message=f)
+        for i, cam in enumerate(self._cameras):
+            src = cam.source
+            template = getattr(src, "stream", None) if src.encoded else None
+            cam.track = Track(out, f"cam{i}", self.manifest, cfg.encode, src.width, src.height, src.fps,
+                              template, with_audio=self._audio is not None)
+            self._spawn(f"capture-cam{i}", self._capture_video, cam)
+            if not src.encoded:
+                self._spawn(f"encode-cam{i}", self._encode_video, cam)
+        if self._audio is not None:
+            self._drift = DriftCorrector(AUDIO_RATE, self.origin, cfg.audio.latency_ms / 1000.0)
+            self._spawn("capture-audio", self._capture_audio, self._audio)
+        log.info("recording %s into %s: %d camera(s), audio %s", cfg.recording_id, out,
+                 len(self._cameras), "yes" if self._audio else "no")
+
+    def _spawn(self, name: str, target, *args) -> None:  # noqa: ANN001
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def wait(self, seconds: float) -> None:
+        """Record for `seconds`, or until a fatal error stops it."""
+        self._stop.wait(seconds)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def stop(self, reason: str = "completed") -> dict[str, Any]:
+        if not self._stop.is_set():
+            self.stop_reason = reason
+        self._stop.set()
+        for cam in self._cameras:
+            cam.queue.put(None)
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self._close_sources()
+        for cam in self._cameras:
+            if cam.track is not None and cam.track.error is None:
+                try:
+                    cam.track.close()
+                except Exception as exc:  # noqa: BLE001 - report and keep closing the others
+                    self._fail(f"{cam.track.id}: closing: {exc}")
+        stats = self.stats()
+        if self.manifest is not None:
+            try:
+                self.manifest.end(clock.now() - self.origin, self.stop_reason, stats)
+            except OSError as exc:
+                self._fail(f"manifest: {exc}")
+            self.manifest.close()
+        return stats
+
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"failures": list(self.failures)}
+        for i, cam in enumerate(self._cameras):
+            out[f"cam{i}"] = {"frames": cam.track.frames if cam.track else 0, "dropped": cam.dropped,
+                              "drift_ppm": round(cam.clock.drift_ppm, 2) if cam.clock.ready else None,
+                              "bytes": cam.track.bytes_written if cam.track else 0}
+        if self._drift is not None:
+            out["audio"] = {"drift_ppm": round(self._drift.clock.drift_ppm, 2) if self._drift.clock.ready
+                            else None, "resyncs": self._drift.resyncs,
+                            "overflows": getattr(self._audio, "overflows", 0)}
+        return out
+
+    def _close_sources(self) -> None:
+        for cam in self._cameras:
+            cam.source.close()
+        if self._audio is not None:
+            self._audio.close()
+
+    def _fail(self, message: str) -> None:
+        log.error(message)
+        self.failures.append(message)
+
+    def _fatal(self, message: str) -> None:
+        """A failure that ends the recording (the disk): stop cleanly, keep what is written."""
+        self._fail(message)
+        if self.manifest is not None:
+            # The disk that failed holds the manifest too: if this line fails, the earlier ones stand.
+            with contextlib.suppress(OSError):
+                self.manifest.event("recording_stopped", clock.now() - self.origin, message=message)
+        self.stop_reason = "error"
+        self._stop.set()
+
+    # -- threads ---------------------------------------------------------------------------
+    def _capture_video(self, cam: _Camera) -> None:
+        src, track = cam.source, cam.track
+        last_seen = clock.now()
+        while not self._stop.is_set():
+            try:
+                item = src.read(timeout=0.5) if not cam.lost else None
+            except SourceError as exc:
+                self._fail(str(exc))
+                item = None
+            now = clock.now()
+            if item is None:
+                if not cam.lost and now - last_seen > STALL_S:
+                    cam.lost = True
+                    msg = f"{track.id}: {src.name} stopped delivering frames"
+                    self._fail(msg)
+                    self._event("source_lost", track=track.id, message=msg)
+                    src.close()
+                if cam.lost:
+                    cam.lost = not self._reopen(cam)
+                    last_seen = clock.now()
+                continue
+            last_seen = now
+            cam.clock.observe(item.device_t, item.observed_t)
+            t = cam.clock.to_shared(item.device_t) - cam.config.latency_ms / 1000.0 - self.origin
+            if t < 0:
+                continue
+            if isinstance(item, EncodedVideo):
+                self._guard(track, track.add_packet, item.packet, t,
+                            float((item.packet.pts - item.packet.dts) * item.packet.time_base))
+            else:
+                try:
+                    cam.queue.put_nowait((item, t))
+                except queue.Full:
+                    cam.dropped += 1  # the encoder cannot keep up: drop, never block capture
+
+    def _reopen(self, cam: _Camera) -> bool:
+        if self._stop.wait(RETRY_S):
+            return False
+        try:
+            cam.source.open()
+        except SourceError as exc:
+            log.info("still waiting for %s: %s", cam.track.id, exc)
+            return False
+        cam.clock = DeviceClock()  # a reopened stream starts a new device timeline
+        self._event("source_back", track=cam.track.id, message=f"{cam.source.name} delivers again")
+        return True
+
+    def _encode_video(self, cam: _Camera) -> None:
+        track = cam.track
+        while True:
+            job = cam.queue.get()
+            if job is None or track.error is not None:
+                return
+            frame, t = job
+            assert isinstance(frame, RawFrame)
+            image = frame.image
+            if image.shape[0] != cam.source.height or image.shape[1] != cam.source.width:
+                image = cv2.resize(image, (cam.source.width, cam.source.height))
+            self._guard(track, track.add_frame, image, t)
+
+    def _capture_audio(self, source: AudioSource) -> None:
+        drift = self._drift
+        silent_since = clock.now()
+        reported = False
+        while not self._stop.is_set():
+            try:
+                block = source.read(timeout=0.5)
+            except SourceError as exc:
+                self._fail(str(exc))
+                self._event("source_lost", track="audio", message=str(exc))
+                return
+            if block is None:
+                if not reported and clock.now() - silent_since > STALL_S:
+                    reported = True
+                    msg = f"audio: {source.name} stopped delivering samples"
+                    self._fail(msg)
+                    self._event("source_lost", track="audio", message=msg)
+                continue
+            silent_since, reported = clock.now(), False
+            pts, samples = drift.push(block)
+            for cam in self._cameras:
+                if cam.track is not None and cam.track.error is None:
+                    self._guard(cam.track, cam.track.add_audio, pts, samples)
+
+    def _guard(self, track: Track, fn, *args) -> None:  # noqa: ANN001
+        """Run a muxing call; a full disk ends the recording, other errors end this track."""
+        if track.error is not None:
+            return
+        try:
+            fn(*args)
+        except DiskFullError as exc:
+            track.error = exc
+            self._fatal(f"{track.id}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - keep the other tracks recording
+            track.error = exc
+            self._fail(f"{track.id}: {exc}")
+            self._event("track_failed", track=track.id, message=str(exc))
+
+    def _event(self, event: str, **fields: Any) -> None:
+        if self.manifest is not None:
+            try:
+                self.manifest.event(event, clock.now() - self.origin, **fields)
+            except OSError as exc:
+                log.error("manifest: %s", exc)
+
+
+def record(config: RecorderConfig, seconds: float) -> tuple[Recorder, dict[str, Any]]:
+    """Record one attempt for `seconds` (or until a fatal error) and return the stats."""
+    recorder = Recorder(config)
+    recorder.start()
+    try:
+        recorder.wait(seconds)
+    finally:
+        stats = recorder.stop("completed")
+    return recorder, stats

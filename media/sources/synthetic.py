@@ -1,0 +1,203 @@
+"""Synthetic camera and microphone: one scene seen by two imperfect devices, paced in real time.
+
+The scene flashes white and beeps (1 kHz, 100 ms) at the same true instant T, every whole
+second of the shared clock. Each device samples the scene on its own clock, which runs fast
+or slow by `skew_ppm`; each delivery is late by a random 0..2*`jitter_ms` (so ±jitter around
+its mean) plus a fixed `latency_ms`. A camera catches the flash the way a real one catches a
+flash one frame long: the frame captured at t is blended toward white by
+max(0, 1 - |t - T| / frame interval), so the brightness-weighted centre of the flash frames
+is T exactly, and a checker can place it to a fraction of a frame.
+
+Spec string: ``synthetic:skew_ppm=100,jitter_ms=5,latency_ms=0,seed=1,label=Станция 1``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from media import clock
+from media.sources.base import AudioBlock, RawFrame, SourceError
+
+BEEP_HZ = 1000.0
+BEEP_S = 0.100
+FLASH_PERIOD_S = 1.0
+
+
+@dataclass
+class Imperfection:
+    skew_ppm: float = 0.0
+    jitter_ms: float = 0.0
+    latency_ms: float = 0.0
+    seed: int = 0
+
+
+def parse_params(text: str, allowed: set[str]) -> dict[str, str]:
+    """`a=1,b=2` -> {'a': '1', 'b': '2'}; unknown keys are an error that names them."""
+    params: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise SourceError(f"synthetic source parameter {part!r} must look like key=value")
+        if key not in allowed:
+            raise SourceError(f"synthetic source: unknown parameter {key!r} (known: {', '.join(sorted(allowed))})")
+        params[key] = value
+    return params
+
+
+def _imperfection(params: dict[str, str]) -> Imperfection:
+    try:
+        return Imperfection(
+            skew_ppm=float(params.get("skew_ppm", 0)),
+            jitter_ms=float(params.get("jitter_ms", 0)),
+            latency_ms=float(params.get("latency_ms", 0)),
+            seed=int(params.get("seed", 0)),
+        )
+    except ValueError as exc:
+        raise SourceError(f"synthetic source: bad number in parameters: {exc}") from exc
+
+
+IMPERFECTION_KEYS = {"skew_ppm", "jitter_ms", "latency_ms", "seed"}
+
+
+class _Pacer:
+    """Delivers item k of a device whose clock runs at (1 + skew) of the shared clock."""
+
+    def __init__(self, period_s: float, imp: Imperfection) -> None:
+        self.true_period = period_s / (1.0 + imp.skew_ppm * 1e-6)
+        self.imp = imp
+        self.rng = random.Random(imp.seed)
+        self.stop = threading.Event()
+        self.start = 0.0
+        self.last_delivery = 0.0
+
+    def begin(self) -> None:
+        self.stop.clear()
+        # Start on a fresh period so that the first items are not bunched.
+        self.start = clock.now()
+        self.last_delivery = self.start
+
+    def capture_time(self, k: float) -> float:
+        return self.start + k * self.true_period
+
+    def wait_delivery(self, captured_at: float, timeout: float) -> float | None:
+        jitter = self.rng.uniform(0.0, 2.0 * self.imp.jitter_ms) / 1000.0
+        due = max(captured_at + self.imp.latency_ms / 1000.0 + jitter, self.last_delivery)
+        wait = due - clock.now()
+        if wait > timeout:
+            self.stop.wait(timeout)
+            return None
+        if wait > 0 and self.stop.wait(wait):
+            return None
+        self.last_delivery = due
+        return clock.now()
+
+
+class SyntheticCamera:
+    """A moving test pattern with a burned-in clock and the station name, flashing once a second."""
+
+    encoded = False
+
+    def __init__(self, params: str = "", width: int = 1280, height: int = 720, fps: float = 25.0,
+                 label: str = "OSCE") -> None:
+        p = parse_params(params, IMPERFECTION_KEYS | {"label"})
+        self.imp = _imperfection(p)
+        self.label = p.get("label", label)
+        self.width, self.height, self.fps = width, height, fps
+        self.name = "synthetic camera"
+        self.description = f"synthetic camera {width}x{height}@{fps:g} ({params or 'ideal'})"
+        self._pacer = _Pacer(1.0 / fps, self.imp)
+        self._k = 0
+        self._pattern = _test_pattern(width, height)
+
+    def open(self) -> None:
+        self._pacer.begin()
+        self._k = 0
+
+    def read(self, timeout: float) -> RawFrame | None:
+        captured_at = self._pacer.capture_time(self._k)
+        observed = self._pacer.wait_delivery(captured_at, timeout)
+        if observed is None:
+            return None
+        image = self._render(captured_at)
+        frame = RawFrame(image=image, device_t=self._k / self.fps, observed_t=observed)
+        self._k += 1
+        return frame
+
+    def _render(self, t: float) -> np.ndarray:
+        shift = int(t * 160) % self.width  # 160 px/s: visibly moving, mean brightness constant
+        image = np.roll(self._pattern, shift, axis=1)
+        h = self.height
+        scale = h / 720
+        cv2.putText(image, self.label, (int(30 * scale), int(60 * scale)), cv2.FONT_HERSHEY_SIMPLEX,
+                    1.4 * scale, (255, 255, 255), max(1, int(3 * scale)), cv2.LINE_AA)
+        stamp = f"{t:12.3f}"
+        cv2.putText(image, stamp, (int(30 * scale), h - int(30 * scale)), cv2.FONT_HERSHEY_SIMPLEX,
+                    1.4 * scale, (255, 255, 255), max(1, int(3 * scale)), cv2.LINE_AA)
+        nearest = round(t / FLASH_PERIOD_S) * FLASH_PERIOD_S
+        w = max(0.0, 1.0 - abs(t - nearest) * self.fps)
+        if w > 0:
+            image = cv2.addWeighted(image, 1.0 - w, np.full_like(image, 255), w, 0.0)
+        return image
+
+    def close(self) -> None:
+        self._pacer.stop.set()
+
+
+def _test_pattern(width: int, height: int) -> np.ndarray:
+    """Colour bars over a grey ramp: texture for the encoder, a constant mean under horizontal roll."""
+    bars = np.array([[192, 192, 192], [0, 192, 192], [192, 192, 0], [0, 192, 0],
+                     [192, 0, 192], [0, 0, 192], [192, 0, 0], [16, 16, 16]], dtype=np.uint8)
+    idx = (np.arange(width) * len(bars) // width)
+    image = np.repeat(bars[idx][None, :, :], height, axis=0)
+    ramp = (np.arange(height, dtype=np.float32) / height)[:, None, None]
+    image = (image.astype(np.float32) * (0.4 + 0.6 * ramp)).astype(np.uint8)
+    # A checkerboard stripe gives the motion something to track.
+    y0, y1 = height * 2 // 5, height * 3 // 5
+    checker = ((np.arange(width)[None, :] // 40 + np.arange(y1 - y0)[:, None] // 40) % 2) * 200 + 30
+    image[y0:y1] = checker[:, :, None].astype(np.uint8)
+    return np.ascontiguousarray(image)
+
+
+class SyntheticMicrophone:
+    """Quiet noise with a 1 kHz, 100 ms tone burst starting at every whole second."""
+
+    def __init__(self, params: str = "", rate: int = 48000, block: int = 480) -> None:
+        p = parse_params(params, IMPERFECTION_KEYS)
+        self.imp = _imperfection(p)
+        self.rate = rate
+        self.block = block
+        self.name = "synthetic microphone"
+        self.description = f"synthetic microphone {rate} Hz ({params or 'ideal'})"
+        self._pacer = _Pacer(1.0 / rate, self.imp)
+        self._n = 0
+        self._noise = np.random.default_rng(self.imp.seed)
+
+    def open(self) -> None:
+        if self.rate <= 0:
+            raise SourceError(f"synthetic microphone: bad sample rate {self.rate}")
+        self._pacer.begin()
+        self._n = 0
+
+    def read(self, timeout: float) -> AudioBlock | None:
+        n0, n1 = self._n, self._n + self.block
+        # Delivered when its last sample has been captured.
+        observed = self._pacer.wait_delivery(self._pacer.capture_time(n1), timeout)
+        if observed is None:
+            return None
+        t = self._pacer.capture_time(np.arange(n0, n1, dtype=np.float64))
+        since = t - np.floor(t / FLASH_PERIOD_S) * FLASH_PERIOD_S
+        tone = np.where(since < BEEP_S, 0.5 * np.sin(2 * math.pi * BEEP_HZ * since), 0.0)
+        samples = (tone + self._noise.normal(0.0, 0.002, self.block)).astype(np.float32)
+        self._n = n1
+        # Like a PortAudio input: the block's first sample was captured one block length
+        # (by the device's own count) before it reached us.
+        return AudioBlock(samples=samples, first_index=n0, capture_t=observed - self.block / self.rate)
+
+    def close(self) -> None:
+        self._pacer.stop.set()

@@ -1,0 +1,165 @@
+"""The review server application: `create_app(config)` is the one factory that wires everything.
+
+Middlewares, outermost first:
+- errors: every failure becomes JSON {"error": what, "where": where} with a 4xx/5xx status;
+- body size: a declared Content-Length over the limit is refused before the body is read
+  (the fragment upload streams and checks its own, larger limit);
+- auth: finds who is asking (station bearer token or session cookie), enforces the permission the
+  route declared with roles.requires (a route that declares none is refused: fail closed), and checks
+  the CSRF token on every state-changing request made with a session cookie.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+from sqlalchemy.orm import Session
+
+from . import auth
+from .config import ServerConfig
+from .db import Database
+from .roles import PUBLIC, allowed, permission_of
+from .storage import MediaStorage, storage_from_config
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+CONFIG = web.AppKey("config", ServerConfig)
+DB = web.AppKey("db", Database)
+STORAGE = web.AppKey("storage", MediaStorage)  # type: ignore[type-abstract]
+THROTTLE = web.AppKey("throttle", auth.Throttle)
+IDENTITY = "osce_identity"
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class ApiError(Exception):
+    """A request the server refuses, with what is wrong and where (a field, header or part of the URL)."""
+
+    def __init__(self, status: int, error: str, where: str | None = None, **extra: Any) -> None:
+        super().__init__(error)
+        self.status, self.error, self.where, self.extra = status, error, where, extra
+
+
+def error_response(status: int, error: str, where: str | None = None, **extra: Any) -> web.Response:
+    body: dict[str, Any] = {"error": error}
+    if where:
+        body["where"] = where
+    body.update(extra)
+    return web.json_response(body, status=status, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+def identity(request: web.Request) -> auth.Identity:
+    return request.get(IDENTITY, auth.ANONYMOUS)
+
+
+async def db_run(request: web.Request | web.Application, fn: Callable[[Session], T]) -> T:
+    """Run fn(session) in one transaction on a worker thread (SQLAlchemy here is synchronous)."""
+    app = request.app if isinstance(request, web.Request) else request
+    return await asyncio.to_thread(app[DB].run, fn)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.error, exc.where, **exc.extra)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        where = None
+        if exc.status == 413:
+            where = "body"
+        elif exc.status in (404, 405):
+            where = f"{request.method} {request.path}"
+        return error_response(exc.status, exc.reason, where)
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return error_response(500, "internal error; see the server log", f"{request.method} {request.path}")
+
+
+def _route_handler(request: web.Request) -> Any:
+    route = request.match_info.route
+    return getattr(route, "handler", None)
+
+
+@web.middleware
+async def body_limit_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    limit = request.app[CONFIG].max_json_bytes
+    if getattr(_route_handler(request), "osce_streaming_body", False):
+        limit = request.app[CONFIG].max_fragment_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, f"body of {request.content_length} bytes is over the limit of {limit}", "body")
+    return await handler(request)
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    if request.match_info.http_exception is not None:
+        raise request.match_info.http_exception  # 404/405: nothing to protect
+    permission = permission_of(_route_handler(request))
+    if permission is None:
+        raise ApiError(500, "route declares no permission", f"{request.method} {request.path}")
+
+    who = await _identify(request)
+    request[IDENTITY] = who
+    if not allowed(permission, who.principal):
+        if who.principal is None:
+            if request.method == "GET" and "text/html" in request.headers.get("Accept", ""):
+                raise web.HTTPSeeOther("/login")
+            raise ApiError(401, "authentication required", "Authorization or session cookie")
+        raise ApiError(403, f"{who.principal} may not do this (needs {permission})", f"{request.method} {request.path}")
+    if who.kind == "user" and request.method in UNSAFE_METHODS and permission != PUBLIC:
+        given = request.headers.get(auth.CSRF_HEADER)
+        if given is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            given = str((await request.post()).get(auth.CSRF_FIELD, "")) or None
+        if not auth.csrf_ok(who.csrf_token, given):
+            raise ApiError(403, "CSRF token missing or wrong", f"{auth.CSRF_HEADER} header or {auth.CSRF_FIELD} field")
+    return await handler(request)
+
+
+async def _identify(request: web.Request) -> auth.Identity:
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "expected 'Authorization: Bearer <station token>'", "Authorization")
+        found = await db_run(request, lambda s: auth.identity_from_station_token(s, token.strip()))
+        if found is None:
+            raise ApiError(401, "station token unknown or revoked", "Authorization")
+        return found
+    cookie = request.cookies.get(auth.SESSION_COOKIE)
+    if cookie:
+        found = await db_run(request, lambda s: auth.identity_from_session(s, cookie))
+        if found is not None:
+            return found
+    return auth.ANONYMOUS
+
+
+def create_app(config: ServerConfig, storage: MediaStorage | None = None) -> web.Application:
+    """Build the application. The database must be migrated (`osce server db upgrade`) beforehand."""
+    from .routes import setup_routes
+
+    app = web.Application(
+        middlewares=[error_middleware, body_limit_middleware, auth_middleware],
+        client_max_size=config.max_json_bytes,
+    )
+    app[CONFIG] = config
+    app[DB] = Database(config.database_url)
+    app[STORAGE] = storage if storage is not None else storage_from_config(config)
+    app[THROTTLE] = auth.Throttle(
+        config.login_max_failures_per_account, config.login_max_failures_per_ip, config.login_window_s
+    )
+    setup_routes(app)
+
+    async def _close(app: web.Application) -> None:
+        app[DB].dispose()
+
+    app.on_cleanup.append(_close)
+    return app

@@ -1,0 +1,223 @@
+"""Accounts, sessions, CSRF, login throttling and station tokens.
+
+- Passwords: Argon2id (argon2-cffi), rehashed on login when the parameters change.
+- Sessions: a random token in a Secure, HttpOnly, SameSite=Strict cookie; the database keeps only
+  its SHA-256, so a leaked database does not leak live sessions. Each session has its own CSRF token.
+- Throttling: failures are counted per account and per address over a window (in the database, so
+  it holds across processes); while over the limit even the right password is refused.
+- Station tokens: random, shown once, stored as SHA-256, revocable; sent as `Authorization: Bearer`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from .models import LoginAttempt, Station, StationToken, User, UserSession, utcnow
+from .roles import STATION, Role
+
+SESSION_COOKIE = "osce_session"
+LOGIN_CSRF_COOKIE = "osce_login_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
+STATION_TOKEN_PREFIX = "osce_st_"
+
+LOGIN_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+MIN_PASSWORD = 10
+
+_hasher = PasswordHasher()
+# Verifying against this keeps the timing of "no such user" close to "wrong password".
+_DUMMY_HASH = _hasher.hash("not a password, only for timing")
+
+
+def sha256_hex(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def check_password(stored: str, password: str) -> bool:
+    try:
+        return _hasher.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def validate_login(login: object) -> str:
+    if not isinstance(login, str) or not LOGIN_RE.fullmatch(login):
+        raise ValueError("login: 1-64 characters: lowercase latin letters, digits, '.', '_' or '-'")
+    return login
+
+
+def validate_password(password: object) -> str:
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD or len(password) > 1024:
+        raise ValueError(f"password: at least {MIN_PASSWORD} characters")
+    return password
+
+
+def add_user(session: Session, login: str, password: str, role: str, display_name: str = "") -> User:
+    validate_login(login)
+    validate_password(password)
+    role = Role(role).value
+    if session.scalar(select(User.id).where(User.login == login)) is not None:
+        raise ValueError(f"login: user {login!r} already exists")
+    user = User(login=login, password_hash=hash_password(password), role=role, display_name=display_name)
+    session.add(user)
+    session.flush()
+    return user
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is making a request: a user (by session), a station (by token) or nobody."""
+
+    kind: str  # "user" | "station" | "anonymous"
+    principal: str | None  # a Role value, STATION, or None
+    user_id: int | None = None
+    login: str | None = None
+    station_id: int | None = None
+    station_code: str | None = None
+    session_id: int | None = None
+    csrf_token: str | None = None
+
+    @property
+    def actor(self) -> str:
+        if self.kind == "user":
+            return f"user:{self.login}"
+        if self.kind == "station":
+            return f"station:{self.station_code}"
+        return "anonymous"
+
+
+ANONYMOUS = Identity("anonymous", None)
+
+
+# --- sessions -----------------------------------------------------------------------------------
+
+
+def create_session(session: Session, user: User, ttl_s: int) -> tuple[str, UserSession]:
+    """Return (cookie token, row). The token is shown to the client only."""
+    token = secrets.token_urlsafe(32)
+    row = UserSession(
+        token_sha256=sha256_hex(token),
+        user_id=user.id,
+        csrf_token=secrets.token_urlsafe(32),
+        expires_at=utcnow() + dt.timedelta(seconds=ttl_s),
+    )
+    session.add(row)
+    session.flush()
+    return token, row
+
+
+def identity_from_session(session: Session, token: str) -> Identity | None:
+    if not token or len(token) > 200:
+        return None
+    row = session.execute(
+        select(UserSession, User)
+        .join(User, User.id == UserSession.user_id)
+        .where(UserSession.token_sha256 == sha256_hex(token))
+    ).first()
+    if row is None:
+        return None
+    us, user = row
+    if us.expires_at <= utcnow() or not user.active:
+        return None
+    return Identity("user", user.role, user_id=user.id, login=user.login, session_id=us.id, csrf_token=us.csrf_token)
+
+
+def end_session(session: Session, session_id: int) -> None:
+    session.execute(delete(UserSession).where(UserSession.id == session_id))
+
+
+def csrf_ok(expected: str | None, given: str | None) -> bool:
+    return bool(expected) and bool(given) and hmac.compare_digest(expected.encode(), given.encode())
+
+
+# --- throttling ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Throttle:
+    max_per_account: int
+    max_per_ip: int
+    window_s: int
+
+    def blocked(self, session: Session, login: str, ip: str) -> bool:
+        since = utcnow() - dt.timedelta(seconds=self.window_s)
+        last_ok = session.scalar(
+            select(func.max(LoginAttempt.at)).where(LoginAttempt.login == login, LoginAttempt.success.is_(True))
+        )
+        account_since = max(since, last_ok) if last_ok else since
+        per_account = session.scalar(
+            select(func.count()).where(
+                LoginAttempt.login == login, LoginAttempt.success.is_(False), LoginAttempt.at > account_since
+            )
+        )
+        per_ip = session.scalar(
+            select(func.count()).where(LoginAttempt.ip == ip, LoginAttempt.success.is_(False), LoginAttempt.at > since)
+        )
+        return (per_account or 0) >= self.max_per_account or (per_ip or 0) >= self.max_per_ip
+
+    @staticmethod
+    def record(session: Session, login: str, ip: str, success: bool) -> None:
+        session.add(LoginAttempt(login=login[:64], ip=ip[:64], success=success))
+
+
+def authenticate(session: Session, login: str, password: str) -> User | None:
+    user = session.scalar(select(User).where(User.login == login))
+    if user is None or not user.active:
+        check_password(_DUMMY_HASH, password)
+        return None
+    if not check_password(user.password_hash, password):
+        return None
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    return user
+
+
+# --- station tokens -----------------------------------------------------------------------------
+
+
+def issue_station_token(session: Session, station: Station) -> tuple[str, StationToken]:
+    token = STATION_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = StationToken(station_id=station.id, token_sha256=sha256_hex(token))
+    session.add(row)
+    session.flush()
+    return token, row
+
+
+def revoke_station_tokens(session: Session, station: Station, token_id: int | None = None) -> int:
+    """Revoke one token (by id) or all of a station's live tokens; return how many were revoked."""
+    q = select(StationToken).where(StationToken.station_id == station.id, StationToken.revoked_at.is_(None))
+    if token_id is not None:
+        q = q.where(StationToken.id == token_id)
+    n = 0
+    for tok in session.scalars(q):
+        tok.revoked_at = utcnow()
+        n += 1
+    return n
+
+
+def identity_from_station_token(session: Session, token: str) -> Identity | None:
+    if not token.startswith(STATION_TOKEN_PREFIX) or len(token) > 200:
+        return None
+    row = session.execute(
+        select(StationToken, Station)
+        .join(Station, Station.id == StationToken.station_id)
+        .where(StationToken.token_sha256 == sha256_hex(token), StationToken.revoked_at.is_(None))
+    ).first()
+    if row is None:
+        return None
+    _tok, station = row
+    return Identity("station", STATION, station_id=station.id, station_code=station.code)

@@ -1,0 +1,119 @@
+"""Server configuration: one TOML file, defaults that run the demo, secrets from the environment or a file.
+
+Example `server.toml` (every key optional):
+
+    database_url = "sqlite:///demo-data/server/osce.db"   # or postgresql+psycopg://user@host/db
+    media_backend = "local"                                # or "s3"
+    media_dir = "demo-data/server/media"
+    s3_endpoint_url = "http://127.0.0.1:9000"              # MinIO, Ceph RGW, AWS
+    s3_bucket = "osce-media"
+    s3_credentials_file = "/etc/osce/s3.toml"              # access_key_id = "...", secret_access_key = "..."
+    insecure_cookies = false                               # true only for plain-http demo on localhost
+
+Secrets never live in this file: the database password may come from OSCE_DATABASE_URL, S3 keys from
+OSCE_S3_ACCESS_KEY_ID / OSCE_S3_SECRET_ACCESS_KEY or from `s3_credentials_file`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A configuration file is wrong; the message names the file and the key."""
+
+
+@dataclass
+class ServerConfig:
+    database_url: str = "sqlite:///demo-data/server/osce.db"
+    media_backend: str = "local"  # "local" | "s3"
+    media_dir: Path = Path("demo-data/server/media")
+    s3_endpoint_url: str | None = None
+    s3_bucket: str = "osce-media"
+    s3_region: str = "us-east-1"
+    s3_credentials_file: Path | None = None
+    s3_create_bucket: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Cookies are Secure unless this is set; browsers drop Secure cookies on plain http except localhost.
+    insecure_cookies: bool = False
+    session_ttl_s: int = 12 * 3600
+    # Throttling: refuse logins after this many failures inside the window, per account and per address.
+    login_max_failures_per_account: int = 5
+    login_max_failures_per_ip: int = 20
+    login_window_s: int = 15 * 60
+    max_json_bytes: int = 1024 * 1024
+    max_fragment_bytes: int = 256 * 1024 * 1024
+    max_mark_batch: int = 1000
+    # Filled from the environment / credentials file, never from the TOML itself.
+    s3_access_key_id: str | None = field(default=None, repr=False)
+    s3_secret_access_key: str | None = field(default=None, repr=False)
+
+    def s3_credentials(self) -> tuple[str | None, str | None]:
+        return self.s3_access_key_id, self.s3_secret_access_key
+
+
+_SECRET_KEYS = {"s3_access_key_id", "s3_secret_access_key"}
+
+
+def load_config(path: str | Path | None = None, env: dict[str, str] | None = None) -> ServerConfig:
+    """Read `path` (if given) over the defaults, then apply secrets from `env` (default os.environ)."""
+    env = dict(os.environ if env is None else env)
+    values: dict[str, object] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            with path.open("rb") as fh:
+                raw = tomllib.load(fh)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{path}: file not found") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+        known = {f.name: f for f in dataclasses.fields(ServerConfig)}
+        for key, value in raw.items():
+            if key in _SECRET_KEYS:
+                raise ConfigError(f"{path}: {key}: secrets do not belong in the config file; use the environment")
+            if key not in known:
+                raise ConfigError(f"{path}: unknown key {key!r}")
+            values[key] = _coerce(path, key, known[key].type, value)
+    cfg = ServerConfig(**values)  # type: ignore[arg-type]
+    if env.get("OSCE_DATABASE_URL"):
+        cfg.database_url = env["OSCE_DATABASE_URL"]
+    if cfg.s3_credentials_file is not None:
+        try:
+            with Path(cfg.s3_credentials_file).open("rb") as fh:
+                creds = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{cfg.s3_credentials_file}: {exc}") from exc
+        cfg.s3_access_key_id = creds.get("access_key_id")
+        cfg.s3_secret_access_key = creds.get("secret_access_key")
+    cfg.s3_access_key_id = env.get("OSCE_S3_ACCESS_KEY_ID", cfg.s3_access_key_id)
+    cfg.s3_secret_access_key = env.get("OSCE_S3_SECRET_ACCESS_KEY", cfg.s3_secret_access_key)
+    if cfg.media_backend not in ("local", "s3"):
+        raise ConfigError(f"{path or '<defaults>'}: media_backend must be 'local' or 's3', not {cfg.media_backend!r}")
+    return cfg
+
+
+def _coerce(path: Path, key: str, typ: object, value: object) -> object:
+    typ_s = str(typ)
+    if "Path" in typ_s:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: {key}: expected a path string")
+        p = Path(value)
+        # Relative paths are relative to the config file, so a config can be moved with its data.
+        return p if p.is_absolute() else (path.parent / p)
+    if typ_s == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: {key}: expected true or false")
+        return value
+    if typ_s == "int":
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"{path}: {key}: expected an integer")
+        return value
+    if not isinstance(value, str):
+        raise ConfigError(f"{path}: {key}: expected a string")
+    return value

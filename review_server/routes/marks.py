@@ -1,0 +1,203 @@
+"""Mark events: batch ingest from stations (idempotent by event_id), and the examiner's corrections and
+finalisation from the server's pages (audited). Events are append-only; scores are derived elsewhere.
+
+Event JSON (format owned by checklists/marks.py):
+  {"event_id": UUID, "attempt_id": str, "station_id": station code, "examiner": str,
+   "kind": "mark"|"rating"|"finalise"|"reopen", "item": int|null, "done": bool|null, "rating": int|null,
+   "reason": str|null, "checklist_hash": 64 hex, "wall_time": ISO-8601 UTC, "recording_offset_s": float|null,
+   "seq": int}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .. import audit
+from ..app import CONFIG, ApiError, db_run, identity
+from ..auth import Identity
+from ..models import Attempt, MarkEvent, Station
+from ..roles import requires
+from ..validate import CODE_RE, SHA256_RE, Fields, path_ident, read_json
+from .scope import require_assigned
+
+routes = web.RouteTableDef()
+
+KINDS = ("mark", "rating", "finalise", "reopen")
+EVENT_FIELDS = (
+    "event_id",
+    "attempt_id",
+    "station_id",
+    "examiner",
+    "kind",
+    "item",
+    "done",
+    "rating",
+    "reason",
+    "checklist_hash",
+    "wall_time",
+    "recording_offset_s",
+    "seq",
+)
+
+
+def parse_event(obj: Any, where: str) -> dict[str, Any]:
+    f = Fields(obj, where, allowed=set(EVENT_FIELDS))
+    ev = {
+        "event_id": f.uuid("event_id"),
+        "attempt_id": f.ident("attempt_id", CODE_RE),
+        "station_id": f.ident("station_id", CODE_RE),
+        "examiner": f.text("examiner", max_len=128),
+        "kind": f.choice("kind", KINDS),
+        "item": f.integer("item", required=False, lo=0, hi=100_000),
+        "done": f.boolean("done", required=False),
+        "rating": f.integer("rating", required=False, lo=-1000, hi=1000),
+        "reason": f.text("reason", required=False, max_len=2000),
+        "checklist_hash": f.ident("checklist_hash", SHA256_RE),
+        "wall_time": f.utc_time("wall_time"),
+        "recording_offset_s": f.number("recording_offset_s", required=False, hi=1e7),
+        "seq": f.integer("seq"),
+    }
+    if not ev["examiner"].strip():
+        raise ApiError(422, "required", f.where("examiner"))
+    if ev["kind"] == "mark" and (ev["item"] is None or ev["done"] is None):
+        raise ApiError(422, "a 'mark' event needs item and done", f.where("item" if ev["item"] is None else "done"))
+    if ev["kind"] == "rating" and ev["rating"] is None:
+        raise ApiError(422, "a 'rating' event needs rating", f.where("rating"))
+    return ev
+
+
+def _as_dict(row: MarkEvent) -> dict[str, Any]:
+    return {k: getattr(row, k) for k in EVENT_FIELDS}
+
+
+def store_events(
+    s: Session, events: list[dict[str, Any]], source: str, station: Station, where: str = "events"
+) -> tuple[list[str], list[str]]:
+    """Insert the events not seen before; return (new ids, duplicate ids). Same id, other content: 409."""
+    new: list[str] = []
+    dup: list[str] = []
+    seen: dict[str, dict[str, Any]] = {}
+    for i, ev in enumerate(events):
+        eid = ev["event_id"]
+        if eid in seen:
+            if seen[eid] != ev:
+                raise ApiError(422, f"event_id {eid} appears twice with different content", f"{where}[{i}]")
+            dup.append(eid)
+            continue
+        seen[eid] = ev
+        existing = s.scalar(select(MarkEvent).where(MarkEvent.event_id == eid))
+        if existing is not None:
+            if _as_dict(existing) != ev:
+                raise ApiError(409, f"event_id {eid} was already stored with different content", f"{where}[{i}]")
+            dup.append(eid)
+            continue
+        att = s.get(Attempt, ev["attempt_id"])
+        if att is None:
+            # Stations create attempts offline; the schedule links them to candidates later.
+            s.add(Attempt(id=ev["attempt_id"], station_id=station.id))
+            s.flush()
+        elif att.station_id != station.id:
+            raise ApiError(409, f"attempt {ev['attempt_id']!r} belongs to another station", f"{where}[{i}].attempt_id")
+        s.add(MarkEvent(**ev, source=source))
+        new.append(eid)
+    s.flush()
+    return new, dup
+
+
+@routes.post("/api/marks")
+@requires("station.marks")
+async def ingest_marks(request: web.Request) -> web.Response:
+    """Body {"events": [event, ...]}. All or nothing: one bad event refuses the batch, naming it.
+    Reply {"accepted": [new event_ids], "duplicates": [event_ids already stored]}."""
+    body = Fields(await read_json(request), allowed={"events"})
+    raw = body._get("events", True)
+    limit = request.app[CONFIG].max_mark_batch
+    if not isinstance(raw, list):
+        raise ApiError(422, "expected a list of events", "events")
+    if len(raw) > limit:
+        raise ApiError(413, f"{len(raw)} events in one batch; the limit is {limit}", "events")
+    who = identity(request)
+    events = [parse_event(obj, f"events[{i}]") for i, obj in enumerate(raw)]
+    for i, ev in enumerate(events):
+        if ev["station_id"] != who.station_code:
+            raise ApiError(403, f"this token belongs to station {who.station_code!r}", f"events[{i}].station_id")
+
+    def store(s: Session) -> tuple[list[str], list[str]]:
+        station = s.get(Station, who.station_id)
+        return store_events(s, events, who.actor, station)
+
+    new, dup = await db_run(request, store)
+    return web.json_response({"accepted": new, "duplicates": dup})
+
+
+def _attempt_for_examiner(s: Session, who: Identity, attempt_id: str) -> tuple[Attempt, Station]:
+    att = s.get(Attempt, attempt_id)
+    if att is None:
+        raise ApiError(404, f"no attempt {attempt_id!r}", "URL attempt_id")
+    require_assigned(s, who, att.station_id, att.exam_day_id, "URL attempt_id")
+    return att, s.get(Station, att.station_id)  # type: ignore[return-value]
+
+
+@routes.get("/api/attempts/{attempt_id}/marks", allow_head=False)
+@requires("marks.view")
+async def list_marks(request: web.Request) -> web.Response:
+    attempt_id = path_ident(request, "attempt_id")
+    who = identity(request)
+
+    def q(s: Session) -> list[dict[str, Any]]:
+        _attempt_for_examiner(s, who, attempt_id)
+        rows = s.scalars(select(MarkEvent).where(MarkEvent.attempt_id == attempt_id).order_by(MarkEvent.id))
+        return [_as_dict(r) | {"source": r.source} for r in rows]
+
+    return web.json_response({"attempt_id": attempt_id, "events": await db_run(request, q)})
+
+
+async def _examiner_event(request: web.Request, kinds: tuple[str, ...], action: str) -> web.Response:
+    attempt_id = path_ident(request, "attempt_id")
+    who = identity(request)
+    body = await read_json(request)
+    # The server fills in who and where; a client-sent examiner/station must agree with them.
+    for name, must in (("examiner", who.login), ("attempt_id", attempt_id)):
+        if body.get(name) is not None and body[name] != must:
+            raise ApiError(422, f"must be {must!r} (or left out)", name)
+    body["examiner"], body["attempt_id"] = who.login, attempt_id
+    if "kind" not in body and len(kinds) == 1:
+        body["kind"] = kinds[0]
+    station_given = body.get("station_id")
+    body["station_id"] = station_given if station_given is not None else "placeholder"
+    ev = parse_event(body, "")
+    if ev["kind"] not in kinds:
+        raise ApiError(422, f"expected kind {' or '.join(kinds)}", "kind")
+    if action == audit.MARK_CORRECTION and not (ev["reason"] or "").strip():
+        raise ApiError(422, "a correction needs a reason", "reason")
+
+    def store(s: Session) -> dict[str, Any]:
+        _att, station = _attempt_for_examiner(s, who, attempt_id)
+        if station_given is not None and station_given != station.code:
+            raise ApiError(422, f"must be {station.code!r} (or left out)", "station_id")
+        ev["station_id"] = station.code
+        new, dup = store_events(s, [ev], who.actor, station, where="body")
+        if new:
+            details = {k: ev[k] for k in ("event_id", "kind", "item", "done", "rating", "reason")}
+            audit.append(s, who.actor, action, attempt_id, details)
+        return {"accepted": new, "duplicates": dup}
+
+    return web.json_response(await db_run(request, store))
+
+
+@routes.post("/api/attempts/{attempt_id}/marks")
+@requires("marks.correct")
+async def correct_mark(request: web.Request) -> web.Response:
+    """An examiner's correction: one 'mark' or 'rating' event with a reason; audited."""
+    return await _examiner_event(request, ("mark", "rating"), audit.MARK_CORRECTION)
+
+
+@routes.post("/api/attempts/{attempt_id}/finalise")
+@requires("marks.correct")
+async def finalise(request: web.Request) -> web.Response:
+    """The examiner signs off the attempt: one 'finalise' event; audited."""
+    return await _examiner_event(request, ("finalise",), audit.FINALISE)

@@ -1,0 +1,257 @@
+"""Recordings and fragments: a minimal upload for stations (one PUT per fragment, verified by SHA-256
+and size; the tus protocol comes later), download by hash, the audited recording view, and deletion
+for retention."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import tempfile
+
+from aiohttp import web
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from .. import audit
+from ..app import STORAGE, ApiError, db_run, identity
+from ..models import Attempt, Candidate, Fragment, Recording, Station
+from ..roles import requires
+from ..storage import NotFound
+from ..validate import CODE_RE, SHA256_RE, Fields, path_ident, path_int, read_json
+from .scope import examiner_may, require_assigned
+
+routes = web.RouteTableDef()
+
+SHA_HEADER = "X-Content-SHA256"
+CHUNK = 256 * 1024
+_FLOAT_RE = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9})?")
+
+
+def _query_float(request: web.Request, name: str) -> float | None:
+    value = request.query.get(name)
+    if value is None:
+        return None
+    if not _FLOAT_RE.fullmatch(value):
+        raise ApiError(400, "expected a non-negative number of seconds", f"query {name}")
+    return float(value)
+
+
+def _streaming(handler):  # type: ignore[no-untyped-def]
+    handler.osce_streaming_body = True  # the body-size middleware uses the fragment limit here
+    return handler
+
+
+@routes.put("/api/recordings/{key}/fragments/{seq}")
+@requires("station.upload")
+@_streaming
+async def put_fragment(request: web.Request) -> web.Response:
+    """Body: the fragment's bytes. Headers: Content-Length, X-Content-SHA256 (hex).
+    Query (optional): attempt_id, start_s, end_s. 201 when stored, 200 when already there."""
+    key, seq = path_ident(request, "key"), path_int(request, "seq")
+    expected = request.headers.get(SHA_HEADER, "").strip().lower()
+    if not SHA256_RE.fullmatch(expected):
+        raise ApiError(400, "expected the fragment's SHA-256 as 64 hex digits", SHA_HEADER)
+    length = request.content_length
+    if length is None:
+        raise ApiError(411, "Content-Length is required", "Content-Length")
+    if length == 0:
+        raise ApiError(400, "empty fragment", "body")
+    attempt_id = request.query.get("attempt_id")
+    if attempt_id is not None and not CODE_RE.fullmatch(attempt_id):
+        raise ApiError(400, f"not a valid attempt_id (must match {CODE_RE.pattern})", "query attempt_id")
+    start_s, end_s = _query_float(request, "start_s"), _query_float(request, "end_s")
+    if start_s is not None and end_s is not None and end_s < start_s:
+        raise ApiError(400, "end_s is before start_s", "query end_s")
+    who = identity(request)
+
+    def precheck(s: Session) -> bool:
+        """True if this exact fragment is already stored (an idempotent retry)."""
+        rec = s.scalar(select(Recording).where(Recording.key == key))
+        if rec is None:
+            return False
+        if rec.station_id != who.station_id:
+            raise ApiError(409, f"recording {key!r} belongs to another station", "URL key")
+        frag = s.scalar(select(Fragment).where(Fragment.recording_id == rec.id, Fragment.seq == seq))
+        if frag is None:
+            return False
+        if frag.sha256 != expected:
+            raise ApiError(409, f"fragment {seq} of {key!r} is already stored with other content", "URL seq")
+        return True
+
+    if await db_run(request, precheck):
+        return web.json_response({"recording": key, "seq": seq, "sha256": expected, "size": length, "stored": False})
+
+    storage = request.app[STORAGE]
+    with tempfile.TemporaryFile(prefix="osce-upload-") as spool:
+        h, received = hashlib.sha256(), 0
+        try:
+            while True:
+                chunk = await request.content.read(CHUNK)
+                if not chunk:
+                    break
+                received += len(chunk)
+                if received > length:
+                    raise ApiError(400, f"body is longer than Content-Length {length}", "body")
+                h.update(chunk)
+                await asyncio.to_thread(spool.write, chunk)
+        except ApiError:
+            raise
+        except Exception as exc:  # the client went away or the payload was cut: nothing is stored
+            raise ApiError(
+                400, f"upload ended early after {received} of {length} bytes ({type(exc).__name__})", "body"
+            ) from None
+        if received != length:
+            raise ApiError(400, f"upload ended early after {received} of {length} bytes", "body")
+        actual = h.hexdigest()
+        if actual != expected:
+            raise ApiError(422, f"content SHA-256 is {actual}, not the one declared", SHA_HEADER)
+        spool.seek(0)
+        await asyncio.to_thread(storage.put, spool, expected)
+
+    def record(s: Session) -> int:
+        rec = s.scalar(select(Recording).where(Recording.key == key))
+        if attempt_id is not None:
+            att = s.get(Attempt, attempt_id)
+            if att is None:
+                s.add(Attempt(id=attempt_id, station_id=who.station_id))
+            elif att.station_id != who.station_id:
+                raise ApiError(409, f"attempt {attempt_id!r} belongs to another station", "query attempt_id")
+        if rec is None:
+            rec = Recording(key=key, station_id=who.station_id, attempt_id=attempt_id)
+            s.add(rec)
+            s.flush()
+        elif attempt_id is not None and rec.attempt_id not in (None, attempt_id):
+            raise ApiError(409, f"recording {key!r} belongs to attempt {rec.attempt_id!r}", "query attempt_id")
+        elif attempt_id is not None:
+            rec.attempt_id = attempt_id
+        s.add(Fragment(recording_id=rec.id, seq=seq, sha256=expected, size=length, start_s=start_s, end_s=end_s))
+        s.flush()
+        return rec.id
+
+    try:
+        await db_run(request, record)
+    except IntegrityError:
+        # A concurrent upload of the same fragment won the race; the bytes are content-addressed anyway.
+        if await db_run(request, precheck):
+            return web.json_response(
+                {"recording": key, "seq": seq, "sha256": expected, "size": length, "stored": False}
+            )
+        raise ApiError(409, "conflicting concurrent upload", "URL seq") from None
+    return web.json_response(
+        {"recording": key, "seq": seq, "sha256": expected, "size": length, "stored": True}, status=201
+    )
+
+
+def _recording_scope(s: Session, rec: Recording, who) -> None:  # type: ignore[no-untyped-def]
+    att = s.get(Attempt, rec.attempt_id) if rec.attempt_id else None
+    require_assigned(s, who, rec.station_id, att.exam_day_id if att else None, "URL key")
+
+
+@routes.get("/api/recordings/{key}", allow_head=False)
+@requires("recordings.view")
+async def view_recording(request: web.Request) -> web.Response:
+    """A recording's fragments (hash, size, time range); each view is written to the audit log."""
+    key = path_ident(request, "key")
+    who = identity(request)
+
+    def view(s: Session) -> dict:
+        rec = s.scalar(select(Recording).where(Recording.key == key))
+        if rec is None:
+            raise ApiError(404, f"no recording {key!r}", "URL key")
+        _recording_scope(s, rec, who)
+        station = s.get(Station, rec.station_id)
+        att = s.get(Attempt, rec.attempt_id) if rec.attempt_id else None
+        cand = s.get(Candidate, att.candidate_id) if att and att.candidate_id else None
+        audit.append(s, who.actor, audit.RECORDING_VIEW, key)
+        return {
+            "recording": rec.key,
+            "station": station.code if station else None,
+            "attempt_id": rec.attempt_id,
+            "accreditation_number": cand.accreditation_number if cand else None,
+            "fragments": [
+                {
+                    "seq": f.seq,
+                    "sha256": f.sha256,
+                    "size": f.size,
+                    "start_s": f.start_s,
+                    "end_s": f.end_s,
+                    "url": f"/api/media/{f.sha256}",
+                }
+                for f in rec.fragments
+            ],
+        }
+
+    return web.json_response(await db_run(request, view))
+
+
+@routes.get("/api/media/{sha256}", allow_head=False)
+@requires("recordings.view")
+async def get_media(request: web.Request) -> web.StreamResponse:
+    """The bytes of one fragment by its SHA-256 (audited)."""
+    sha = path_ident(request, "sha256", SHA256_RE)
+    who = identity(request)
+
+    def check(s: Session) -> None:
+        recs = s.scalars(select(Recording).join(Fragment).where(Fragment.sha256 == sha)).all()
+        if not recs:
+            raise ApiError(404, "no fragment with this SHA-256", "URL sha256")
+        if not any(_may_view(s, r, who) for r in recs):
+            raise ApiError(403, "this station/day is not assigned to you", "URL sha256")
+        audit.append(s, who.actor, audit.MEDIA_DOWNLOAD, sha, {"recordings": sorted(r.key for r in recs)})
+
+    await db_run(request, check)
+    storage = request.app[STORAGE]
+    try:
+        size = await asyncio.to_thread(storage.size, sha)
+        fh = await asyncio.to_thread(storage.open, sha)
+    except NotFound:
+        raise ApiError(404, "fragment is listed but its media is missing from storage", "URL sha256") from None
+    resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream", "ETag": f'"{sha}"'})
+    resp.content_length = size
+    await resp.prepare(request)
+    try:
+        while chunk := await asyncio.to_thread(fh.read, CHUNK):
+            await resp.write(chunk)
+    finally:
+        fh.close()
+    await resp.write_eof()
+    return resp
+
+
+def _may_view(s: Session, rec: Recording, who) -> bool:  # type: ignore[no-untyped-def]
+    att = s.get(Attempt, rec.attempt_id) if rec.attempt_id else None
+    return examiner_may(s, who, rec.station_id, att.exam_day_id if att else None)
+
+
+@routes.delete("/api/recordings/{key}")
+@requires("recordings.delete")
+async def delete_recording(request: web.Request) -> web.Response:
+    """Retention: delete a recording and its media. Body {"reason": "..."}; audited with every hash."""
+    key = path_ident(request, "key")
+    reason = Fields(await read_json(request), allowed={"reason"}).text("reason", max_len=2000)
+    if not reason.strip():
+        raise ApiError(422, "a reason is required for the destruction record", "reason")
+    who = identity(request)
+    storage = request.app[STORAGE]
+
+    def delete(s: Session) -> list[str]:
+        rec = s.scalar(select(Recording).where(Recording.key == key))
+        if rec is None:
+            raise ApiError(404, f"no recording {key!r}", "URL key")
+        hashes = [f.sha256 for f in rec.fragments]
+        frags = [{"seq": f.seq, "sha256": f.sha256, "size": f.size} for f in rec.fragments]
+        for f in list(rec.fragments):
+            s.delete(f)
+        s.delete(rec)
+        s.flush()
+        # Only blobs no other fragment still refers to (identical bytes are stored once).
+        orphans = [h for h in sorted(set(hashes)) if not s.scalar(select(func.count()).where(Fragment.sha256 == h))]
+        audit.append(s, who.actor, audit.DELETE, key, {"reason": reason, "fragments": frags})
+        return orphans
+
+    orphans = await db_run(request, delete)
+    for h in orphans:  # after the commit: a failed delete leaves an unreferenced blob, never a dangling row
+        await asyncio.to_thread(storage.delete, h)
+    return web.json_response({"recording": key, "deleted_media": orphans})

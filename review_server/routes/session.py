@@ -1,0 +1,142 @@
+"""Health, login/logout, the index page and /api/me."""
+
+from __future__ import annotations
+
+import secrets
+
+from aiohttp import web
+
+from .. import audit, auth, pages
+from ..app import CONFIG, THROTTLE, ApiError, db_run, identity
+from ..roles import AUTHENTICATED, public, requires
+from ..validate import read_json
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/health", allow_head=False)
+@public
+async def health(request: web.Request) -> web.Response:
+    from sqlalchemy import text
+
+    await db_run(request, lambda s: s.execute(text("SELECT 1")))
+    return web.json_response({"ok": True})
+
+
+def _set_cookie(request: web.Request, resp: web.StreamResponse, name: str, value: str, max_age: int) -> None:
+    resp.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        samesite="Strict",
+        secure=not request.app[CONFIG].insecure_cookies,
+    )
+
+
+@routes.get("/login", allow_head=False)
+@public
+async def login_form(request: web.Request) -> web.Response:
+    # Login CSRF: a double-submit token (cookie + form field), since there is no session yet.
+    token = request.cookies.get(auth.LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
+    lang = pages.lang_of(request.query.get("lang"))
+    resp = web.Response(text=pages.login_page(lang, token), content_type="text/html")
+    resp.headers[auth.CSRF_HEADER] = token
+    _set_cookie(request, resp, auth.LOGIN_CSRF_COOKIE, token, 3600)
+    return resp
+
+
+@routes.post("/login")
+@public
+async def login(request: web.Request) -> web.StreamResponse:
+    is_json = request.content_type == "application/json"
+    if is_json:
+        body = await read_json(request)
+        given_csrf = request.headers.get(auth.CSRF_HEADER)
+    elif request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        body = dict(await request.post())
+        given_csrf = str(body.get(auth.CSRF_FIELD, "")) or request.headers.get(auth.CSRF_HEADER)
+    else:
+        raise ApiError(415, "expected a form or application/json", "Content-Type")
+    if not auth.csrf_ok(request.cookies.get(auth.LOGIN_CSRF_COOKIE), given_csrf):
+        raise ApiError(403, "CSRF token missing or wrong; load /login first", "csrf_token")
+    login_name, password = body.get("login"), body.get("password")
+    if not isinstance(login_name, str) or not isinstance(password, str) or len(password) > 1024:
+        raise ApiError(
+            422, "login and password are required", "login" if not isinstance(login_name, str) else "password"
+        )
+    login_name = login_name.strip().lower()[:64]
+    ip = request.remote or "?"
+    cfg = request.app[CONFIG]
+    throttle = request.app[THROTTLE]
+
+    def check(s):  # type: ignore[no-untyped-def]
+        if throttle.blocked(s, login_name, ip):
+            audit.append(s, f"ip:{ip}", audit.LOGIN_THROTTLED, login_name)
+            return "throttled", None
+        user = auth.authenticate(s, login_name, password)
+        throttle.record(s, login_name, ip, user is not None)
+        if user is None:
+            audit.append(s, f"ip:{ip}", audit.LOGIN_FAILED, login_name)
+            return "bad", None
+        token, row = auth.create_session(s, user, cfg.session_ttl_s)
+        audit.append(s, f"user:{user.login}", audit.LOGIN, user.login, {"ip": ip})
+        return token, (user.login, user.role, row.csrf_token)
+
+    outcome, info = await db_run(request, check)
+    lang = pages.lang_of(request.query.get("lang"))
+    if info is None:
+        status = 429 if outcome == "throttled" else 401
+        if is_json:
+            msg = "too many failed attempts; try later" if status == 429 else "wrong login or password"
+            resp: web.StreamResponse = web.json_response({"error": msg, "where": "login"}, status=status)
+        else:
+            resp = web.Response(
+                text=pages.login_page(lang, given_csrf or "", outcome), content_type="text/html", status=status
+            )
+        if status == 429:
+            resp.headers["Retry-After"] = str(cfg.login_window_s)
+        return resp
+    login_value, role, csrf = info
+    if is_json:
+        resp = web.json_response({"login": login_value, "role": role, "csrf_token": csrf})
+    else:
+        resp = web.Response(status=303, headers={"Location": f"/?lang={lang}"})
+    _set_cookie(request, resp, auth.SESSION_COOKIE, outcome, cfg.session_ttl_s)
+    resp.del_cookie(auth.LOGIN_CSRF_COOKIE, path="/")
+    return resp
+
+
+@routes.post("/logout")
+@requires(AUTHENTICATED)
+async def logout(request: web.Request) -> web.StreamResponse:
+    who = identity(request)
+
+    def end(s):  # type: ignore[no-untyped-def]
+        auth.end_session(s, who.session_id)  # type: ignore[arg-type]
+        audit.append(s, who.actor, audit.LOGOUT, who.login or "")
+
+    await db_run(request, end)
+    if request.content_type == "application/json" or "text/html" not in request.headers.get("Accept", ""):
+        resp: web.StreamResponse = web.json_response({"ok": True})
+    else:
+        resp = web.Response(status=303, headers={"Location": "/login"})
+    resp.del_cookie(auth.SESSION_COOKIE, path="/")
+    return resp
+
+
+@routes.get("/", allow_head=False)
+@requires(AUTHENTICATED)
+async def index(request: web.Request) -> web.Response:
+    who = identity(request)
+    lang = pages.lang_of(request.query.get("lang"))
+    html = pages.index_page(lang, who.login or "", who.principal or "", who.csrf_token or "")
+    return web.Response(text=html, content_type="text/html")
+
+
+@routes.get("/api/me", allow_head=False)
+@requires(AUTHENTICATED)
+async def me(request: web.Request) -> web.Response:
+    who = identity(request)
+    return web.json_response({"login": who.login, "role": who.principal, "csrf_token": who.csrf_token})
