@@ -3,14 +3,16 @@
 - `clip_command`: a calibration clip for a room: play it full-screen on a monitor facing the
   camera with its sound on a speaker near the microphone, record, run `osce sync-check`, and
   put the suggested latency into the station's config.
-- `live_command`: the same signal as a live network camera (MPEG-TS over UDP) plus sound into
-  a PulseAudio sink, from one ffmpeg process and so one clock: the test stand-in for a room.
+- `LiveRoom`: the same signal as a live network camera (MPEG-TS over UDP) plus sound into a
+  PulseAudio sink, from one ffmpeg process and so one clock: the test stand-in for a room.
 
 The flash is one white frame at every whole second; the beep is 1 kHz for 100 ms from the
 same instant (per-sample exact through aevalsrc).
 """
 
 from __future__ import annotations
+
+import subprocess
 
 import ffmpeg
 import imageio_ffmpeg
@@ -24,7 +26,9 @@ def ffmpeg_exe() -> str:
 
 
 def _inputs(width: int, height: int, fps: int, seconds: float | None, realtime: bool):  # noqa: ANN202
-    kwargs = {"re": None} if realtime else {}
+    # No initial burst: ffmpeg 6.1+ reads 0.5 s ahead by default, which parks in the sound
+    # server as a fixed, run-dependent audio delay.
+    kwargs = {"re": None, "readrate_initial_burst": 0} if realtime else {}
     size = f"{width}x{height}"
     vsrc = f"testsrc2=s={size}:r={fps}" + (f":d={seconds}" if seconds else "")
     video = ffmpeg.input(vsrc, f="lavfi", **kwargs).drawbox(
@@ -41,11 +45,37 @@ def clip_command(out: str, seconds: float = 30.0, width: int = 1280, height: int
     return stream.compile(cmd=ffmpeg_exe())
 
 
-def live_command(udp_url: str, pulse_sink: str | None, width: int = 1280, height: int = 720, fps: int = 25,
+def live_command(udp_url: str, pulse_sink: str, width: int = 1280, height: int = 720, fps: int = 25,
                  seconds: float | None = None) -> list[str]:
+    """The signal as a live camera (MPEG-TS over UDP) plus its sound played into a PulseAudio sink.
+
+    The sound server buffers what ffmpeg plays by an amount set when the stream starts, so the
+    sound's delay is fixed for one run of this command but differs between runs (measured: up to
+    hundreds of ms). Calibrate and check within one run, as in a room. A smaller buffer
+    (`buffer_duration`) made ffmpeg's blocking writes stall the video output by up to 280 ms.
+    """
     video, audio = _inputs(width, height, fps, seconds, realtime=True)
     outputs = [ffmpeg.output(video, udp_url, format="mpegts", vcodec="libx264", preset="veryfast",
-                             tune="zerolatency", g=fps, pix_fmt="yuv420p")]
-    if pulse_sink:
-        outputs.append(ffmpeg.output(audio, "osce-calibration", format="pulse", device=pulse_sink))
+                             tune="zerolatency", g=fps, pix_fmt="yuv420p"),
+               ffmpeg.output(audio, "osce-calibration", format="pulse", device=pulse_sink)]
     return ffmpeg.merge_outputs(*outputs).global_args("-loglevel", "error").compile(cmd=ffmpeg_exe())
+
+
+class LiveRoom:
+    """A stand-in room: a network camera and a loudspeaker driven by one ffmpeg clock."""
+
+    def __init__(self, udp_url: str, sink: str, width: int = 1280, height: int = 720, fps: int = 25) -> None:
+        self.process = subprocess.Popen(live_command(udp_url, sink, width, height, fps), stdin=subprocess.DEVNULL)
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+    def __enter__(self) -> LiveRoom:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

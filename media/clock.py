@@ -10,7 +10,11 @@ device time -> shared time from (device time, observed shared time) pairs:
   twice on the earlier half of the points: a delivery can be late (a backlog flushed when a
   stream starts, a busy CPU) but never early, so the late ones must not tilt the line;
 - the offset from the *lower edge* of the recent residuals, for the same reason: the earliest
-  arrivals are the ones closest to the true capture instant.
+  arrivals are the ones closest to the true capture instant;
+- nothing from the first `settle_s` after the device opens once later points exist: devices
+  misreport while they start (PulseAudio said 725 ms of latency for its first half second here,
+  a network stream flushes its backlog), and the nominal rate is kept until the points span
+  `min_span_for_rate_s`, so a short noisy start cannot tilt the line.
 
 The drift estimate (`drift_ppm`) is reported in health and in the manifest.
 """
@@ -36,14 +40,17 @@ class DeviceClock:
         window_s: float = 60.0,
         recent_s: float = 2.0,
         edge_quantile: float = 0.1,
-        min_span_for_rate_s: float = 2.0,
+        min_span_for_rate_s: float = 5.0,
         refit_every: int = 10,
+        settle_s: float = 1.0,
     ) -> None:
         self.window_s = window_s
         self.recent_s = recent_s
         self.edge_quantile = edge_quantile
         self.min_span_for_rate_s = min_span_for_rate_s
         self.refit_every = refit_every
+        self.settle_s = settle_s
+        self._settled = False
         self._points: deque[tuple[float, float]] = deque()
         self._since_fit = 0
         # shared = offset + rate * (device - device_ref); device_ref keeps the numbers small.
@@ -65,6 +72,9 @@ class DeviceClock:
         if self._device_ref is None:
             self._device_ref = device_t
             self.offset = shared_t
+        if not self._settled and device_t - self._device_ref >= self.settle_s:
+            self._settled = True
+            self._points.clear()
         self._points.append((device_t, shared_t))
         while self._points and device_t - self._points[0][0] > self.window_s:
             self._points.popleft()

@@ -33,7 +33,7 @@ CONFIG = web.AppKey("config", ServerConfig)
 DB = web.AppKey("db", Database)
 STORAGE = web.AppKey("storage", MediaStorage)  # type: ignore[type-abstract]
 THROTTLE = web.AppKey("throttle", auth.Throttle)
-IDENTITY = "osce_identity"
+IDENTITY = web.RequestKey("identity", auth.Identity)
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -52,6 +52,20 @@ def error_response(status: int, error: str, where: str | None = None, **extra: A
         body["where"] = where
     body.update(extra)
     return web.json_response(body, status=status, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+async def read_form(request: web.Request) -> dict[str, str]:
+    """The text fields of a form body, or a 400 saying it is malformed (file parts are ignored)."""
+    try:
+        form = await request.post()
+    except web.HTTPException:
+        raise  # 413 from client_max_size
+    except Exception as exc:  # aiohttp raises assorted errors on a broken multipart or urlencoded body
+        raise ApiError(400, f"malformed form body ({type(exc).__name__})", "body") from None
+    return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
 def identity(request: web.Request) -> auth.Identity:
@@ -117,8 +131,8 @@ async def auth_middleware(request: web.Request, handler):  # type: ignore[no-unt
         raise ApiError(403, f"{who.principal} may not do this (needs {permission})", f"{request.method} {request.path}")
     if who.kind == "user" and request.method in UNSAFE_METHODS and permission != PUBLIC:
         given = request.headers.get(auth.CSRF_HEADER)
-        if given is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-            given = str((await request.post()).get(auth.CSRF_FIELD, "")) or None
+        if given is None and request.content_type in FORM_TYPES:
+            given = (await read_form(request)).get(auth.CSRF_FIELD) or None
         if not auth.csrf_ok(who.csrf_token, given):
             raise ApiError(403, "CSRF token missing or wrong", f"{auth.CSRF_HEADER} header or {auth.CSRF_FIELD} field")
     return await handler(request)
@@ -150,6 +164,7 @@ def create_app(config: ServerConfig, storage: MediaStorage | None = None) -> web
         middlewares=[error_middleware, body_limit_middleware, auth_middleware],
         client_max_size=config.max_json_bytes,
     )
+    auth.configure_passwords(config.argon2_time_cost, config.argon2_memory_kib, config.argon2_parallelism)
     app[CONFIG] = config
     app[DB] = Database(config.database_url)
     app[STORAGE] = storage if storage is not None else storage_from_config(config)

@@ -32,6 +32,7 @@ RECORDING_VIEW = "recording.view"
 MEDIA_DOWNLOAD = "media.download"
 MARK_CORRECTION = "mark.correct"
 FINALISE = "attempt.finalise"
+REOPEN = "attempt.reopen"
 EXPORT = "archive.export"
 DELETE = "recording.delete"
 USER_ADD = "user.add"
@@ -82,9 +83,16 @@ class VerifyResult:
     checked: int
     first_bad_seq: int | None = None
     reason: str = ""
+    head: str = GENESIS  # hash of the last good row: keep it elsewhere to notice a cut-off tail later
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "checked": self.checked, "first_bad_seq": self.first_bad_seq, "reason": self.reason}
+        return {
+            "ok": self.ok,
+            "checked": self.checked,
+            "first_bad_seq": self.first_bad_seq,
+            "reason": self.reason,
+            "head": self.head,
+        }
 
 
 def verify(session: Session) -> VerifyResult:
@@ -95,13 +103,14 @@ def verify(session: Session) -> VerifyResult:
     rows = session.execute(select(AuditEvent).order_by(AuditEvent.seq)).scalars()
     for ev in rows:
         if ev.seq != expected_seq:
-            return VerifyResult(False, checked, ev.seq, f"row {expected_seq} is missing (next row is {ev.seq})")
+            return VerifyResult(False, checked, ev.seq, f"row {expected_seq} is missing (next row is {ev.seq})", prev)
         if ev.prev_hash != prev:
-            return VerifyResult(False, checked, ev.seq, f"row {ev.seq}: prev_hash does not match row {ev.seq - 1}")
+            reason = f"row {ev.seq}: prev_hash does not match row {ev.seq - 1}"
+            return VerifyResult(False, checked, ev.seq, reason, prev)
         actual = row_hash(ev.prev_hash, ev.seq, ev.at, ev.actor, ev.action, ev.target, ev.details)
         if actual != ev.hash:
-            return VerifyResult(False, checked, ev.seq, f"row {ev.seq}: content does not match its hash")
+            return VerifyResult(False, checked, ev.seq, f"row {ev.seq}: content does not match its hash", prev)
         prev = ev.hash
         expected_seq += 1
         checked += 1
-    return VerifyResult(True, checked)
+    return VerifyResult(True, checked, head=prev)

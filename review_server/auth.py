@@ -39,6 +39,16 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("not a password, only for timing")
 
 
+def configure_passwords(time_cost: int, memory_kib: int, parallelism: int) -> None:
+    """Set the Argon2id cost for new hashes (from ServerConfig). Existing hashes keep verifying and are
+    rehashed at the next successful login when their parameters differ."""
+    global _hasher, _DUMMY_HASH
+    if (time_cost, memory_kib, parallelism) == (_hasher.time_cost, _hasher.memory_cost, _hasher.parallelism):
+        return
+    _hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism)
+    _DUMMY_HASH = _hasher.hash("not a password, only for timing")
+
+
 def sha256_hex(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 

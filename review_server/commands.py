@@ -66,9 +66,12 @@ def _config_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from .auth import configure_passwords
     from .config import load_config
 
-    return load_config(args.config)
+    cfg = load_config(args.config)
+    configure_passwords(cfg.argon2_time_cost, cfg.argon2_memory_kib, cfg.argon2_parallelism)
+    return cfg
 
 
 def _db(args: argparse.Namespace):  # type: ignore[no-untyped-def]

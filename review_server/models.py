@@ -161,16 +161,20 @@ class Recording(Base):
     station_id: Mapped[int] = mapped_column(ForeignKey("stations.id"), index=True)
     attempt_id: Mapped[str | None] = mapped_column(ForeignKey("attempts.id"), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    fragments: Mapped[list[Fragment]] = relationship(back_populates="recording", order_by="Fragment.seq")
+    fragments: Mapped[list[Fragment]] = relationship(
+        back_populates="recording", order_by=lambda: [Fragment.track, Fragment.seq]
+    )
 
 
 class Fragment(Base):
     """One stored piece of a recording; the bytes live in media storage under `sha256`."""
 
     __tablename__ = "fragments"
-    __table_args__ = (UniqueConstraint("recording_id", "seq", name="uq_fragments_recording_seq"),)
+    __table_args__ = (UniqueConstraint("recording_id", "track", "seq", name="uq_fragments_recording_track_seq"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"))
+    track: Mapped[str] = mapped_column(String(64))  # the manifest's track id
+    kind: Mapped[str] = mapped_column(String(8))  # "init" (seq 0) or "media" (seq 1, 2, ...)
     seq: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(SHA256, index=True)
     size: Mapped[int] = mapped_column(BigInteger)

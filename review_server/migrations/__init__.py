@@ -24,6 +24,11 @@ def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
+def downgrade(url: str, revision: str) -> None:
+    """Step the schema back (to "base": no tables). For development and tests; data in dropped tables is lost."""
+    command.downgrade(alembic_config(url), revision)
+
+
 def current_heads() -> tuple[str, ...]:
     from alembic.script import ScriptDirectory
 

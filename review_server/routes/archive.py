@@ -81,7 +81,15 @@ async def export_attempt(request: web.Request) -> web.Response:
                 {
                     "key": r.key,
                     "fragments": [
-                        {"seq": f.seq, "sha256": f.sha256, "size": f.size, "start_s": f.start_s, "end_s": f.end_s}
+                        {
+                            "track": f.track,
+                            "kind": f.kind,
+                            "seq": f.seq,
+                            "sha256": f.sha256,
+                            "size": f.size,
+                            "start_s": f.start_s,
+                            "end_s": f.end_s,
+                        }
                         for f in r.fragments
                     ],
                 }

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from .. import audit
 from ..app import CONFIG, ApiError, db_run, identity
 from ..auth import Identity
+from ..markformat import check_with_contract, merged_sheets
 from ..models import Attempt, MarkEvent, Station
 from ..roles import requires
 from ..validate import CODE_RE, SHA256_RE, Fields, path_ident, read_json
@@ -52,7 +53,7 @@ def parse_event(obj: Any, where: str) -> dict[str, Any]:
         "station_id": f.ident("station_id", CODE_RE),
         "examiner": f.text("examiner", max_len=128),
         "kind": f.choice("kind", KINDS),
-        "item": f.integer("item", required=False, lo=0, hi=100_000),
+        "item": f.integer("item", required=False, lo=1, hi=100_000),
         "done": f.boolean("done", required=False),
         "rating": f.integer("rating", required=False, lo=-1000, hi=1000),
         "reason": f.text("reason", required=False, max_len=2000),
@@ -67,7 +68,22 @@ def parse_event(obj: Any, where: str) -> dict[str, Any]:
         raise ApiError(422, "a 'mark' event needs item and done", f.where("item" if ev["item"] is None else "done"))
     if ev["kind"] == "rating" and ev["rating"] is None:
         raise ApiError(422, "a 'rating' event needs rating", f.where("rating"))
+    check_with_contract(obj, where)
     return ev
+
+
+def _audit_new_event(s: Session, actor: str, ev: dict[str, Any]) -> None:
+    """Every finalisation and reopening, and every correction (an event carrying a reason), is audited."""
+    if ev["kind"] == "finalise":
+        action = audit.FINALISE
+    elif ev["kind"] == "reopen":
+        action = audit.REOPEN
+    elif (ev["reason"] or "").strip():
+        action = audit.MARK_CORRECTION
+    else:
+        return
+    details = {k: ev[k] for k in ("event_id", "examiner", "kind", "item", "done", "rating", "reason")}
+    audit.append(s, actor, action, ev["attempt_id"], details)
 
 
 def _as_dict(row: MarkEvent) -> dict[str, Any]:
@@ -103,6 +119,7 @@ def store_events(
         elif att.station_id != station.id:
             raise ApiError(409, f"attempt {ev['attempt_id']!r} belongs to another station", f"{where}[{i}].attempt_id")
         s.add(MarkEvent(**ev, source=source))
+        _audit_new_event(s, source, ev)
         new.append(eid)
     s.flush()
     return new, dup
@@ -156,34 +173,29 @@ async def list_marks(request: web.Request) -> web.Response:
     return web.json_response({"attempt_id": attempt_id, "events": await db_run(request, q)})
 
 
-async def _examiner_event(request: web.Request, kinds: tuple[str, ...], action: str) -> web.Response:
+async def _examiner_event(request: web.Request, kinds: tuple[str, ...], correction: bool) -> web.Response:
     attempt_id = path_ident(request, "attempt_id")
     who = identity(request)
     body = await read_json(request)
-    # The server fills in who and where; a client-sent examiner/station must agree with them.
-    for name, must in (("examiner", who.login), ("attempt_id", attempt_id)):
+    # The server fills in who and where; client-sent examiner/attempt/station must agree with them.
+    station_code = await db_run(request, lambda s: _attempt_for_examiner(s, who, attempt_id)[1].code)
+    for name, must in (("examiner", who.login), ("attempt_id", attempt_id), ("station_id", station_code)):
         if body.get(name) is not None and body[name] != must:
             raise ApiError(422, f"must be {must!r} (or left out)", name)
-    body["examiner"], body["attempt_id"] = who.login, attempt_id
+        body[name] = must
     if "kind" not in body and len(kinds) == 1:
         body["kind"] = kinds[0]
-    station_given = body.get("station_id")
-    body["station_id"] = station_given if station_given is not None else "placeholder"
+    for name in EVENT_FIELDS:  # the wire format lists every field; the page may leave the empty ones out
+        body.setdefault(name, None)
     ev = parse_event(body, "")
     if ev["kind"] not in kinds:
         raise ApiError(422, f"expected kind {' or '.join(kinds)}", "kind")
-    if action == audit.MARK_CORRECTION and not (ev["reason"] or "").strip():
+    if correction and not (ev["reason"] or "").strip():
         raise ApiError(422, "a correction needs a reason", "reason")
 
     def store(s: Session) -> dict[str, Any]:
         _att, station = _attempt_for_examiner(s, who, attempt_id)
-        if station_given is not None and station_given != station.code:
-            raise ApiError(422, f"must be {station.code!r} (or left out)", "station_id")
-        ev["station_id"] = station.code
         new, dup = store_events(s, [ev], who.actor, station, where="body")
-        if new:
-            details = {k: ev[k] for k in ("event_id", "kind", "item", "done", "rating", "reason")}
-            audit.append(s, who.actor, action, attempt_id, details)
         return {"accepted": new, "duplicates": dup}
 
     return web.json_response(await db_run(request, store))
@@ -193,11 +205,26 @@ async def _examiner_event(request: web.Request, kinds: tuple[str, ...], action: 
 @requires("marks.correct")
 async def correct_mark(request: web.Request) -> web.Response:
     """An examiner's correction: one 'mark' or 'rating' event with a reason; audited."""
-    return await _examiner_event(request, ("mark", "rating"), audit.MARK_CORRECTION)
+    return await _examiner_event(request, ("mark", "rating"), correction=True)
 
 
 @routes.post("/api/attempts/{attempt_id}/finalise")
 @requires("marks.correct")
 async def finalise(request: web.Request) -> web.Response:
     """The examiner signs off the attempt: one 'finalise' event; audited."""
-    return await _examiner_event(request, ("finalise",), audit.FINALISE)
+    return await _examiner_event(request, ("finalise",), correction=False)
+
+
+@routes.get("/api/attempts/{attempt_id}/sheets", allow_head=False)
+@requires("marks.view")
+async def sheets(request: web.Request) -> web.Response:
+    """Each examiner's current sheet for the attempt, derived from its events by the shared merge rule."""
+    attempt_id = path_ident(request, "attempt_id")
+    who = identity(request)
+
+    def q(s: Session) -> list[dict[str, Any]]:
+        _attempt_for_examiner(s, who, attempt_id)
+        rows = s.scalars(select(MarkEvent).where(MarkEvent.attempt_id == attempt_id).order_by(MarkEvent.id))
+        return [_as_dict(r) for r in rows]
+
+    return web.json_response({"attempt_id": attempt_id, "sheets": merged_sheets(await db_run(request, q))})

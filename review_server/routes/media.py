@@ -43,13 +43,17 @@ def _streaming(handler):  # type: ignore[no-untyped-def]
     return handler
 
 
-@routes.put("/api/recordings/{key}/fragments/{seq}")
+@routes.put("/api/recordings/{key}/tracks/{track}/fragments/{seq}")
 @requires("station.upload")
 @_streaming
 async def put_fragment(request: web.Request) -> web.Response:
-    """Body: the fragment's bytes. Headers: Content-Length, X-Content-SHA256 (hex).
-    Query (optional): attempt_id, start_s, end_s. 201 when stored, 200 when already there."""
-    key, seq = path_ident(request, "key"), path_int(request, "seq")
+    """One fragment of a recording's track, as listed in the station's manifest (media/manifest.py):
+    seq 0 is the track's init file, 1, 2, ... its media fragments. Body: the bytes. Headers:
+    Content-Length, X-Content-SHA256 (hex). Query (optional): attempt_id, start, end (seconds of the
+    recording's clock). 201 when stored, 200 when the same bytes were already there, 4xx (nothing stored)
+    when the hash, the length or anything else is wrong."""
+    key, track, seq = path_ident(request, "key"), path_ident(request, "track"), path_int(request, "seq")
+    kind = "init" if seq == 0 else "media"
     expected = request.headers.get(SHA_HEADER, "").strip().lower()
     if not SHA256_RE.fullmatch(expected):
         raise ApiError(400, "expected the fragment's SHA-256 as 64 hex digits", SHA_HEADER)
@@ -61,9 +65,9 @@ async def put_fragment(request: web.Request) -> web.Response:
     attempt_id = request.query.get("attempt_id")
     if attempt_id is not None and not CODE_RE.fullmatch(attempt_id):
         raise ApiError(400, f"not a valid attempt_id (must match {CODE_RE.pattern})", "query attempt_id")
-    start_s, end_s = _query_float(request, "start_s"), _query_float(request, "end_s")
+    start_s, end_s = _query_float(request, "start"), _query_float(request, "end")
     if start_s is not None and end_s is not None and end_s < start_s:
-        raise ApiError(400, "end_s is before start_s", "query end_s")
+        raise ApiError(400, "end is before start", "query end")
     who = identity(request)
 
     def precheck(s: Session) -> bool:
@@ -73,15 +77,20 @@ async def put_fragment(request: web.Request) -> web.Response:
             return False
         if rec.station_id != who.station_id:
             raise ApiError(409, f"recording {key!r} belongs to another station", "URL key")
-        frag = s.scalar(select(Fragment).where(Fragment.recording_id == rec.id, Fragment.seq == seq))
+        frag = s.scalar(
+            select(Fragment).where(Fragment.recording_id == rec.id, Fragment.track == track, Fragment.seq == seq)
+        )
         if frag is None:
             return False
         if frag.sha256 != expected:
-            raise ApiError(409, f"fragment {seq} of {key!r} is already stored with other content", "URL seq")
+            raise ApiError(409, f"fragment {track}/{seq} of {key!r} is already stored with other content", "URL seq")
         return True
 
+    def _reply(stored: bool) -> dict[str, object]:
+        return {"recording": key, "track": track, "seq": seq, "sha256": expected, "size": length, "stored": stored}
+
     if await db_run(request, precheck):
-        return web.json_response({"recording": key, "seq": seq, "sha256": expected, "size": length, "stored": False})
+        return web.json_response(_reply(False))
 
     storage = request.app[STORAGE]
     with tempfile.TemporaryFile(prefix="osce-upload-") as spool:
@@ -126,7 +135,18 @@ async def put_fragment(request: web.Request) -> web.Response:
             raise ApiError(409, f"recording {key!r} belongs to attempt {rec.attempt_id!r}", "query attempt_id")
         elif attempt_id is not None:
             rec.attempt_id = attempt_id
-        s.add(Fragment(recording_id=rec.id, seq=seq, sha256=expected, size=length, start_s=start_s, end_s=end_s))
+        s.add(
+            Fragment(
+                recording_id=rec.id,
+                track=track,
+                kind=kind,
+                seq=seq,
+                sha256=expected,
+                size=length,
+                start_s=start_s,
+                end_s=end_s,
+            )
+        )
         s.flush()
         return rec.id
 
@@ -135,13 +155,9 @@ async def put_fragment(request: web.Request) -> web.Response:
     except IntegrityError:
         # A concurrent upload of the same fragment won the race; the bytes are content-addressed anyway.
         if await db_run(request, precheck):
-            return web.json_response(
-                {"recording": key, "seq": seq, "sha256": expected, "size": length, "stored": False}
-            )
+            return web.json_response(_reply(False))
         raise ApiError(409, "conflicting concurrent upload", "URL seq") from None
-    return web.json_response(
-        {"recording": key, "seq": seq, "sha256": expected, "size": length, "stored": True}, status=201
-    )
+    return web.json_response(_reply(True), status=201)
 
 
 def _recording_scope(s: Session, rec: Recording, who) -> None:  # type: ignore[no-untyped-def]
@@ -172,6 +188,8 @@ async def view_recording(request: web.Request) -> web.Response:
             "accreditation_number": cand.accreditation_number if cand else None,
             "fragments": [
                 {
+                    "track": f.track,
+                    "kind": f.kind,
                     "seq": f.seq,
                     "sha256": f.sha256,
                     "size": f.size,
@@ -241,7 +259,7 @@ async def delete_recording(request: web.Request) -> web.Response:
         if rec is None:
             raise ApiError(404, f"no recording {key!r}", "URL key")
         hashes = [f.sha256 for f in rec.fragments]
-        frags = [{"seq": f.seq, "sha256": f.sha256, "size": f.size} for f in rec.fragments]
+        frags = [{"track": f.track, "seq": f.seq, "sha256": f.sha256, "size": f.size} for f in rec.fragments]
         for f in list(rec.fragments):
             s.delete(f)
         s.delete(rec)

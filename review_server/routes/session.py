@@ -7,7 +7,7 @@ import secrets
 from aiohttp import web
 
 from .. import audit, auth, pages
-from ..app import CONFIG, THROTTLE, ApiError, db_run, identity
+from ..app import CONFIG, FORM_TYPES, THROTTLE, ApiError, db_run, identity, read_form
 from ..roles import AUTHENTICATED, public, requires
 from ..validate import read_json
 
@@ -54,9 +54,9 @@ async def login(request: web.Request) -> web.StreamResponse:
     if is_json:
         body = await read_json(request)
         given_csrf = request.headers.get(auth.CSRF_HEADER)
-    elif request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        body = dict(await request.post())
-        given_csrf = str(body.get(auth.CSRF_FIELD, "")) or request.headers.get(auth.CSRF_HEADER)
+    elif request.content_type in FORM_TYPES:
+        body = await read_form(request)
+        given_csrf = body.get(auth.CSRF_FIELD) or request.headers.get(auth.CSRF_HEADER)
     else:
         raise ApiError(415, "expected a form or application/json", "Content-Type")
     if not auth.csrf_ok(request.cookies.get(auth.LOGIN_CSRF_COOKIE), given_csrf):
@@ -67,6 +67,9 @@ async def login(request: web.Request) -> web.StreamResponse:
             422, "login and password are required", "login" if not isinstance(login_name, str) else "password"
         )
     login_name = login_name.strip().lower()[:64]
+    if not auth.LOGIN_RE.fullmatch(login_name):
+        # Cannot be an account; still counted and audited, in a form every database can store.
+        login_name = ascii(login_name)[:64]
     ip = request.remote or "?"
     cfg = request.app[CONFIG]
     throttle = request.app[THROTTLE]

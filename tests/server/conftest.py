@@ -29,14 +29,21 @@ from review_server.storage import LocalStorage
 
 PASSWORD = "correct horse battery"
 ROLES = [r.value for r in Role]
+# TEST-ONLY Argon2id cost: the production default (64 MiB, 3 passes) would make the suite take minutes.
+CHEAP_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_kib": 8, "argon2_parallelism": 1}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cheap_password_hashing() -> None:
+    auth.configure_passwords(1, 8, 1)
 
 
 def _pg_base_url() -> str:
     url = os.environ.get("OSCE_TEST_PG_URL")
     if not url:
-        if os.environ.get("CI"):
+        if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
             pytest.fail("OSCE_TEST_PG_URL is not set under CI: PostgreSQL tests must run (see scripts/services.sh)")
-        pytest.skip("OSCE_TEST_PG_URL not set: start PostgreSQL with `eval \"$(bash scripts/services.sh)\"`")
+        pytest.skip('OSCE_TEST_PG_URL not set: start PostgreSQL with `eval "$(bash scripts/services.sh)"`')
     return url
 
 
@@ -81,6 +88,7 @@ def config(migrated_url: str, tmp_path: Path) -> ServerConfig:
         insecure_cookies=True,  # the test client speaks plain http
         max_json_bytes=64 * 1024,
         max_fragment_bytes=4 * 1024 * 1024,
+        **CHEAP_ARGON2,  # type: ignore[arg-type]
     )
 
 
@@ -142,3 +150,38 @@ async def api(config: ServerConfig) -> AsyncIterator[Api]:
     app = create_app(config, storage=LocalStorage(config.media_dir))
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         yield Api(client, app)
+
+
+class World:
+    """One user per role (login = role name), station S1 with a token, the examiner assigned to S1."""
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        for role in ROLES:
+            api.add_user(role, role)
+        self.station_token = api.add_station("S1")
+        self.other_station_token = api.add_station("S2")
+
+        def assign(s):  # type: ignore[no-untyped-def]
+            from sqlalchemy import select
+
+            from review_server.models import ExaminerAssignment, User
+
+            uid = s.scalar(select(User.id).where(User.login == "examiner"))
+            sid = s.scalar(select(Station.id).where(Station.code == "S1"))
+            s.add(ExaminerAssignment(user_id=uid, station_id=sid, exam_day_id=None))
+
+        api.run(assign)
+
+    def headers(self, principal: str | None) -> dict[str, str]:
+        """Request headers for a principal: None (anonymous), a role name (a fresh session) or 'station'."""
+        if principal is None:
+            return {}
+        if principal == "station":
+            return Api.station_headers(self.station_token)
+        return Api.user_headers(self.api.session_for(principal))
+
+
+@pytest.fixture
+def world(api: Api) -> World:
+    return World(api)

@@ -7,7 +7,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from review_server.db import make_engine
-from review_server.migrations import current_heads, upgrade
+from review_server.migrations import current_heads, downgrade, upgrade
 from review_server.models import Base
 
 
@@ -38,5 +38,17 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path) -> None:
         with engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        engine.dispose()
+
+
+def test_downgrade_to_empty_and_up_again(db_url: str) -> None:
+    upgrade(db_url)
+    downgrade(db_url, "base")
+    engine = make_engine(db_url)
+    try:
+        assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+        upgrade(db_url)
+        assert set(Base.metadata.tables) <= set(inspect(engine).get_table_names())
     finally:
         engine.dispose()

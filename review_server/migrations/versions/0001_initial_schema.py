@@ -275,6 +275,8 @@ def upgrade() -> None:
         "fragments",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("recording_id", sa.Integer(), nullable=False),
+        sa.Column("track", sa.String(length=64), nullable=False),
+        sa.Column("kind", sa.String(length=8), nullable=False),
         sa.Column("seq", sa.Integer(), nullable=False),
         sa.Column("sha256", sa.String(length=64), nullable=False),
         sa.Column("size", sa.BigInteger(), nullable=False),
@@ -288,7 +290,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_fragments")),
-        sa.UniqueConstraint("recording_id", "seq", name="uq_fragments_recording_seq"),
+        sa.UniqueConstraint("recording_id", "track", "seq", name="uq_fragments_recording_track_seq"),
     )
     with op.batch_alter_table("fragments", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_fragments_sha256"), ["sha256"], unique=False)

@@ -1,0 +1,275 @@
+"""The in-room marking page and its JSON API, served by the station agent for an examiner's tablet.
+
+Every mark goes to the journal (committed to disk) before the request is answered. Pages show the
+candidate's accreditation number only, never a name. An examiner signs in with a login and PIN from
+the agent's configuration; the session is an HMAC-signed cookie.
+
+API (JSON; all but login need the session cookie):
+- POST /api/login {"examiner", "pin"} -> sets the cookie
+- GET /api/state -> attempt, checklist, this examiner's sheet and score, start time, server time
+- POST /api/start -> starts the phase timer (once)
+- POST /api/events {"event_id", "kind", "item"?, "done"?, "rating"?, "reason"?} -> the stored event and the
+  new state; re-sending the same event_id is answered the same way and stored once (idempotent).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from checklists.marks import MarkEvent, MarkEventError, parse_wall_time, utc_now_iso
+from checklists.model import PRESENTATIONS, Checklist
+from checklists.scoring import score
+
+from .journal import Journal
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+COOKIE = "osce_marking"
+CANDIDATE_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z-]{0,39}$")
+CLIENT_FIELDS = ("event_id", "kind", "item", "done", "rating", "reason")
+MAX_FAILED_LOGINS = 5
+LOCKOUT_S = 30.0
+
+
+@dataclass
+class MarkingConfig:
+    checklist: Checklist
+    db_path: Path
+    attempt_id: str
+    candidate_number: str  # the accreditation number; names never reach this page
+    examiners: dict[str, str]  # login -> PIN
+    station_id: str = "station-1"
+    recording_started_at: str | None = None  # ISO-8601 UTC; else the start button on the page sets it
+    secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+
+    def __post_init__(self) -> None:
+        if not CANDIDATE_RE.match(self.candidate_number):
+            raise ValueError(
+                f"candidate_number: an accreditation number (letters, digits, '-'), not {self.candidate_number!r}"
+            )
+        if not self.examiners or any(not pin for pin in self.examiners.values()):
+            raise ValueError("examiners: at least one login with a non-empty PIN is needed")
+        if self.recording_started_at is not None:
+            parse_wall_time(self.recording_started_at)
+
+
+CONFIG = web.AppKey("config", MarkingConfig)
+JOURNAL = web.AppKey("journal", Journal)
+FAILURES = web.AppKey("failures", dict)
+
+
+def _json_error(status: int, message: str, field_name: str | None = None) -> web.HTTPException:
+    body = json.dumps({"error": message, "field": field_name}, ensure_ascii=False)
+    cls = {
+        400: web.HTTPBadRequest,
+        401: web.HTTPUnauthorized,
+        404: web.HTTPNotFound,
+        409: web.HTTPConflict,
+        429: web.HTTPTooManyRequests,
+    }[status]
+    return cls(text=body, content_type="application/json")
+
+
+def _token(secret: bytes, examiner: str) -> str:
+    mac = hmac.new(secret, examiner.encode("utf-8"), hashlib.sha256).hexdigest()
+    return f"{examiner.encode('utf-8').hex()}.{mac}"
+
+
+def _examiner(request: web.Request) -> str:
+    config = request.app[CONFIG]
+    token = request.cookies.get(COOKIE, "")
+    login_hex, _, _mac = token.partition(".")
+    try:
+        login = bytes.fromhex(login_hex).decode("utf-8")
+    except ValueError:
+        login = ""
+    if login in config.examiners and hmac.compare_digest(_token(config.secret, login), token):
+        return login
+    raise _json_error(401, "нужно войти: логин и PIN члена комиссии")
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        raise _json_error(400, "body: must be application/json", "body")
+    try:
+        data = await request.json()
+    except ValueError:
+        raise _json_error(400, "body: not JSON", "body") from None
+    if not isinstance(data, dict):
+        raise _json_error(400, "body: must be a JSON object", "body")
+    return data
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-store"})
+
+
+async def login(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    failures: dict[str, Any] = request.app[FAILURES]
+    if failures.get("count", 0) >= MAX_FAILED_LOGINS and time.monotonic() - failures.get("last", 0) < LOCKOUT_S:
+        raise _json_error(429, "слишком много неверных попыток, подождите 30 секунд")
+    data = await _body(request)
+    examiner, pin = data.get("examiner"), data.get("pin")
+    expected = config.examiners.get(examiner) if isinstance(examiner, str) else None
+    if expected is None or not isinstance(pin, str) or not hmac.compare_digest(expected.encode(), pin.encode()):
+        failures["count"] = failures.get("count", 0) + 1
+        failures["last"] = time.monotonic()
+        raise _json_error(401, "неверный логин или PIN")
+    failures["count"] = 0
+    assert isinstance(examiner, str)
+    response = web.json_response({"examiner": examiner})
+    response.set_cookie(COOKIE, _token(config.secret, examiner), httponly=True, samesite="Strict")
+    return response
+
+
+async def logout(request: web.Request) -> web.Response:
+    response = web.json_response({})
+    response.del_cookie(COOKIE)
+    return response
+
+
+def _started_at(app: web.Application) -> str | None:
+    config = app[CONFIG]
+    return config.recording_started_at or app[JOURNAL].started_at(config.attempt_id)
+
+
+def _state(app: web.Application, examiner: str) -> dict[str, Any]:
+    config = app[CONFIG]
+    checklist = config.checklist
+    sheet = app[JOURNAL].sheets(config.attempt_id).get(examiner)
+    marks = sheet.marks if sheet else {}
+    return {
+        "attempt_id": config.attempt_id,
+        "candidate_number": config.candidate_number,
+        "station_id": config.station_id,
+        "examiner": examiner,
+        "checklist": checklist.to_public(),
+        "presentations": PRESENTATIONS,
+        "sheet": {
+            "marks": {str(n): done for n, done in marks.items()},
+            "rating": sheet.rating if sheet else None,
+            "finalised": sheet.finalised if sheet else False,
+            "ever_finalised": sheet.ever_finalised if sheet else False,
+            "history": [e.to_json() for e in sheet.history] if sheet else [],
+            "corrections": [e.to_json() for e in sheet.corrections] if sheet else [],
+        },
+        "score": score(checklist, marks).to_json(),
+        "started_at": _started_at(app),
+        "server_time": utc_now_iso(),
+    }
+
+
+async def state(request: web.Request) -> web.Response:
+    return web.json_response(_state(request.app, _examiner(request)))
+
+
+async def start(request: web.Request) -> web.Response:
+    examiner = _examiner(request)
+    config = request.app[CONFIG]
+    if config.recording_started_at is None:
+        request.app[JOURNAL].start(config.attempt_id)
+    return web.json_response(_state(request.app, examiner))
+
+
+async def post_event(request: web.Request) -> web.Response:
+    examiner = _examiner(request)
+    data = await _body(request)
+    for key in data:
+        if key not in CLIENT_FIELDS:
+            raise _json_error(400, f"{key}: unknown field", key)
+    app = request.app
+    config, journal = app[CONFIG], app[JOURNAL]
+    event_id = data.get("event_id")
+    known = journal.get(event_id) if isinstance(event_id, str) else None
+    if known is not None:
+        same = (
+            known.examiner == examiner
+            and known.attempt_id == config.attempt_id
+            and all(getattr(known, k) == data.get(k) for k in CLIENT_FIELDS)
+        )
+        if not same:
+            raise _json_error(409, "event_id: already used for a different event", "event_id")
+        return web.json_response({"event": known.to_json(), "stored": False, "state": _state(app, examiner)})
+
+    now = datetime.now(UTC)
+    started = _started_at(app)
+    offset = max(0.0, (now - parse_wall_time(started)).total_seconds()) if started else None
+    try:
+        event = MarkEvent(
+            event_id=event_id,  # type: ignore[arg-type]  # checked by MarkEvent
+            attempt_id=config.attempt_id,
+            station_id=config.station_id,
+            examiner=examiner,
+            kind=data.get("kind"),  # type: ignore[arg-type]
+            item=data.get("item"),
+            done=data.get("done"),
+            rating=data.get("rating"),
+            reason=data.get("reason"),
+            checklist_hash=config.checklist.content_hash,
+            wall_time=now.isoformat(timespec="microseconds"),
+            recording_offset_s=offset,
+            seq=journal.next_seq(config.attempt_id, examiner),
+        )
+    except MarkEventError as exc:
+        raise _json_error(400, str(exc), exc.field) from None
+    if event.item is not None and event.item not in config.checklist.item_numbers:
+        raise _json_error(400, f"item: no item {event.item} in this checklist", "item")
+    if event.rating is not None:
+        if config.checklist.rating is None:
+            raise _json_error(400, "rating: this checklist has no global rating", "rating")
+        try:
+            config.checklist.rating.check(event.rating)
+        except ValueError as exc:
+            raise _json_error(400, str(exc), "rating") from None
+    try:
+        journal.append(event)
+    except MarkEventError as exc:
+        raise _json_error(409, str(exc), exc.field) from None
+    return web.json_response({"event": event.to_json(), "stored": True, "state": _state(app, examiner)})
+
+
+def check_journal_version(journal: Journal, config: MarkingConfig) -> None:
+    """Refuse to mark an attempt against another checklist version than its stored marks were made on."""
+    known = {e.checklist_hash for e in journal.events(config.attempt_id)}
+    if known - {config.checklist.content_hash}:
+        raise ValueError(
+            f"checklist_hash: attempt {config.attempt_id} was marked against checklist version "
+            f"{', '.join(sorted(known))}, not {config.checklist.content_hash} ({config.checklist.title})"
+        )
+
+
+def create_marking_app(config: MarkingConfig) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024)
+    app[CONFIG] = config
+    app[FAILURES] = {}
+
+    async def journal_ctx(app: web.Application):  # type: ignore[no-untyped-def]
+        app[JOURNAL] = Journal(config.db_path)
+        try:
+            check_journal_version(app[JOURNAL], config)
+        except ValueError:
+            app[JOURNAL].close()
+            raise
+        yield
+        app[JOURNAL].close()
+
+    app.cleanup_ctx.append(journal_ctx)
+    app.router.add_get("/", index)
+    app.router.add_post("/api/login", login)
+    app.router.add_post("/api/logout", logout)
+    app.router.add_get("/api/state", state)
+    app.router.add_post("/api/start", start)
+    app.router.add_post("/api/events", post_event)
+    app.router.add_static("/static/", STATIC_DIR)
+    return app

@@ -1,0 +1,109 @@
+"""Fragment upload from stations, the audited recording view and download, and retention deletion."""
+
+from __future__ import annotations
+
+import hashlib
+
+from sqlalchemy import func, select
+
+from review_server import audit
+from review_server.app import STORAGE
+from review_server.models import AuditEvent, Fragment, Recording
+
+from .conftest import World
+
+
+def frag_url(key: str = "rec1", track: str = "cam1", seq: int = 1) -> str:
+    return f"/api/recordings/{key}/tracks/{track}/fragments/{seq}"
+
+
+async def upload(world: World, data: bytes, *, key: str = "rec1", track: str = "cam1", seq: int = 1, **query):  # type: ignore[no-untyped-def]
+    headers = {**world.headers("station"), "X-Content-SHA256": hashlib.sha256(data).hexdigest()}
+    return await world.api.client.put(frag_url(key, track, seq), data=data, headers=headers, params=query)
+
+
+def actions(world: World) -> list[str]:
+    return world.api.run(lambda s: list(s.scalars(select(AuditEvent.action).order_by(AuditEvent.seq))))
+
+
+async def test_upload_a_track_view_it_and_download_each_fragment(world: World) -> None:
+    init, media1, media2 = b"ftyp-moov" * 10, b"moof-mdat-1" * 100, b"moof-mdat-2" * 100
+    resp = await upload(world, init, seq=0, attempt_id="att1")
+    assert resp.status == 201 and (await resp.json())["stored"] is True
+    assert (await upload(world, media1, seq=1, start="0", end="2.0")).status == 201
+    assert (await upload(world, media2, seq=2, start="2.0", end="4.0")).status == 201
+    assert (await upload(world, b"audio-init", track="mic", seq=0)).status == 201
+    storage = world.api.app[STORAGE]
+    assert storage.get(hashlib.sha256(media1).hexdigest()) == media1
+
+    view = await world.api.client.get("/api/recordings/rec1", headers=world.headers("observer"))
+    assert view.status == 200
+    body = await view.json()
+    assert body["station"] == "S1" and body["attempt_id"] == "att1"
+    assert [(f["track"], f["kind"], f["seq"]) for f in body["fragments"]] == [
+        ("cam1", "init", 0),
+        ("cam1", "media", 1),
+        ("cam1", "media", 2),
+        ("mic", "init", 0),
+    ]
+    assert body["fragments"][2]["start_s"] == 2.0 and body["fragments"][2]["end_s"] == 4.0
+    got = await world.api.client.get(body["fragments"][1]["url"], headers=world.headers("archivist"))
+    assert got.status == 200 and await got.read() == media1
+    assert actions(world)[-2:] == [audit.RECORDING_VIEW, audit.MEDIA_DOWNLOAD]
+
+
+async def test_resending_the_same_fragment_is_a_no_op_and_other_bytes_conflict(world: World) -> None:
+    assert (await upload(world, b"one" * 50)).status == 201
+    again = await upload(world, b"one" * 50)
+    assert again.status == 200 and (await again.json())["stored"] is False
+    other = await upload(world, b"two" * 50)
+    assert other.status == 409
+    assert world.api.run(lambda s: s.scalar(select(func.count()).select_from(Fragment))) == 1
+
+
+async def test_a_station_cannot_write_into_another_stations_recording(world: World) -> None:
+    assert (await upload(world, b"mine" * 10)).status == 201
+    data = b"theirs" * 10
+    headers = {
+        "Authorization": f"Bearer {world.other_station_token}",
+        "X-Content-SHA256": hashlib.sha256(data).hexdigest(),
+    }
+    resp = await world.api.client.put(frag_url(seq=2), data=data, headers=headers)
+    assert resp.status == 409
+    assert not world.api.app[STORAGE].exists(hashlib.sha256(data).hexdigest())
+
+
+async def test_examiners_see_only_recordings_of_their_stations(world: World) -> None:
+    assert (await upload(world, b"s1" * 10)).status == 201
+    data = b"s2" * 10
+    headers = {
+        "Authorization": f"Bearer {world.other_station_token}",
+        "X-Content-SHA256": hashlib.sha256(data).hexdigest(),
+    }
+    assert (await world.api.client.put(frag_url(key="rec2"), data=data, headers=headers)).status == 201
+    examiner = world.headers("examiner")
+    assert (await world.api.client.get("/api/recordings/rec1", headers=examiner)).status == 200
+    refused = await world.api.client.get("/api/recordings/rec2", headers=examiner)
+    assert refused.status == 403
+    media = await world.api.client.get(f"/api/media/{hashlib.sha256(data).hexdigest()}", headers=examiner)
+    assert media.status == 403
+
+
+async def test_retention_deletes_rows_and_unshared_media_with_an_audit_record(world: World) -> None:
+    shared, own = b"same bytes" * 10, b"only here" * 10
+    assert (await upload(world, shared, key="recA", seq=1)).status == 201
+    assert (await upload(world, shared, key="recB", seq=1)).status == 201
+    assert (await upload(world, own, key="recA", seq=2)).status == 201
+    admin = world.headers("admin")
+    no_reason = await world.api.client.delete("/api/recordings/recA", json={"reason": "  "}, headers=admin)
+    assert no_reason.status == 422
+    resp = await world.api.client.delete("/api/recordings/recA", json={"reason": "5 years passed"}, headers=admin)
+    assert resp.status == 200
+    assert (await resp.json())["deleted_media"] == [hashlib.sha256(own).hexdigest()]
+    storage = world.api.app[STORAGE]
+    assert storage.exists(hashlib.sha256(shared).hexdigest())  # recB still refers to it
+    assert not storage.exists(hashlib.sha256(own).hexdigest())
+    keys = world.api.run(lambda s: list(s.scalars(select(Recording.key))))
+    assert keys == ["recB"]
+    assert actions(world)[-1] == audit.DELETE
+    assert (await world.api.client.get("/api/recordings/recA", headers=world.headers("observer"))).status == 404

@@ -1,0 +1,138 @@
+"""Every route of the app, walked with every role, a station token and nobody: the allowed set is exact.
+
+The expected table is written out here by hand, independently of roles.PERMISSIONS, and must name
+exactly the app's routes: a new route fails this test until someone decides who may use it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from review_server.roles import permission_of
+
+from .conftest import ROLES, World
+
+ANON = None
+ADMIN, EXAMINER, OBSERVER, ARCHIVIST, STATION = "admin", "examiner", "observer", "archivist", "station"
+EVERYONE = frozenset({ANON, *ROLES, STATION})
+USERS = frozenset(ROLES)
+
+EXPECTED: dict[tuple[str, str], frozenset[str | None]] = {
+    ("GET", "/health"): EVERYONE,
+    ("GET", "/login"): EVERYONE,
+    ("POST", "/login"): EVERYONE,
+    ("POST", "/logout"): USERS,
+    ("GET", "/"): USERS,
+    ("GET", "/api/me"): USERS,
+    ("GET", "/api/users"): frozenset({ADMIN}),
+    ("POST", "/api/users"): frozenset({ADMIN}),
+    ("DELETE", "/api/users/{login}"): frozenset({ADMIN}),
+    ("GET", "/api/stations"): frozenset({ADMIN}),
+    ("POST", "/api/stations"): frozenset({ADMIN}),
+    ("POST", "/api/stations/{code}/tokens"): frozenset({ADMIN}),
+    ("DELETE", "/api/stations/{code}/tokens/{token_id}"): frozenset({ADMIN}),
+    ("GET", "/api/exam-days"): USERS,
+    ("POST", "/api/exam-days"): frozenset({ADMIN}),
+    ("GET", "/api/specialties"): USERS,
+    ("POST", "/api/specialties"): frozenset({ADMIN}),
+    ("GET", "/api/tasks"): USERS,
+    ("POST", "/api/tasks"): frozenset({ADMIN}),
+    ("POST", "/api/assignments"): frozenset({ADMIN}),
+    ("GET", "/api/candidates"): frozenset({ADMIN, ARCHIVIST}),
+    ("POST", "/api/candidates"): frozenset({ADMIN}),
+    ("GET", "/api/candidates/{number}/personal"): frozenset({ADMIN}),
+    ("GET", "/api/audit/verify"): frozenset({ADMIN}),
+    ("PUT", "/api/recordings/{key}/tracks/{track}/fragments/{seq}"): frozenset({STATION}),
+    ("GET", "/api/recordings/{key}"): frozenset({OBSERVER, ARCHIVIST, EXAMINER}),
+    ("DELETE", "/api/recordings/{key}"): frozenset({ADMIN}),
+    ("GET", "/api/media/{sha256}"): frozenset({OBSERVER, ARCHIVIST, EXAMINER}),
+    ("POST", "/api/marks"): frozenset({STATION}),
+    ("GET", "/api/attempts/{attempt_id}/marks"): frozenset({EXAMINER, ARCHIVIST}),
+    ("POST", "/api/attempts/{attempt_id}/marks"): frozenset({EXAMINER}),
+    ("GET", "/api/attempts/{attempt_id}/sheets"): frozenset({EXAMINER, ARCHIVIST}),
+    ("POST", "/api/attempts/{attempt_id}/finalise"): frozenset({EXAMINER}),
+    ("GET", "/api/archive/search"): frozenset({ARCHIVIST}),
+    ("GET", "/api/archive/attempts/{attempt_id}/export"): frozenset({ARCHIVIST}),
+}
+
+# Values for the URL's variable parts: well-formed, naming nothing that exists (so nothing is changed).
+PLACEHOLDERS = {
+    "login": "nobody",
+    "code": "S1",
+    "token_id": "999999",
+    "number": "ACC-404",
+    "key": "no-such-recording",
+    "track": "cam1",
+    "seq": "1",
+    "sha256": "0" * 64,
+    "attempt_id": "no-such-attempt",
+}
+
+
+def app_routes(app) -> dict[tuple[str, str], object]:  # type: ignore[no-untyped-def]
+    out = {}
+    for route in app.router.routes():
+        info = route.resource.get_info()
+        path = info.get("path") or info.get("formatter")
+        out[(route.method, path)] = route.handler
+    return out
+
+
+def fill(path: str) -> str:
+    return re.sub(r"\{(\w+)\}", lambda m: PLACEHOLDERS[m.group(1)], path)
+
+
+async def test_every_route_is_in_the_table_and_declares_a_permission(world: World) -> None:
+    routes = app_routes(world.api.app)
+    assert set(routes) == set(EXPECTED), "a route was added or removed: declare who may use it here"
+    undeclared = [key for key, handler in routes.items() if permission_of(handler) is None]
+    assert undeclared == []
+    public = {key for key, allowed in EXPECTED.items() if ANON in allowed}
+    assert public == {("GET", "/health"), ("GET", "/login"), ("POST", "/login")}
+
+
+async def test_every_route_with_every_principal(world: World) -> None:
+    client = world.api.client
+    mismatches = []
+    for (method, path), allowed in sorted(EXPECTED.items(), key=str):
+        for principal in sorted(EVERYONE, key=str):
+            resp = await client.request(method, fill(path), json={}, headers=world.headers(principal))
+            body = await resp.json() if resp.content_type == "application/json" else {}
+            denied = resp.status == 401 or (resp.status == 403 and "may not do this" in body.get("error", ""))
+            if principal in allowed and (denied or resp.status >= 500):
+                mismatches.append((method, path, principal, "refused", resp.status, body))
+            if principal not in allowed and not denied:
+                mismatches.append((method, path, principal, "let through", resp.status, body))
+            if principal is ANON and principal not in allowed:
+                assert resp.status == 401, (method, path, resp.status)
+    assert mismatches == []
+
+
+async def test_anonymous_browser_is_sent_to_login(world: World) -> None:
+    resp = await world.api.client.get("/", headers={"Accept": "text/html"}, allow_redirects=False)
+    assert resp.status == 303
+    assert resp.headers["Location"] == "/login"
+
+
+async def test_unknown_route_is_404_not_500(world: World) -> None:
+    resp = await world.api.client.get("/api/no-such-thing")
+    assert resp.status == 404
+    assert (await resp.json())["where"] == "GET /api/no-such-thing"
+
+
+async def test_a_route_without_permission_is_refused(world: World) -> None:
+    from aiohttp import web
+
+    async def undeclared(request: web.Request) -> web.Response:
+        return web.Response(text="secret")
+
+    app = world.api.app
+    app.router._frozen = False  # add a route the way a careless new module would
+    try:
+        app.router.add_get("/api/undeclared", undeclared)
+    finally:
+        app.router._frozen = True
+    for principal in (ANON, ADMIN, STATION):
+        resp = await world.api.client.get("/api/undeclared", headers=world.headers(principal))
+        assert resp.status == 500
+        assert (await resp.json())["error"] == "route declares no permission"
