@@ -73,7 +73,18 @@ def validate_login(login: object) -> str:
 def validate_password(password: object) -> str:
     if not isinstance(password, str) or len(password) < MIN_PASSWORD or len(password) > 1024:
         raise ValueError(f"password: at least {MIN_PASSWORD} characters")
+    if not encodable(password):
+        raise ValueError("password: invalid Unicode (unpaired surrogate)")
     return password
+
+
+def encodable(text: str) -> bool:
+    """True if the text is valid Unicode (JSON can carry unpaired surrogates that UTF-8 cannot)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def add_user(session: Session, login: str, password: str, role: str, display_name: str = "") -> User:

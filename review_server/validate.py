@@ -43,8 +43,10 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         body = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise ApiError(400, f"malformed JSON: {exc.msg}", f"body line {exc.lineno} column {exc.colno}") from exc
-    except ValueError as exc:
-        raise ApiError(400, f"malformed JSON: {exc}", "body") from exc
+    except ValueError as exc:  # NaN/Infinity, or an integer of thousands of digits
+        raise ApiError(400, f"malformed JSON: {str(exc)[:200]}", "body") from None
+    except RecursionError:
+        raise ApiError(400, "malformed JSON: nested too deeply", "body") from None
     if not isinstance(body, dict):
         raise ApiError(400, "expected a JSON object", "body")
     return body

@@ -9,7 +9,10 @@ if ! pactl info >/dev/null 2>&1; then
   for _ in $(seq 50); do pactl info >/dev/null 2>&1 && break; sleep 0.1; done
 fi
 pactl info >/dev/null 2>&1 || { echo "services: PulseAudio did not start" >&2; exit 1; }
-pactl list short sinks | grep -q '\broom\b' || pactl load-module module-null-sink sink_name=room >/dev/null
+# norewinds: without it the sink re-renders its buffer whenever a low-latency client connects, and
+# the sound's delay through it changed by hundreds of ms between recordings (measured).
+pactl list short sinks | grep -q '\broom\b' \
+  || pactl load-module module-null-sink sink_name=room rate=48000 channels=1 norewinds=1 >/dev/null
 pactl set-default-sink room
 pactl set-default-source room.monitor
 

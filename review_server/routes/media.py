@@ -71,12 +71,19 @@ async def put_fragment(request: web.Request) -> web.Response:
     who = identity(request)
 
     def precheck(s: Session) -> bool:
-        """True if this exact fragment is already stored (an idempotent retry)."""
+        """True if this exact fragment is already stored (an idempotent retry); a 409 before any byte is
+        stored if it conflicts with what the server holds."""
+        if attempt_id is not None:
+            att = s.get(Attempt, attempt_id)
+            if att is not None and att.station_id != who.station_id:
+                raise ApiError(409, f"attempt {attempt_id!r} belongs to another station", "query attempt_id")
         rec = s.scalar(select(Recording).where(Recording.key == key))
         if rec is None:
             return False
         if rec.station_id != who.station_id:
             raise ApiError(409, f"recording {key!r} belongs to another station", "URL key")
+        if attempt_id is not None and rec.attempt_id not in (None, attempt_id):
+            raise ApiError(409, f"recording {key!r} belongs to attempt {rec.attempt_id!r}", "query attempt_id")
         frag = s.scalar(
             select(Fragment).where(Fragment.recording_id == rec.id, Fragment.track == track, Fragment.seq == seq)
         )

@@ -62,10 +62,10 @@ async def login(request: web.Request) -> web.StreamResponse:
     if not auth.csrf_ok(request.cookies.get(auth.LOGIN_CSRF_COOKIE), given_csrf):
         raise ApiError(403, "CSRF token missing or wrong; load /login first", "csrf_token")
     login_name, password = body.get("login"), body.get("password")
-    if not isinstance(login_name, str) or not isinstance(password, str) or len(password) > 1024:
-        raise ApiError(
-            422, "login and password are required", "login" if not isinstance(login_name, str) else "password"
-        )
+    if not isinstance(login_name, str):
+        raise ApiError(422, "login and password are required", "login")
+    if not isinstance(password, str) or len(password) > 1024 or not auth.encodable(password):
+        raise ApiError(422, "login and password are required (a password is up to 1024 characters)", "password")
     login_name = login_name.strip().lower()[:64]
     if not auth.LOGIN_RE.fullmatch(login_name):
         # Cannot be an account; still counted and audited, in a form every database can store.

@@ -1,0 +1,54 @@
+"""Shared helpers for the media tests: the osce command, ffmpeg, free ports, the test microphone."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from media.calibration import ffmpeg_exe
+from media.manifest import read_manifest
+
+OSCE = [sys.executable, "-m", "osce_cli"]
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def udp_camera_url(port: int) -> str:
+    return f"udp://127.0.0.1:{port}?fifo_size=1000000&overrun_nonfatal=1"
+
+
+def osce(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([*OSCE, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def sync_check(folder: Path) -> dict:
+    result = osce("sync-check", str(folder))
+    assert result.returncode == 0, result.stderr + result.stdout
+    return json.loads(result.stdout)
+
+
+def decode_errors(folder: Path, track: str) -> str:
+    """What ffmpeg says decoding a track's init + media files as one stream (empty when clean)."""
+    manifest = read_manifest(folder)
+    data = b"".join((folder / f.file).read_bytes() for f in manifest.track_files(track))
+    result = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", "pipe:0", "-f", "null", "-"],
+                            input=data, capture_output=True, timeout=120)
+    return result.stderr.decode(errors="replace").strip()
+
+
+@pytest.fixture(scope="session")
+def pulse_microphone() -> str:
+    """The PulseAudio null sink `room` started by scripts/services.sh; its monitor is the microphone."""
+    info = subprocess.run(["pactl", "list", "short", "sinks"], capture_output=True, text=True)
+    assert info.returncode == 0 and "room" in info.stdout, (
+        "PulseAudio with the null sink 'room' is not running: run `eval \"$(bash scripts/services.sh)\"`")
+    return "pulse"
