@@ -41,6 +41,11 @@ class DriftCorrector:
     def push(self, block: AudioBlock) -> tuple[int, np.ndarray]:
         """Take a device block; return (pts of the first output sample, output samples)."""
         self.clock.observe(block.first_index / self.rate, block.capture_t)
+        if self._j is None and self.clock.to_shared((block.first_index + block.samples.size) / self.rate) \
+                - self.latency_s < self.origin:
+            # Still warming up: learn the clock, keep nothing. Starting the output on an unsettled
+            # clock left a 30 ms error that the loop then took 6 s to steer out (measured).
+            return 0, np.zeros(0, dtype=np.float32)
         if self._buf.size == 0:
             self._base = block.first_index
         elif block.first_index != self._base + self._buf.size:

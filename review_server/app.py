@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import auth
@@ -93,6 +94,10 @@ async def error_middleware(request: web.Request, handler):  # type: ignore[no-un
         elif exc.status in (404, 405):
             where = f"{request.method} {request.path}"
         return error_response(exc.status, exc.reason, where)
+    except IntegrityError:
+        # A uniqueness race that a handler's own check could not see (two requests at once).
+        log.warning("integrity conflict in %s %s", request.method, request.path, exc_info=True)
+        return error_response(409, "conflicts with data stored meanwhile; retry", f"{request.method} {request.path}")
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(500, "internal error; see the server log", f"{request.method} {request.path}")

@@ -118,7 +118,15 @@ def store_events(
             s.flush()
         elif att.station_id != station.id:
             raise ApiError(409, f"attempt {ev['attempt_id']!r} belongs to another station", f"{where}[{i}].attempt_id")
+        other = s.scalar(
+            select(MarkEvent.checklist_hash).where(
+                MarkEvent.attempt_id == ev["attempt_id"], MarkEvent.checklist_hash != ev["checklist_hash"]
+            )
+        )
+        if other is not None:  # the merge rule forbids mixing checklist versions in one attempt
+            raise ApiError(409, f"attempt's other events use checklist {other}", f"{where}[{i}].checklist_hash")
         s.add(MarkEvent(**ev, source=source))
+        s.flush()
         _audit_new_event(s, source, ev)
         new.append(eid)
     s.flush()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy import func, select
 
 from review_server import audit, auth
@@ -178,3 +180,65 @@ async def test_throttling_per_address_across_accounts(api: Api) -> None:
     assert (await api.login("carol")).status == 429
     throttled = api.run(lambda s: s.scalar(select(func.count()).where(AuditEvent.action == audit.LOGIN_THROTTLED)))
     assert throttled == 1
+
+
+async def test_expired_sessions_are_refused(world: World) -> None:
+    session = world.api.session_for("observer")
+    headers = Api.user_headers(session)
+    assert (await world.api.client.get("/api/me", headers=headers)).status == 200
+
+    def expire(s):  # type: ignore[no-untyped-def]
+        row = s.scalar(select(UserSession).where(UserSession.token_sha256 == auth.sha256_hex(session[0])))
+        row.expires_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+
+    world.api.run(expire)
+    assert (await world.api.client.get("/api/me", headers=headers)).status == 401
+
+
+async def test_password_hashes_are_upgraded_at_login_when_the_cost_changes(api: Api) -> None:
+    api.add_user("alice", "observer")
+    old = api.run(lambda s: s.scalar(select(User.password_hash).where(User.login == "alice")))
+    assert "m=8,t=1" in old
+    auth.configure_passwords(2, 16, 1)
+    try:
+        assert (await api.login("alice")).status == 200
+        new = api.run(lambda s: s.scalar(select(User.password_hash).where(User.login == "alice")))
+        assert "m=16,t=2" in new and auth.check_password(new, PASSWORD)
+    finally:
+        auth.configure_passwords(1, 8, 1)
+
+
+async def test_personal_details_are_admin_only_and_their_views_audited(world: World) -> None:
+    admin = world.headers("admin")
+    body = {"accreditation_number": "2026-0042", "personal": {"last_name": "Петрова", "first_name": "Анна"}}
+    assert (await world.api.client.post("/api/candidates", json=body, headers=admin)).status == 201
+    listed = await world.api.client.get("/api/candidates", headers=world.headers("archivist"))
+    assert "Петрова" not in await listed.text()
+    resp = await world.api.client.get("/api/candidates/2026-0042/personal", headers=admin)
+    assert (await resp.json())["personal"] == {"last_name": "Петрова", "first_name": "Анна", "middle_name": ""}
+    last = world.api.run(lambda s: s.scalar(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1)))
+    assert (last.action, last.target, last.actor) == (audit.PERSONAL_VIEW, "2026-0042", "user:admin")
+
+
+async def test_examiner_assignment_can_be_limited_to_one_day(world: World) -> None:
+    from review_server.models import Attempt, ExamDay, ExaminerAssignment, Station
+
+    def setup(s):  # type: ignore[no-untyped-def]
+        d1, d2 = ExamDay(day=dt.date(2026, 6, 1)), ExamDay(day=dt.date(2026, 6, 2))
+        s.add_all([d1, d2])
+        s.flush()
+        s2 = s.scalar(select(Station.id).where(Station.code == "S2"))
+        uid = s.scalar(select(User.id).where(User.login == "examiner"))
+        s.add(ExaminerAssignment(user_id=uid, station_id=s2, exam_day_id=d1.id))
+        s.add(Attempt(id="on-day-1", station_id=s2, exam_day_id=d1.id))
+        s.add(Attempt(id="on-day-2", station_id=s2, exam_day_id=d2.id))
+
+    world.api.run(setup)
+    examiner = world.headers("examiner")
+    assert (await world.api.client.get("/api/attempts/on-day-1/marks", headers=examiner)).status == 200
+    refused = await world.api.client.get("/api/attempts/on-day-2/marks", headers=examiner)
+    assert refused.status == 403 and "not assigned" in (await refused.json())["error"]
+    # Archivists are not scoped.
+    assert (
+        await world.api.client.get("/api/attempts/on-day-2/marks", headers=world.headers("archivist"))
+    ).status == 200

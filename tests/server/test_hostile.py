@@ -459,3 +459,17 @@ async def test_conflicting_attempt_is_refused_before_any_byte_is_stored(world: W
     assert resp.status == 409
     assert not world.api.app[STORAGE].exists(hashlib.sha256(data).hexdigest())
     assert count(world, Fragment) == 1
+
+
+async def test_duplicates_are_409_not_500(world: World) -> None:
+    admin = world.headers("admin")
+    for path, body in (
+        ("/api/assignments", {"login": "examiner", "station": "S2"}),
+        ("/api/specialties", {"code": "SP", "name": "n"}),
+        ("/api/tasks", {"code": "T", "title": "t"}),
+        ("/api/stations", {"code": "S3"}),
+        ("/api/candidates", {"accreditation_number": "A-1"}),
+    ):
+        assert (await world.api.client.post(path, json=body, headers=admin)).status == 201, path
+        again = await world.api.client.post(path, json=body, headers=admin)
+        assert again.status == 409, path

@@ -163,3 +163,11 @@ async def test_export_is_audited_and_search_finds_by_accreditation_number(world:
     bundle = await export.json()
     assert bundle["accreditation_number"] == "2026-0001" and len(bundle["mark_events"]) == 1
     assert audit_actions(world)[-1] == audit.EXPORT
+
+
+async def test_one_attempt_one_checklist_version(world: World) -> None:
+    assert (await send(world, event(1))).status == 200
+    other = {**event(2), "checklist_hash": "cd" * 32}
+    resp = await send(world, other)
+    assert resp.status == 409 and (await resp.json())["where"] == "events[0].checklist_hash"
+    assert stored(world) == 1
