@@ -51,8 +51,8 @@ class Child:
 
     def __init__(self, cmd: Sequence[str], cwd: Path | None = None) -> None:
         self.cmd = [str(c) for c in cmd]
-        self._out = tempfile.TemporaryFile()
-        self._err = tempfile.TemporaryFile()
+        self._out = tempfile.TemporaryFile()  # noqa: SIM115 - closed in wait()
+        self._err = tempfile.TemporaryFile()  # noqa: SIM115 - closed in wait()
         self.start = time.monotonic()
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err,
                                      cwd=cwd)

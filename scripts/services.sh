@@ -21,7 +21,7 @@ if command -v pg_lsclusters >/dev/null 2>&1; then
   ver=$(pg_lsclusters -h | awk 'NR==1{print $1}')
   name=$(pg_lsclusters -h | awk 'NR==1{print $2}')
   if [ -n "$ver" ]; then
-    pg_ctlcluster "$ver" "$name" start 2>/dev/null || true
+    pg_ctlcluster "$ver" "$name" start >/dev/null 2>&1 || true
     for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 && break; sleep 0.2; done
     su postgres -c "psql -qtAc \"SELECT 1 FROM pg_roles WHERE rolname='osce'\"" | grep -q 1 \
       || su postgres -c "psql -qc \"CREATE ROLE osce LOGIN SUPERUSER PASSWORD 'osce'\""
