@@ -41,6 +41,7 @@ class MarkEventError(ValueError):
         self.field = field_name
 
 
+
 def _text(name: str, value: Any, *, nullable: bool = False) -> str | None:
     if value is None and nullable:
         return None
@@ -194,6 +195,10 @@ class MarkEvent:
 
     def order_key(self) -> tuple[int, datetime, str]:
         return (self.seq, self.when, self.event_id)
+
+
+# The wire format's keys, in order: every JSON mark event has exactly these.
+WIRE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(MarkEvent))
 
 
 @dataclass

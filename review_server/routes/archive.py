@@ -8,6 +8,8 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from checklists.marks import WIRE_FIELDS
+
 from .. import audit
 from ..app import ApiError, db_run, identity
 from ..models import Attempt, Candidate, MarkEvent, Recording, Station
@@ -61,19 +63,8 @@ async def export_attempt(request: web.Request) -> web.Response:
             "mark_events": [
                 {
                     c: getattr(e, c)
-                    for c in (
-                        "event_id",
-                        "examiner",
-                        "kind",
-                        "item",
-                        "done",
-                        "rating",
-                        "reason",
-                        "checklist_hash",
-                        "wall_time",
-                        "recording_offset_s",
-                        "seq",
-                    )
+                    for c in WIRE_FIELDS
+                    if c not in ("attempt_id", "station_id")
                 }
                 for e in events
             ],

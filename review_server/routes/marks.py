@@ -16,6 +16,8 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from checklists.marks import WIRE_FIELDS
+
 from .. import audit
 from ..app import CONFIG, ApiError, db_run, identity
 from ..auth import Identity
@@ -28,21 +30,7 @@ from .scope import require_assigned
 routes = web.RouteTableDef()
 
 KINDS = ("mark", "rating", "finalise", "reopen")
-EVENT_FIELDS = (
-    "event_id",
-    "attempt_id",
-    "station_id",
-    "examiner",
-    "kind",
-    "item",
-    "done",
-    "rating",
-    "reason",
-    "checklist_hash",
-    "wall_time",
-    "recording_offset_s",
-    "seq",
-)
+EVENT_FIELDS = WIRE_FIELDS  # one definition of a mark event: checklists/marks.py
 
 
 def parse_event(obj: Any, where: str) -> dict[str, Any]:
