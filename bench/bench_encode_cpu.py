@@ -39,7 +39,11 @@ def make_raw(folder: Path, seconds: float) -> tuple[Path, Path]:
     return video, audio
 
 
-def ffmpeg_command(video: Path, audio: Path, out: Path, settings: EncodeSettings) -> list[str]:
+FMP4 = ["-f", "mp4", "-movflags", MOVFLAGS, "-max_interleave_delta", "500000", "-video_track_timescale", "90000"]
+
+
+def ffmpeg_command(video: Path, audio: Path, out: Path, settings: EncodeSettings,
+                   container: list[str] = FMP4) -> list[str]:  # noqa: B006 - never mutated
     """Bare ffmpeg with Track's settings: x264 options, key frame every fragment, AAC, fMP4 flags."""
     x264 = [arg for key, value in settings.x264_options().items() for arg in (f"-{key}", value)]
     return [FFMPEG, "-hide_banner", "-loglevel", "error", "-y",
@@ -47,9 +51,7 @@ def ffmpeg_command(video: Path, audio: Path, out: Path, settings: EncodeSettings
             "-f", "f32le", "-ar", str(AUDIO_RATE), "-ac", "1", "-i", audio, "-map", "0:v", "-map", "1:a",
             "-c:v", "libx264", *x264, *FFMPEG_THREADS, "-pix_fmt", "yuv420p",
             "-force_key_frames", f"expr:gte(t,n_forced*{settings.fragment_s:g})",
-            "-c:a", "aac", "-b:a", f"{settings.audio_kbps}k",
-            "-f", "mp4", "-movflags", MOVFLAGS, "-max_interleave_delta", "500000",
-            "-video_track_timescale", "90000", out]
+            "-c:a", "aac", "-b:a", f"{settings.audio_kbps}k", *container, out]
 
 
 def ours(video: Path, audio: Path, out: Path, settings: EncodeSettings) -> tuple[float, int]:

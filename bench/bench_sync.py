@@ -8,6 +8,7 @@ clip (media.calibration.clip_command) through the same checker; its offset is th
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -19,13 +20,19 @@ from media.calibration import clip_command
 SIZE = (640, 360)
 AUDIO_SKEWS = (100, 1000)
 VIDEO_SPEC = "synthetic:skew_ppm=-50,jitter_ms=5"
-FIELDS = ("median_ms", "max_abs_ms", "spread_ms", "drift_ms_per_hour", "pairs")
+FIELDS = ("median_ms", "max_abs_ms", "spread_ms", "drift_ms_per_hour", "drift_se_ms_per_hour", "pairs")
 LIMITS = {"median_ms": 10.0, "max_abs_ms": 20.0, "drift_ms_per_hour": 5.0}
 
 
 def sync_check(path: Path) -> dict[str, Any]:
     tracks = json.loads(run_child([OSCE, "sync-check", path], check=False).stdout)["tracks"]
-    return next(iter(tracks.values()))
+    track = next(iter(tracks.values()))
+    # Standard error of the fitted drift (offsets' stdev over evenly spread flashes): a 60 s run
+    # cannot resolve 5 ms/h (about +-18 ms/h at 2 SE), a 600 s run can (about +-1 ms/h).
+    spread_t = max(track.get("span_s", 0.0), 1e-9) / math.sqrt(12.0)
+    track["drift_se_ms_per_hour"] = round(track.get("stdev_ms", 0.0) / (math.sqrt(max(track.get("pairs", 1), 1))
+                                                                        * spread_t) * 3600.0, 3)
+    return track
 
 
 def record_pair(root: Path, seconds: float) -> dict[int, dict[str, Any]]:
@@ -66,15 +73,19 @@ def main() -> None:
         # The worst repeat decides the requirement; the medians are what the README quotes.
         worst = {k: max(abs(r[ppm][k]) for r in runs) for k in LIMITS}
         ok = all(worst[k] <= limit for k, limit in LIMITS.items())
-        summary[f"audio_{ppm}ppm"] = {**med, "worst": worst, "pass": ok,
+        # Failing on drift alone while 5 ms/h lies within 2 SE of the fit: the run was too short to tell.
+        unresolved = not ok and all(worst[k] <= LIMITS[k] for k in ("median_ms", "max_abs_ms")) and (
+            worst["drift_ms_per_hour"] - 2 * med["drift_se_ms_per_hour"] <= LIMITS["drift_ms_per_hour"])
+        verdict = "PASS" if ok else "UNRESOLVED" if unresolved else "FAIL"
+        summary[f"audio_{ppm}ppm"] = {**med, "worst": worst, "verdict": verdict,
                                       "max_abs_vs_floor": round(med["max_abs_ms"] / max(floor["max_abs_ms"], 1e-3), 2)}
         rows.append([f"ours, mic {ppm:+d} ppm", med["median_ms"], med["max_abs_ms"], med["spread_ms"],
-                     med["drift_ms_per_hour"], int(med["pairs"]), "PASS" if ok else "FAIL"])
+                     med["drift_ms_per_hour"], 2 * med["drift_se_ms_per_hour"], int(med["pairs"]), verdict])
     rows.append(["floor (ffmpeg clip)", floor["median_ms"], floor["max_abs_ms"], floor["spread_ms"],
-                 floor["drift_ms_per_hour"], floor["pairs"], "-"])
+                 floor["drift_ms_per_hour"], 2 * floor["drift_se_ms_per_hour"], floor["pairs"], "-"])
     print(f"osce record {seconds:g} s at {SIZE[0]}x{SIZE[1]}, camera {VIDEO_SPEC}; medians of {args.repeats} repeat(s)")
     print("requirement: |median| <= 10 ms, max <= 20 ms, |drift| <= 5 ms/h")
-    report("sync", ["run", "median_ms", "max_abs_ms", "spread_ms", "drift_ms/h", "pairs", "req"], rows,
+    report("sync", ["run", "median_ms", "max_abs_ms", "spread_ms", "drift_ms/h", "+-2SE", "pairs", "req"], rows,
            {"seconds": seconds, "repeats": args.repeats, "size": f"{SIZE[0]}x{SIZE[1]}", **summary,
             "floor": {k: floor[k] for k in FIELDS}, "runs": runs})
 

@@ -38,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("verify-recording", help="check a recording folder against its manifest")
     p.add_argument("path", type=Path)
     p.set_defaults(func=cmd_verify_recording)
+    from media.cpr.commands import register as _cpr; _cpr(sub)  # noqa: E702, I001 - `osce cpr` (issue 10)
 
 
 def _size(text: str) -> tuple[int, int]:

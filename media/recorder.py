@@ -18,6 +18,7 @@ import logging
 import queue
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +32,7 @@ from media.durable import DiskFullError
 from media.manifest import ManifestWriter
 from media.resample import DriftCorrector
 from media.sources import (
+    AudioBlock,
     AudioSource,
     EncodedVideo,
     RawFrame,
@@ -68,6 +70,8 @@ class RecorderConfig:
     station: str = "station"
     recording_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     encode: EncodeSettings = field(default_factory=EncodeSettings)
+    # Called with each camera's Track before its capture starts: attaches the live view's packet tap.
+    live: Callable[[Track], None] | None = None
 
 
 @dataclass
@@ -141,6 +145,8 @@ class Recorder:
             template = getattr(src, "stream", None) if src.encoded else None
             cam.track = Track(out, f"cam{i}", self.manifest, cfg.encode, src.width, src.height, src.fps,
                               template, with_audio=self._audio is not None)
+            if cfg.live is not None:
+                cfg.live(cam.track)
             self._spawn(f"capture-cam{i}", self._capture_video, cam)
             if not src.encoded:
                 self._spawn(f"encode-cam{i}", self._encode_video, cam)
@@ -335,3 +341,33 @@ def record(config: RecorderConfig, seconds: float) -> tuple[Recorder, dict[str, 
     finally:
         stats = recorder.stop("completed")
     return recorder, stats
+
+
+def tap_sources(recorder: Recorder, callback: Callable[[str, RawFrame | EncodedVideo | AudioBlock], None]) -> list[str]:
+    """Show a started recorder's items to `callback(track, item)` as they are read; returns the tapped tracks.
+
+    For health checks (frames arriving, frozen picture, sound level): `track` is ``camN`` or ``audio``.
+    The callback runs on the capture threads, so it must only keep a reference or do trivial work;
+    an exception in it is logged and never reaches the recording.
+    """
+
+    def wrap(track: str, read: Callable[[float], Any]) -> Callable[[float], Any]:
+        def tapped(timeout: float) -> Any:
+            item = read(timeout)
+            if item is not None:
+                try:
+                    callback(track, item)
+                except Exception:  # noqa: BLE001 - a health check never stops a recording
+                    log.exception("source tap %s", track)
+            return item
+
+        return tapped
+
+    tracks = []
+    for i, cam in enumerate(recorder._cameras):
+        cam.source.read = wrap(f"cam{i}", cam.source.read)  # type: ignore[method-assign]
+        tracks.append(f"cam{i}")
+    if recorder._audio is not None:
+        recorder._audio.read = wrap("audio", recorder._audio.read)  # type: ignore[method-assign]
+        tracks.append("audio")
+    return tracks

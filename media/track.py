@@ -9,7 +9,9 @@ kept exactly as captured.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -20,6 +22,8 @@ import numpy as np
 from media.durable import write_atomic
 from media.fragments import BoxSplitter
 from media.manifest import Fragment, ManifestWriter
+
+log = logging.getLogger(__name__)
 
 VIDEO_TB = Fraction(1, 90000)
 AUDIO_RATE = 48000
@@ -68,6 +72,9 @@ class Track:
         self._last_video_t = 0.0
         self._last_pts = -1
         self._next_key_t = 0.0
+        # Packet taps (the live view): each is called with every packet before it is muxed, under self.lock;
+        # a tap must not modify the packet and must return quickly. Its errors are logged, never raised.
+        self.taps: list[Callable[[av.Packet], None]] = []
         self._sink = BoxSplitter(self._write_init, self._write_fragment)
         movflags = MOVFLAGS + ("+delay_moov" if template is not None else "")
         self._out = av.open(self._sink, "w", format="mp4",
@@ -114,6 +121,11 @@ class Track:
         for packet in packets:
             if packet.stream is self.video and packet.is_keyframe and packet.pts is not None:
                 self._keys.append(float(packet.pts * packet.time_base))
+            for tap in self.taps:
+                try:
+                    tap(packet)
+                except Exception:  # noqa: BLE001 - the live view must never stop the recording
+                    log.exception("%s: live tap failed", self.id)
             try:
                 self._out.mux(packet)
             except Exception as exc:

@@ -54,6 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _config_option(srev)
     srev.set_defaults(func=_station_revoke)
 
+    _register_archive(sub, ssub)
+
     run = ssub.add_parser("run", help="serve HTTP")
     run.add_argument("--host", default=None)
     run.add_argument("--port", type=int, default=None)
@@ -219,4 +221,119 @@ def _run(args: argparse.Namespace) -> int:
         print("osce server run: insecure_cookies is only for plain http on localhost", file=sys.stderr)
         return 2
     web.run_app(create_app(cfg), host=host, port=port)
+    return 0
+
+
+def _register_archive(sub: argparse._SubParsersAction, ssub: argparse._SubParsersAction) -> None:
+    ver = sub.add_parser("verify", help="check an export package (ZIP or unpacked folder): signature, hashes, files")
+    ver.add_argument("package", type=Path)
+    ver.add_argument("--public-key", type=Path, default=None, help="the server's published key (PEM) to check against")
+    ver.set_defaults(func=_verify_package)
+    exp = ssub.add_parser("export", help="write the export package of a request, with progress")
+    exp.add_argument("--request", type=int, required=True, help="the export request's id")
+    exp.add_argument("--out", type=Path, default=None, help="also copy the ZIP here")
+    _config_option(exp)
+    exp.set_defaults(func=_export)
+    ret = ssub.add_parser("retention", help="retention of recordings")
+    rsub = ret.add_subparsers(dest="retention_command", required=True, metavar="ACTION")
+    rrun = rsub.add_parser("run", help="delete the media of expired recordings not under legal hold (audited)")
+    rrun.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
+    rrun.add_argument("--today", type=_date, default=None, help="YYYY-MM-DD instead of today (UTC)")
+    _config_option(rrun)
+    rrun.set_defaults(func=_retention_run)
+    prot = ssub.add_parser("protocol", help="results protocol of an exam day and specialty")
+    prot.add_argument("--day", type=_date, required=True)
+    prot.add_argument("--specialty", required=True)
+    prot.add_argument("--format", choices=["csv", "xlsx", "pdf", "json"], default="pdf")
+    prot.add_argument("--out", type=Path, required=True)
+    _config_option(prot)
+    prot.set_defaults(func=_protocol)
+
+
+def _verify_package(args: argparse.Namespace) -> int:
+    from .package import verify
+
+    key = args.public_key.read_bytes() if args.public_key is not None else None
+    report = verify(args.package, key)
+    for line in report.lines():
+        print(line)
+    return 0 if report.ok else 1
+
+
+def _export(args: argparse.Namespace) -> int:
+    import shutil
+
+    from .export import ExportError, exports_dir, run_export
+    from .storage import storage_from_config
+
+    cfg = _config(args)
+    db = _db(args)
+    shown = [-1]
+
+    def progress(done: int, total: int, path: str) -> None:
+        pct = min(100, 100 * done // total) if total else 100
+        if pct != shown[0]:
+            shown[0] = pct
+            print(f"export: {pct:3d}% {done / 1e6:.1f} of {total / 1e6:.1f} MB  {path}", file=sys.stderr, flush=True)
+
+    try:
+        pkg = run_export(db, storage_from_config(cfg), cfg, args.request, f"cli:{getpass.getuser()}", progress)
+    except ExportError as exc:
+        print(f"osce server export: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        db.dispose()
+    path = exports_dir(cfg) / pkg["file_name"]
+    if args.out is not None:
+        shutil.copyfile(path, args.out)
+        path = args.out
+    print(json.dumps(pkg | {"path": str(path)}, ensure_ascii=False))
+    return 0
+
+
+def _date(value: str):  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {value!r}") from None
+
+
+def _retention_run(args: argparse.Namespace) -> int:
+    from . import retention
+    from .storage import storage_from_config
+
+    cfg = _config(args)
+    db = _db(args)
+    try:
+        report = retention.run(db, storage_from_config(cfg), f"cli:{getpass.getuser()}", args.today, args.dry_run)
+    finally:
+        db.dispose()
+    verb = "would delete" if args.dry_run else "deleted"
+    for d in report.deleted:
+        print(f"{verb} {d['recording']} ({d['bytes']} bytes; {d['keep_days']} days for {d['specialty']})")
+    for key in report.held:
+        print(f"kept {key}: legal hold")
+    print(f"{verb} {len(report.deleted)} recording(s), {report.media_deleted} media object(s); {len(report.held)} held")
+    return 0
+
+
+def _protocol(args: argparse.Namespace) -> int:
+    from . import protocol
+
+    db = _db(args)
+    try:
+        with db.transaction() as s:
+            p = protocol.build(s, args.day, args.specialty)
+    except protocol.ProtocolError as exc:
+        print(f"osce server protocol: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        db.dispose()
+    if args.format == "json":
+        args.out.write_text(json.dumps(p.to_json(), ensure_ascii=False, indent=1), encoding="utf-8")
+    else:
+        args.out.write_bytes({"csv": protocol.to_csv, "xlsx": protocol.to_xlsx, "pdf": protocol.to_pdf}[args.format](p))
+    print(f"{args.out}: {len(p.rows)} candidate(s), {len(p.tasks)} task(s)")
     return 0

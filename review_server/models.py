@@ -277,3 +277,90 @@ class AuditEvent(Base):
     # Unique: a hash can be the predecessor of one row only, so the chain cannot fork even under a race.
     prev_hash: Mapped[str] = mapped_column(SHA256, unique=True)
     hash: Mapped[str] = mapped_column(SHA256, unique=True)
+
+
+class ExportRequest(Base):
+    """A request for materials (e.g. from the Ministry): its number, date, who asks and what for."""
+
+    __tablename__ = "export_requests"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[str] = mapped_column(String(64))
+    request_date: Mapped[dt.date] = mapped_column(Date)
+    requester: Mapped[str] = mapped_column(String(300))
+    subject: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ExportRequestAttempt(Base):
+    """An attempt selected for a request (it is also under legal hold while the request is open)."""
+
+    __tablename__ = "export_request_attempts"
+    __table_args__ = (UniqueConstraint("request_id", "attempt_id", name="uq_export_request_attempts_pair"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("export_requests.id", ondelete="CASCADE"), index=True)
+    attempt_id: Mapped[str] = mapped_column(ForeignKey("attempts.id"), index=True)
+
+
+class ExportPackage(Base):
+    """One ZIP package written for a request (kept in the server's export folder for download)."""
+
+    __tablename__ = "export_packages"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("export_requests.id"), index=True)
+    file_name: Mapped[str] = mapped_column(String(200))
+    sha256: Mapped[str] = mapped_column(SHA256)
+    size: Mapped[int] = mapped_column(BigInteger)
+    files: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# Archive search across days (review_server/search.py): newest exam day first, then attempt id, narrowed by
+# station, task or examiner. Added in migration 0002.
+Index("ix_attempts_day_order", Attempt.exam_day_id, Attempt.id)
+Index("ix_attempts_station_day", Attempt.station_id, Attempt.exam_day_id, Attempt.id)
+Index("ix_attempts_task_day", Attempt.task_id, Attempt.exam_day_id, Attempt.id)
+Index("ix_mark_events_examiner_attempt", MarkEvent.examiner, MarkEvent.attempt_id)
+# An examiner's attempts are looked up by id and sorted by day: with exam_day_id in the index (PostgreSQL
+# INCLUDE), that is an index-only scan and only the page's rows are read from the table.
+Index("ix_attempts_id_day", Attempt.id, postgresql_include=["exam_day_id"])
+
+
+class RetentionPolicy(Base):
+    """How long recordings of a specialty are kept (days after the exam day, or after upload if unscheduled)."""
+
+    __tablename__ = "retention_policies"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    specialty_id: Mapped[int] = mapped_column(ForeignKey("specialties.id"), unique=True)
+    keep_days: Mapped[int] = mapped_column(Integer)
+    updated_by: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LegalHold(Base):
+    """An attempt whose recordings retention must not delete (appeal, request) until the hold is released."""
+
+    __tablename__ = "legal_holds"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    attempt_id: Mapped[str] = mapped_column(ForeignKey("attempts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "appeal" | "request" | "other"
+    reason: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    released_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    released_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class ReviewLink(Base):
+    """A time-limited link for an appeal reviewer to one attempt; only the token's SHA-256 is stored."""
+
+    __tablename__ = "review_links"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(SHA256, unique=True)
+    attempt_id: Mapped[str] = mapped_column(ForeignKey("attempts.id"), index=True)
+    reviewer: Mapped[str] = mapped_column(String(200))
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

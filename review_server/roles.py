@@ -42,6 +42,11 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "marks.correct": frozenset({Role.EXAMINER}),  # assignment checked in the handler
     "archive.search": frozenset({Role.ARCHIVIST}),
     "archive.export": frozenset({Role.ARCHIVIST}),
+    "protocol.view": frozenset({Role.ADMIN, Role.ARCHIVIST}),  # results protocols (accreditation numbers only)
+    "checklists.manage": frozenset({Role.ADMIN}),  # upload checklist versions (YAML) for scoring
+    "retention.manage": frozenset({Role.ADMIN}),  # retention periods per specialty
+    "holds.manage": frozenset({Role.ADMIN, Role.ARCHIVIST}),  # legal holds (appeals, requests)
+    "review_links.manage": frozenset({Role.ADMIN}),  # time-limited links for appeal reviewers
     "audit.verify": frozenset({Role.ADMIN}),
     "station.upload": frozenset({STATION}),
     "station.marks": frozenset({STATION}),

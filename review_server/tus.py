@@ -111,6 +111,13 @@ class UploadState:
             fh.flush()
             os.fsync(fh.fileno())
 
+    def append_checked(self, data: bytes, sha256_digest: bytes) -> bool:
+        """Append (and fsync) only if the bytes have this SHA-256; False, nothing written, if not."""
+        if hashlib.sha256(data).digest() != sha256_digest:
+            return False
+        self.append(data)
+        return True
+
     def remove(self) -> None:
         for path in (self.part_path, self.info_path):
             path.unlink(missing_ok=True)
@@ -330,7 +337,7 @@ async def tus_head(request: web.Request) -> web.Response:
     state = _state(request)
     async with _lock(request, state):
         info = _load_own(request, state)
-        offset = await asyncio.to_thread(state.offset, info)
+        offset = state.offset(info)  # a stat: no thread needed
         if not info.get("stored") and offset == info["length"]:
             await _finish(request, state, info)  # the server stopped between the last byte and the store
         headers = _headers(**{"Upload-Offset": str(state.offset(info)), "Upload-Length": str(info["length"])})
@@ -357,7 +364,7 @@ async def tus_patch(request: web.Request) -> web.Response:
     state = _state(request)
     async with _lock(request, state):
         info = _load_own(request, state)
-        offset = await asyncio.to_thread(state.offset, info)
+        offset = state.offset(info)  # a stat: no thread needed
         if int(raw_offset) != offset:
             raise ApiError(409, f"Upload-Offset is {raw_offset}, the upload is at {offset}", "Upload-Offset")
         room = info["length"] - offset
@@ -365,17 +372,16 @@ async def tus_patch(request: web.Request) -> web.Response:
             raise ApiError(400, f"{request.content_length} bytes would pass Upload-Length", "Content-Length")
         if checksum is not None:
             data = await _read_all(request, min(room, MAX_CHECKED_CHUNK))
-            if hashlib.sha256(data).digest() != checksum:
+            if not await asyncio.to_thread(state.append_checked, data, checksum):
                 return web.json_response(
                     {"error": "Upload-Checksum does not match the body; nothing appended", "where": "Upload-Checksum"},
                     status=CHECKSUM_MISMATCH,
                     reason="Checksum Mismatch",
                     headers=_headers(**{"Upload-Offset": str(offset)}),
                 )
-            await asyncio.to_thread(state.append, data)
         else:
             await _stream_to(request, state, room)
-        offset = await asyncio.to_thread(state.offset, info)
+        offset = state.offset(info)  # a stat: no thread needed
         headers = _headers(**{"Upload-Offset": str(offset)})
         if offset == info["length"] and not info.get("stored"):
             await _finish(request, state, info)
@@ -428,12 +434,13 @@ async def _read_piece(request: web.Request, n: int) -> bytes:
 
 
 async def _read_all(request: web.Request, room: int) -> bytes:
-    buf = bytearray()
-    while piece := await _read_piece(request, 256 * 1024):
-        buf += piece
-        if len(buf) > room:
+    pieces, size = [], 0
+    while piece := await _read_piece(request, 1024 * 1024):
+        pieces.append(piece)
+        size += len(piece)
+        if size > room:
             raise ApiError(400, f"body is longer than the {room} bytes this upload can take", "body")
-    return bytes(buf)
+    return b"".join(pieces)
 
 
 async def _stream_to(request: web.Request, state: UploadState, room: int) -> None:

@@ -33,17 +33,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--pin-file", type=Path, help=f"lines 'login:PIN'; else the environment variable {PINS_ENV}='login:PIN,...'"
     )
     marking.set_defaults(func=_marking)
+    run = actions.add_parser("run", help="the station daemon: attempts, recording, health, cues (systemd unit)")
+    run.add_argument("--config", type=Path, help="the agent's TOML file (station_agent/config.py); none: the demo")
+    run.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .daemon import run
+
+    return run(args.config)
 
 
 def _pins(args: argparse.Namespace) -> dict[str, str]:
+    from .config import parse_pins
+
     text = args.pin_file.read_text(encoding="utf-8") if args.pin_file else os.environ.get(PINS_ENV, "")
-    pins: dict[str, str] = {}
-    for entry in text.replace(",", "\n").splitlines():
-        if entry.strip():
-            login, sep, pin = entry.strip().partition(":")
-            if not sep or not login or not pin:
-                raise SystemExit(f"examiner PINs: expected 'login:PIN', got {entry.strip()!r}")
-            pins[login] = pin
+    try:
+        pins = parse_pins(text)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     if not pins:
         raise SystemExit(f"examiner PINs: give --pin-file or set {PINS_ENV}='login:PIN'")
     return pins

@@ -9,6 +9,8 @@ max(0, 1 - |t - T| / frame interval), so the brightness-weighted centre of the f
 is T exactly, and a checker can place it to a fraction of a frame.
 
 Spec string: ``synthetic:skew_ppm=100,jitter_ms=5,latency_ms=0,seed=1,label=Станция 1``.
+Faults for health checks: ``freeze_after_s=N`` (camera: the picture stops changing, frames still
+arrive) and ``mute_after_s=N`` (microphone: digital silence), counted from `open()`.
 """
 
 from __future__ import annotations
@@ -65,6 +67,15 @@ def _imperfection(params: dict[str, str]) -> Imperfection:
 IMPERFECTION_KEYS = {"skew_ppm", "jitter_ms", "latency_ms", "seed"}
 
 
+def _fault_time(params: dict[str, str], key: str) -> float | None:
+    if key not in params:
+        return None
+    try:
+        return float(params[key])
+    except ValueError as exc:
+        raise SourceError(f"synthetic source: bad number for {key}: {exc}") from exc
+
+
 class _Pacer:
     """Delivers item k of a device whose clock runs at (1 + skew) of the shared clock."""
 
@@ -105,8 +116,10 @@ class SyntheticCamera:
 
     def __init__(self, params: str = "", width: int = 1280, height: int = 720, fps: float = 25.0,
                  label: str = "OSCE") -> None:
-        p = parse_params(params, IMPERFECTION_KEYS | {"label"})
+        p = parse_params(params, IMPERFECTION_KEYS | {"label", "freeze_after_s"})
         self.imp = _imperfection(p)
+        self.freeze_after_s = _fault_time(p, "freeze_after_s")
+        self._frozen: np.ndarray | None = None
         self.label = p.get("label", label)
         self.width, self.height, self.fps = width, height, fps
         self.name = "synthetic camera"
@@ -118,13 +131,19 @@ class SyntheticCamera:
     def open(self) -> None:
         self._pacer.begin()
         self._k = 0
+        self._frozen = None
 
     def read(self, timeout: float) -> RawFrame | None:
         captured_at = self._pacer.capture_time(self._k)
         observed = self._pacer.wait_delivery(captured_at, timeout)
         if observed is None:
             return None
-        image = self._render(captured_at)
+        if self.freeze_after_s is not None and captured_at - self._pacer.start >= self.freeze_after_s:
+            if self._frozen is None:
+                self._frozen = self._render(captured_at)
+            image = self._frozen
+        else:
+            image = self._render(captured_at)
         frame = RawFrame(image=image, device_t=self._k / self.fps, observed_t=observed)
         self._k += 1
         return frame
@@ -168,8 +187,9 @@ class SyntheticMicrophone:
     """Quiet noise with a 1 kHz, 100 ms tone burst starting at every whole second."""
 
     def __init__(self, params: str = "", rate: int = 48000, block: int = 480) -> None:
-        p = parse_params(params, IMPERFECTION_KEYS)
+        p = parse_params(params, IMPERFECTION_KEYS | {"mute_after_s"})
         self.imp = _imperfection(p)
+        self.mute_after_s = _fault_time(p, "mute_after_s")
         self.rate = rate
         self.block = block
         self.name = "synthetic microphone"
@@ -194,6 +214,8 @@ class SyntheticMicrophone:
         since = t - np.floor(t / FLASH_PERIOD_S) * FLASH_PERIOD_S
         tone = np.where(since < BEEP_S, 0.5 * np.sin(2 * math.pi * BEEP_HZ * since), 0.0)
         samples = (tone + self._noise.normal(0.0, 0.002, self.block)).astype(np.float32)
+        if self.mute_after_s is not None and t[0] - self._pacer.start >= self.mute_after_s:
+            samples[:] = 0.0
         self._n = n1
         # Like a PortAudio input: the block's first sample was captured one block length
         # (by the device's own count) before it reached us.

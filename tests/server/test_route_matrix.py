@@ -53,6 +53,25 @@ EXPECTED: dict[tuple[str, str], frozenset[str | None]] = {
     ("POST", "/api/attempts/{attempt_id}/finalise"): frozenset({EXAMINER}),
     ("GET", "/api/archive/search"): frozenset({ARCHIVIST}),
     ("GET", "/api/archive/attempts/{attempt_id}/export"): frozenset({ARCHIVIST}),
+    ("POST", "/api/export-requests"): frozenset({ARCHIVIST}),
+    ("GET", "/api/export-requests"): frozenset({ARCHIVIST}),
+    ("GET", "/api/export-requests/{request_id}"): frozenset({ARCHIVIST}),
+    ("POST", "/api/export-requests/{request_id}/attempts"): frozenset({ARCHIVIST}),
+    ("POST", "/api/export-requests/{request_id}/exports"): frozenset({ARCHIVIST}),
+    ("GET", "/api/exports/{package_id}/download"): frozenset({ARCHIVIST}),
+    ("GET", "/api/export-key"): EVERYONE,  # the key that signs export packages is published
+    ("GET", "/api/protocols"): frozenset({ADMIN, ARCHIVIST}),
+    ("POST", "/api/checklist-versions"): frozenset({ADMIN}),
+    ("GET", "/api/archive/attempts"): frozenset({ARCHIVIST}),
+    ("GET", "/api/retention-policies"): frozenset({ADMIN}),
+    ("PUT", "/api/retention-policies/{code}"): frozenset({ADMIN}),
+    ("GET", "/api/attempts/{attempt_id}/holds"): frozenset({ADMIN, ARCHIVIST}),
+    ("POST", "/api/attempts/{attempt_id}/holds"): frozenset({ADMIN, ARCHIVIST}),
+    ("DELETE", "/api/holds/{hold_id}"): frozenset({ADMIN, ARCHIVIST}),
+    ("POST", "/api/attempts/{attempt_id}/review-links"): frozenset({ADMIN}),
+    ("DELETE", "/api/review-links/{link_id}"): frozenset({ADMIN}),
+    ("GET", "/review/{token}"): EVERYONE,  # the unguessable, expiring token is the credential (checked inside)
+    ("GET", "/review/{token}/recordings/{key}/{track}"): EVERYONE,
 }
 
 # Values for the URL's variable parts: well-formed, naming nothing that exists (so nothing is changed).
@@ -66,6 +85,11 @@ PLACEHOLDERS = {
     "seq": "1",
     "sha256": "0" * 64,
     "attempt_id": "no-such-attempt",
+    "request_id": "999999",
+    "package_id": "999999",
+    "hold_id": "999999",
+    "link_id": "999999",
+    "token": "A" * 43,
 }
 
 
@@ -88,7 +112,14 @@ async def test_every_route_is_in_the_table_and_declares_a_permission(world: Worl
     undeclared = [key for key, handler in routes.items() if permission_of(handler) is None]
     assert undeclared == []
     public = {key for key, allowed in EXPECTED.items() if ANON in allowed}
-    assert public == {("GET", "/health"), ("GET", "/login"), ("POST", "/login")}
+    assert public == {
+        ("GET", "/health"),
+        ("GET", "/login"),
+        ("POST", "/login"),
+        ("GET", "/api/export-key"),
+        ("GET", "/review/{token}"),
+        ("GET", "/review/{token}/recordings/{key}/{track}"),
+    }
 
 
 async def test_every_route_with_every_principal(world: World) -> None:

@@ -1,0 +1,288 @@
+"""The station agent's configuration: one TOML file, defaults that run the demo, secrets from outside it.
+
+Every key is optional; without a file the agent records synthetic cameras and a synthetic microphone
+into ./agent-data and talks to no server. Relative paths are taken from the file's folder.
+
+```toml
+[station]
+id = "st1"                      # letters, digits, '-', '_'
+name = "Станция 1"              # burned into synthetic pictures, shown on pages
+
+[server]
+url = "https://osce.example"    # none: no schedule fetch, no upload
+token_env = "OSCE_STATION_TOKEN"  # the token comes from this variable ...
+token_file = "/etc/osce/station-token"  # ... or from this file; never from this file's text
+upload_bandwidth_kbps = 0       # 0: no cap
+
+[[cameras]]
+source = "synthetic"            # a source spec, as for `osce record --video`
+latency_ms = 0
+
+[microphone]                    # omit `source` (or set "none") for no sound
+source = "synthetic"
+latency_ms = 0
+
+[video]
+width = 1280
+height = 720
+fps = 25
+
+[storage]
+data_dir = "./agent-data"
+reserve_mb = 500                # recording stops cleanly here; a warning from 2 x reserve
+delete_after_upload = false
+
+[exam]
+checklist = "checklists/data/01_basic_cpr_adult.yaml"
+pins_file = "/etc/osce/marking-pins"  # lines login:PIN (else $OSCE_MARKING_PINS); none: no marking page
+marking_port = 8081             # the tablet marking page of the current attempt (0: any free port)
+schedule_file = "schedule.json" # a local schedule, until the server provides one
+warn_before_end_s = 60          # the "one minute left" cue
+
+[http]
+host = "127.0.0.1"
+port = 8090
+
+[health]
+frozen_s = 3                    # a picture unchanged this long is reported frozen
+silence_s = 30                  # sound under silence_dbfs this long is reported silent
+silence_dbfs = -60
+```
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from checklists.loader import DATA_DIR
+from media.recorder import SourceConfig
+
+DEFAULT_TOKEN_ENV = "OSCE_STATION_TOKEN"
+PINS_ENV = "OSCE_MARKING_PINS"
+STATION_ID_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{0,63}$")
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the file, the key and what is wrong."""
+
+    def __init__(self, file: str, key: str, problem: str) -> None:
+        self.file, self.key, self.problem = file, key, problem
+        super().__init__(f"{file}: {key}: {problem}")
+
+
+@dataclass
+class AgentConfig:
+    file: str = "<defaults>"
+    station_id: str = "station-1"
+    station_name: str = "Станция 1"
+    server_url: str | None = None
+    token: str | None = None
+    bandwidth_bps: int | None = None
+    cameras: list[SourceConfig] = field(default_factory=lambda: [SourceConfig("synthetic")])
+    microphone: SourceConfig | None = field(default_factory=lambda: SourceConfig("synthetic"))
+    width: int = 1280
+    height: int = 720
+    fps: float = 25.0
+    data_dir: Path = Path("agent-data")
+    reserve_mb: int = 500
+    delete_after_upload: bool = False
+    checklist: Path = DATA_DIR / "01_basic_cpr_adult.yaml"
+    pins_file: Path | None = None
+    pins: dict[str, str] = field(default_factory=dict)  # examiner login -> PIN, from pins_file or $OSCE_MARKING_PINS
+    marking_port: int = 8081
+    schedule_file: Path | None = None
+    warn_before_end_s: float = 60.0
+    host: str = "127.0.0.1"
+    port: int = 8090
+    frozen_s: float = 3.0
+    silence_s: float = 30.0
+    silence_dbfs: float = -60.0
+
+    @property
+    def reserve_bytes(self) -> int:
+        return self.reserve_mb * 1024 * 1024
+
+
+SECTIONS: dict[str, set[str]] = {
+    "station": {"id", "name"},
+    "server": {"url", "token_env", "token_file", "upload_bandwidth_kbps"},
+    "cameras": {"source", "latency_ms"},
+    "microphone": {"source", "latency_ms"},
+    "video": {"width", "height", "fps"},
+    "storage": {"data_dir", "reserve_mb", "delete_after_upload"},
+    "exam": {"checklist", "pins_file", "schedule_file", "warn_before_end_s", "marking_port"},
+    "http": {"host", "port"},
+    "health": {"frozen_s", "silence_s", "silence_dbfs"},
+}
+
+
+def parse_pins(text: str) -> dict[str, str]:
+    """Examiner PINs: 'login:PIN' entries, one a line or comma-separated. Raises ValueError naming a bad entry."""
+    pins: dict[str, str] = {}
+    for entry in text.replace(",", "\n").splitlines():
+        if entry.strip():
+            login, sep, pin = entry.strip().partition(":")
+            if not sep or not login or not pin:
+                raise ValueError(f"examiner PINs: expected 'login:PIN', got {entry.strip()!r}")
+            pins[login] = pin
+    return pins
+
+
+class _Reader:
+    def __init__(self, file: str, data: dict[str, Any], base: Path) -> None:
+        self.file, self.data, self.base = file, data, base
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(self.file, key, problem)
+
+    def table(self, name: str) -> dict[str, Any]:
+        value = self.data.get(name, {})
+        if not isinstance(value, dict):
+            raise self.error(name, f"must be a table [{name}], not {type(value).__name__}")
+        self.check_keys(name, value)
+        return value
+
+    def check_keys(self, name: str, table: dict[str, Any]) -> None:
+        for key in table:
+            if key not in SECTIONS[name]:
+                raise self.error(f"{name}.{key}", f"unknown key (known: {', '.join(sorted(SECTIONS[name]))})")
+
+    def get(self, table: dict[str, Any], section: str, key: str, kind: type, default: Any, *,
+            minimum: float | None = None) -> Any:
+        if key not in table:
+            return default
+        value = table[key]
+        ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if not ok:
+            raise self.error(f"{section}.{key}", f"must be {kind.__name__}, not {type(value).__name__} {value!r}")
+        if minimum is not None and value < minimum:
+            raise self.error(f"{section}.{key}", f"must be at least {minimum:g}, got {value!r}")
+        return value
+
+    def path(self, table: dict[str, Any], section: str, key: str, default: Path | None, *,
+             must_exist: bool = False) -> Path | None:
+        text = self.get(table, section, key, str, None)
+        if text is None:
+            return default
+        if not text.strip():
+            raise self.error(f"{section}.{key}", "empty path")
+        path = Path(text).expanduser()
+        path = path if path.is_absolute() else self.base / path
+        if must_exist and not path.is_file():
+            raise self.error(f"{section}.{key}", f"no such file: {path}")
+        return path
+
+
+def load_config(path: Path | None, environ: dict[str, str] | None = None) -> AgentConfig:
+    """Read the agent's TOML file (None: the demo defaults). Raises ConfigError."""
+    env = os.environ if environ is None else environ
+    if path is None:
+        return _build(_Reader("<defaults>", {}, Path.cwd()), env)
+    file = str(path)
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(file, "-", "no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(file, "-", f"cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, "-", f"not valid TOML: {exc}") from None
+    for key in data:
+        if key not in SECTIONS:
+            raise ConfigError(file, key, f"unknown section (known: {', '.join(sorted(SECTIONS))})")
+    return _build(_Reader(file, data, Path(path).resolve().parent), env)
+
+
+def _build(r: _Reader, env: Any) -> AgentConfig:
+    cfg = AgentConfig(file=r.file)
+    station = r.table("station")
+    cfg.station_id = r.get(station, "station", "id", str, cfg.station_id)
+    if not STATION_ID_RE.match(cfg.station_id):
+        raise r.error("station.id", f"letters, digits, '-' or '_' (up to 64), not {cfg.station_id!r}")
+    cfg.station_name = r.get(station, "station", "name", str, cfg.station_name)
+
+    server = r.table("server")
+    url = r.get(server, "server", "url", str, None)
+    if url is not None:
+        if not re.match(r"^https?://[^/\s]+", url):
+            raise r.error("server.url", f"must start with http:// or https://, got {url!r}")
+        cfg.server_url = url.rstrip("/")
+    token_env = r.get(server, "server", "token_env", str, DEFAULT_TOKEN_ENV)
+    token_file = r.path(server, "server", "token_file", None)
+    if token_file is not None:
+        try:
+            cfg.token = token_file.read_text(encoding="utf-8").strip() or None
+        except OSError as exc:
+            raise r.error("server.token_file", f"cannot read {token_file}: {exc.strerror}") from None
+        if cfg.token is None:
+            raise r.error("server.token_file", f"{token_file} is empty")
+    if cfg.token is None:
+        cfg.token = env.get(token_env) or None
+    if cfg.server_url is not None and cfg.token is None:
+        raise r.error("server.token_env", f"a server is set but there is no token: set ${token_env} or token_file")
+    kbps = r.get(server, "server", "upload_bandwidth_kbps", int, 0, minimum=0)
+    cfg.bandwidth_bps = kbps * 1000 if kbps else None
+
+    cameras = r.data.get("cameras")
+    if cameras is not None:
+        if not isinstance(cameras, list) or not cameras:
+            raise r.error("cameras", "must be one or more [[cameras]] tables")
+        cfg.cameras = []
+        for i, cam in enumerate(cameras):
+            name = f"cameras[{i}]"
+            if not isinstance(cam, dict):
+                raise r.error(name, "must be a table with source = ...")
+            for key in cam:
+                if key not in SECTIONS["cameras"]:
+                    raise r.error(f"{name}.{key}", "unknown key (known: latency_ms, source)")
+            source = r.get(cam, name, "source", str, None)
+            if not source or not source.strip():
+                raise r.error(f"{name}.source", "missing: a source spec such as \"synthetic\" or \"/dev/video0\"")
+            cfg.cameras.append(SourceConfig(source.strip(), r.get(cam, name, "latency_ms", float, 0.0)))
+
+    mic = r.table("microphone")
+    source = r.get(mic, "microphone", "source", str, "synthetic")
+    latency = r.get(mic, "microphone", "latency_ms", float, 0.0)
+    cfg.microphone = None if source.strip() in ("", "none") else SourceConfig(source.strip(), latency)
+
+    video = r.table("video")
+    cfg.width = r.get(video, "video", "width", int, cfg.width, minimum=16)
+    cfg.height = r.get(video, "video", "height", int, cfg.height, minimum=16)
+    cfg.fps = r.get(video, "video", "fps", float, cfg.fps, minimum=1)
+
+    storage = r.table("storage")
+    data_dir = r.path(storage, "storage", "data_dir", None)
+    cfg.data_dir = data_dir if data_dir is not None else r.base / cfg.data_dir
+    cfg.reserve_mb = r.get(storage, "storage", "reserve_mb", int, cfg.reserve_mb, minimum=0)
+    cfg.delete_after_upload = r.get(storage, "storage", "delete_after_upload", bool, False)
+
+    exam = r.table("exam")
+    cfg.checklist = r.path(exam, "exam", "checklist", cfg.checklist, must_exist=True) or cfg.checklist
+    cfg.pins_file = r.path(exam, "exam", "pins_file", None, must_exist=True)
+    try:
+        pins_text = cfg.pins_file.read_text(encoding="utf-8") if cfg.pins_file else env.get(PINS_ENV, "")
+        cfg.pins = parse_pins(pins_text)
+    except (OSError, ValueError) as exc:
+        raise r.error("exam.pins_file" if cfg.pins_file else f"${PINS_ENV}", str(exc)) from None
+    cfg.marking_port = r.get(exam, "exam", "marking_port", int, cfg.marking_port, minimum=0)
+    cfg.schedule_file = r.path(exam, "exam", "schedule_file", None)
+    cfg.warn_before_end_s = r.get(exam, "exam", "warn_before_end_s", float, cfg.warn_before_end_s, minimum=0)
+
+    http = r.table("http")
+    cfg.host = r.get(http, "http", "host", str, cfg.host)
+    cfg.port = r.get(http, "http", "port", int, cfg.port, minimum=0)
+    if cfg.port > 65535:
+        raise r.error("http.port", f"must be at most 65535, got {cfg.port}")
+
+    health = r.table("health")
+    cfg.frozen_s = r.get(health, "health", "frozen_s", float, cfg.frozen_s, minimum=0.5)
+    cfg.silence_s = r.get(health, "health", "silence_s", float, cfg.silence_s, minimum=0.5)
+    cfg.silence_dbfs = r.get(health, "health", "silence_dbfs", float, cfg.silence_dbfs)
+    return cfg

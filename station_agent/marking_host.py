@@ -1,0 +1,69 @@
+"""The daemon's marking page: `marking_app` for the current attempt, on its own port.
+
+A marking app serves one attempt, so the agent starts a fresh one (same port, same cookie secret: examiners
+stay signed in) when the next attempt begins; the previous attempt's page stays up until then, so examiners
+can finish and finalise their sheets after the candidate has left.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+from datetime import datetime
+from pathlib import Path
+
+from aiohttp import web
+
+from checklists.model import Checklist
+
+from .marking_app import COOKIE, MarkingConfig, _token, create_marking_app
+
+log = logging.getLogger(__name__)
+
+
+class MarkingHost:
+    def __init__(self, checklist: Checklist, db_path: Path, examiners: dict[str, str], station_id: str,
+                 host: str, port: int) -> None:
+        self.checklist, self.db_path, self.examiners = checklist, db_path, examiners
+        self.station_id, self.host, self.port = station_id, host, port
+        self.secret = secrets.token_bytes(32)
+        self.runner: web.AppRunner | None = None
+        self.attempt_id: str | None = None
+        self.url: str | None = None
+
+    async def switch(self, attempt_id: str, candidate: str, started_at: datetime) -> None:
+        """Serve the page of this attempt (a no-op if it is already the one served)."""
+        if attempt_id == self.attempt_id:
+            return
+        config = MarkingConfig(checklist=self.checklist, db_path=self.db_path, attempt_id=attempt_id,
+                               candidate_number=candidate, examiners=self.examiners, station_id=self.station_id,
+                               recording_started_at=started_at.isoformat(timespec="microseconds"),
+                               secret=self.secret)
+        await self.close()
+        runner = web.AppRunner(create_marking_app(config), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, self.host, self.port).start()
+        self.runner, self.attempt_id = runner, attempt_id
+        address = runner.addresses[0]
+        self.url = f"http://{address[0]}:{address[1]}/"
+        print(f"marking page: {self.url} ({attempt_id})", flush=True)
+
+    def examiner(self, cookie: str | None) -> str | None:
+        """The signed-in examiner a marking cookie belongs to, or None."""
+        login_hex, _, _ = (cookie or "").partition(".")
+        try:
+            login = bytes.fromhex(login_hex).decode("utf-8")
+        except ValueError:
+            return None
+        if login in self.examiners and hmac.compare_digest(_token(self.secret, login), cookie or ""):
+            return login
+        return None
+
+    async def close(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+        self.runner, self.attempt_id, self.url = None, None, None
+
+
+__all__ = ["COOKIE", "MarkingHost"]

@@ -1,0 +1,144 @@
+"""`osce agent run --config FILE` as a real child process, for the daemon, health and lifecycle tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from checklists.loader import DATA_DIR
+
+TOKEN = "test-station-token"
+
+
+def short_checklist(folder: Path, reading_s: int = 2, performing_s: int = 4) -> Path:
+    """The CPR checklist with short time limits."""
+    text = (DATA_DIR / "01_basic_cpr_adult.yaml").read_text(encoding="utf-8")
+    text = text.replace("reading_s: 30", f"reading_s: {reading_s}").replace("performing_s: 510",
+                                                                          f"performing_s: {performing_s}")
+    path = folder / "short.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def write_config(folder: Path, *, cameras: tuple[str, ...] = ("synthetic",), microphone: str = "synthetic",
+                 data_dir: Path | None = None, extra: str = "", checklist: Path | None = None,
+                 exam_extra: str = "", reserve_mb: int = 1) -> Path:
+    cams = "".join(f'[[cameras]]\nsource = "{c}"\n' for c in cameras)
+    text = f"""
+[station]
+id = "st1"
+name = "Test station"
+{cams}
+[microphone]
+source = "{microphone}"
+[video]
+width = 320
+height = 180
+fps = 25
+[storage]
+data_dir = "{data_dir or folder / 'data'}"
+reserve_mb = {reserve_mb}
+[exam]
+checklist = "{checklist or short_checklist(folder)}"
+warn_before_end_s = 2
+{exam_extra}
+[http]
+port = 0
+{extra}
+"""
+    path = folder / "agent.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+class Daemon:
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+        self.log = config.parent / "agent.log"
+
+    def start(self, env: dict[str, str] | None = None) -> str:
+        environ = {**os.environ, "OSCE_STATION_TOKEN": TOKEN, **(env or {})}
+        with open(self.log, "ab") as out:
+            start_at = out.tell()
+            self.proc = subprocess.Popen([sys.executable, "-m", "osce_cli", "agent", "run", "--config",
+                                          str(self.config)], stdout=out, stderr=subprocess.STDOUT, env=environ)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            text = self.log.read_bytes()[start_at:].decode("utf-8", "replace")
+            match = re.search(r"agent: (http://\S+)/", text)
+            if match:
+                self.url = match.group(1)
+                return self.url
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        self.stop()
+        raise AssertionError(f"the agent did not start: {self.log.read_text(errors='replace')}")
+
+    def request(self, method: str, path: str, body: Any = None, token: str | None = TOKEN) -> tuple[int, Any]:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(req, timeout=15) as response:
+                raw = response.read()
+                kind = response.headers.get("Content-Type", "")
+                return response.status, json.loads(raw) if "json" in kind else raw
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
+
+    def get(self, path: str) -> Any:
+        status, body = self.request("GET", path)
+        assert status == 200, (path, status, body)
+        return body
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        assert self.proc.wait(timeout=10) == -signal.SIGKILL
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except (OSError, ValueError) as exc:  # a file not there yet, a line being written
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+def events(folder: Path) -> list[dict[str, Any]]:
+    path = folder / "attempt.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
