@@ -135,8 +135,9 @@ async def echo_run(sizes: list[int]) -> list[float]:
                 payload = bytes(size)
                 t0 = clock.now()
                 await ws.send_bytes(payload)
-                await ws.receive()
+                msg = await ws.receive()
                 rtts.append((clock.now() - t0) * 1000)
+                assert msg.type == aiohttp.WSMsgType.BINARY and len(msg.data) == size, msg.type
     finally:
         server.close()
     return rtts

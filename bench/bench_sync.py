@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -35,11 +36,11 @@ def sync_check(path: Path) -> dict[str, Any]:
     return track
 
 
-def record_pair(root: Path, seconds: float) -> dict[int, dict[str, Any]]:
-    """Both audio skews recorded at once (2 children), then checked."""
+def record_pair(root: Path, seconds: float, repeat: int) -> dict[int, dict[str, Any]]:
+    """Both audio skews recorded at once (2 children), then checked; the folders are kept."""
     children = {}
     for ppm in AUDIO_SKEWS:
-        out = root / f"ppm{ppm}"
+        out = root / f"r{repeat}-ppm{ppm}"
         shutil.rmtree(out, ignore_errors=True)
         children[ppm] = (out, Child([OSCE, "record", "--video", VIDEO_SPEC, "--audio",
                                      f"synthetic:skew_ppm={ppm},jitter_ms=5", "--seconds", seconds,
@@ -48,8 +49,11 @@ def record_pair(root: Path, seconds: float) -> dict[int, dict[str, Any]]:
     for ppm, (out, child) in children.items():
         run = child.wait()
         stats = json.loads(run.stdout)["stats"]
-        results[ppm] = {**sync_check(out), "cpu_s": run.cpu, "dropped": stats["cam0"]["dropped"]}
-        log(f"ppm={ppm}: " + ", ".join(f"{k}={results[ppm].get(k)}" for k in (*FIELDS, "cpu_s", "dropped")))
+        results[ppm] = {**sync_check(out), "cpu_s": run.cpu, "dropped": stats["cam0"]["dropped"],
+                        "cam_drift_ppm": stats["cam0"]["drift_ppm"], "audio": stats.get("audio"),
+                        "load_avg": os.getloadavg()[1]}
+        log(f"ppm={ppm}: " + ", ".join(f"{k}={results[ppm].get(k)}" for k in
+                                      (*FIELDS, "cpu_s", "dropped", "cam_drift_ppm", "audio", "load_avg")))
     return results
 
 
@@ -60,7 +64,7 @@ def main() -> None:
     runs = []
     for i in range(args.repeats):
         log(f"repeat {i + 1}/{args.repeats}: recording {seconds:g} s twice in parallel")
-        runs.append(record_pair(root, seconds))
+        runs.append(record_pair(root, seconds, i))
     clip = root / "floor.mp4"
     run_child(clip_command(str(clip), seconds, *SIZE))
     floor = sync_check(clip)

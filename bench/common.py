@@ -112,7 +112,8 @@ def median(values: Sequence[float]) -> float:
 
 def machine() -> dict[str, Any]:
     return {"date": datetime.now(UTC).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
-            "python": platform.python_version(), "ffmpeg": FFMPEG.rsplit("-", 1)[-1]}
+            "python": platform.python_version(), "ffmpeg": FFMPEG.rsplit("-", 1)[-1],
+            "load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()]}
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

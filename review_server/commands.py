@@ -241,6 +241,11 @@ def _register_archive(sub: argparse._SubParsersAction, ssub: argparse._SubParser
     rrun.add_argument("--today", type=_date, default=None, help="YYYY-MM-DD instead of today (UTC)")
     _config_option(rrun)
     rrun.set_defaults(func=_retention_run)
+    sc = ssub.add_parser("scores", help="derived results (what the archive search filters on)")
+    scsub = sc.add_subparsers(dest="scores_command", required=True, metavar="ACTION")
+    scr = scsub.add_parser("refresh", help="recompute every attempt's stored result from its marks")
+    _config_option(scr)
+    scr.set_defaults(func=_scores_refresh)
     prot = ssub.add_parser("protocol", help="results protocol of an exam day and specialty")
     prot.add_argument("--day", type=_date, required=True)
     prot.add_argument("--specialty", required=True)
@@ -336,4 +341,16 @@ def _protocol(args: argparse.Namespace) -> int:
     else:
         args.out.write_bytes({"csv": protocol.to_csv, "xlsx": protocol.to_xlsx, "pdf": protocol.to_pdf}[args.format](p))
     print(f"{args.out}: {len(p.rows)} candidate(s), {len(p.tasks)} task(s)")
+    return 0
+
+
+def _scores_refresh(args: argparse.Namespace) -> int:
+    from . import scores
+
+    db = _db(args)
+    try:
+        n = db.run(lambda s: scores.refresh(s))
+    finally:
+        db.dispose()
+    print(f"{n} attempt result(s) stored")
     return 0

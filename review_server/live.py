@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 Who = Callable[[web.Request], tuple[str | None, str | None]]  # -> (principal, station code of a token)
 DayStations = Callable[[web.Request], Awaitable[list[dict[str, Any]]]]
+MayView = Callable[[web.Request, str], Awaitable[bool]]  # (request, station code) -> allowed (examiner scope)
 
 STATIC = Path(__file__).parent / "static" / "live"
 ASSETS = {"live.js": "text/javascript", "live.css": "text/css"}
@@ -193,6 +194,8 @@ class LiveHub:
 LIVE_HUB = web.AppKey("live_hub", LiveHub)
 LIVE_WHO = web.AppKey("live_who", object)
 LIVE_DAY = web.AppKey("live_day_stations", object)
+LIVE_MAY_VIEW = web.AppKey("live_may_view", object)
+_background: set[asyncio.Future[Any]] = set()
 
 
 def _names(request: web.Request) -> tuple[str, str]:
@@ -206,6 +209,16 @@ def _who(request: web.Request) -> tuple[str | None, str | None]:
     return request.app[LIVE_WHO](request)  # type: ignore[operator]
 
 
+async def _may_view(request: web.Request, station: str) -> bool:
+    check = request.app.get(LIVE_MAY_VIEW)
+    return True if check is None else await check(request, station)  # type: ignore[operator]
+
+
+async def _require_view(request: web.Request, station: str) -> None:
+    if not await _may_view(request, station):
+        raise web.HTTPForbidden(reason=f"station {station} is not assigned to you")
+
+
 @requires("station.upload")
 async def publish(request: web.Request) -> web.StreamResponse:
     station, camera = _names(request)
@@ -214,8 +227,10 @@ async def publish(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=MAX_MESSAGE)
     await ws.prepare(request)
     channel = request.app[LIVE_HUB].channel(station, camera)
-    if channel.publisher is not None:
-        await channel.publisher.close()  # a reconnecting station replaces its stale connection
+    if channel.publisher is not None:  # a reconnecting station replaces its stale connection
+        task = asyncio.ensure_future(channel.publisher.close())
+        _background.add(task)
+        task.add_done_callback(_background.discard)
     channel.publisher = ws
     log.info("live %s/%s: station publishing", station, camera)
     try:
@@ -237,6 +252,10 @@ async def publish(request: web.Request) -> web.StreamResponse:
 async def watch(request: web.Request) -> web.StreamResponse:
     station, camera = _names(request)
     hub = request.app[LIVE_HUB]
+    origin = request.headers.get("Origin")
+    if origin is not None and origin.split("://", 1)[-1] != request.host:
+        raise web.HTTPForbidden(reason="WebSocket from another site")
+    await _require_view(request, station)
     # Little buffering below the viewer's queue (aiohttp's writer, the transport, the kernel), so that a
     # slow viewer fills its queue, where it can be moved to the live edge, within a second or two.
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=4096, writer_limit=hub.viewer_sndbuf)
@@ -257,7 +276,7 @@ async def watch(request: web.Request) -> web.StreamResponse:
     finally:
         channel.viewers.discard(viewer)
         pump.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+        with contextlib.suppress(asyncio.CancelledError, Exception):  # a dead viewer's socket errors
             await pump
     return ws
 
@@ -271,6 +290,8 @@ async def streams(request: web.Request) -> web.Response:
                                                        "cameras": [], "live": False} for s in day}
     now = time.monotonic()
     for (code, camera), ch in sorted(hub.channels.items()):
+        if not await _may_view(request, code):
+            continue
         entry = stations.setdefault(code, {"station": code, "station_name": code, "cameras": [], "live": False})
         live = ch.publisher is not None and ch.init is not None and now - ch.received_at < 5
         entry["cameras"].append({"camera": camera, "live": live})
@@ -282,16 +303,21 @@ async def streams(request: web.Request) -> web.Response:
 @requires("recordings.view")
 async def hls_url(request: web.Request) -> web.Response:
     station, camera = _names(request)
+    await _require_view(request, station)
     expires = int(time.time()) + LIVE_TOKEN_TTL_S
     token = request.app[LIVE_HUB].sign(station, camera, expires)
     return web.json_response({"url": f"/live/{station}/{camera}/index.m3u8?token={token}", "expires": expires})
 
 
-def _hls_channel(request: web.Request) -> tuple[Channel, str]:
+async def _hls_channel(request: web.Request) -> tuple[Channel, str]:
     station, camera = _names(request)
     hub = request.app[LIVE_HUB]
     token = request.query.get("token", "")
-    if not allowed("recordings.view", _who(request)[0]) and not hub.token_ok(station, camera, token):
+    if hub.token_ok(station, camera, token):
+        pass  # signed by /hls for a viewer who was allowed then
+    elif allowed("recordings.view", _who(request)[0]):
+        await _require_view(request, station)
+    else:
         raise web.HTTPUnauthorized(reason="sign in, or use the URL from /api/live/{station}/{camera}/hls")
     channel = hub.channels.get((station, camera))
     if channel is None or channel.init is None:
@@ -301,21 +327,21 @@ def _hls_channel(request: web.Request) -> tuple[Channel, str]:
 
 @public
 async def hls_playlist(request: web.Request) -> web.Response:
-    channel, query = _hls_channel(request)
+    channel, query = await _hls_channel(request)
     return web.Response(text=channel.playlist(query), content_type="application/vnd.apple.mpegurl",
                         headers={"Cache-Control": "no-cache"})
 
 
 @public
 async def hls_init(request: web.Request) -> web.Response:
-    channel, _ = _hls_channel(request)
+    channel, _ = await _hls_channel(request)
     assert channel.init is not None
     return web.Response(body=channel.init[HEADER.size:], content_type="video/mp4")
 
 
 @public
 async def hls_segment(request: web.Request) -> web.Response:
-    channel, _ = _hls_channel(request)
+    channel, _ = await _hls_channel(request)
     seq = request.match_info["seq"]
     for s in channel.segments:
         if str(s.seq) == seq:
@@ -337,13 +363,16 @@ async def asset(request: web.Request) -> web.FileResponse:
 
 
 def add_live_routes(app: web.Application, who: Who, day_stations: DayStations | None = None,
-                    hub: LiveHub | None = None) -> LiveHub:
+                    may_view: MayView | None = None, hub: LiveHub | None = None) -> LiveHub:
     """Add the live routes; `who(request)` gives (principal, station code) as the auth middleware found
-    them; `day_stations(request)` lists the day's stations ([{"code", "name"}]) so that silent ones show."""
+    them; `day_stations(request)` lists the day's stations ([{"code", "name"}]) so that silent ones show;
+    `may_view(request, station)` narrows viewers further (examiners: their assigned stations only)."""
     app[LIVE_HUB] = hub = hub or LiveHub()
     app[LIVE_WHO] = who
     if day_stations is not None:
         app[LIVE_DAY] = day_stations
+    if may_view is not None:
+        app[LIVE_MAY_VIEW] = may_view
     app.router.add_get("/api/live/streams", streams)
     app.router.add_get("/api/live/{station}/{camera}/publish", publish)
     app.router.add_get("/api/live/{station}/{camera}/ws", watch)

@@ -316,6 +316,19 @@ class ExportPackage(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class ExaminerAttempt(Base):
+    """Which examiners marked which attempt, with the attempt's exam day: the examiner filter of the archive
+    search walks (examiner, exam_day_id, attempt_id) in order. Kept by database triggers (migration 0002) on
+    mark_events inserts and attempts.exam_day_id updates, so every write path keeps it true; never written
+    by the application."""
+
+    __tablename__ = "examiner_attempts"
+    __table_args__ = (Index("ix_examiner_attempts_order", "examiner", "exam_day_id", "attempt_id"),)
+    examiner: Mapped[str] = mapped_column(String(128), primary_key=True)
+    attempt_id: Mapped[str] = mapped_column(ForeignKey("attempts.id"), primary_key=True, index=True)
+    exam_day_id: Mapped[int | None] = mapped_column(Integer)
+
+
 # Archive search across days (review_server/search.py): newest exam day first, then attempt id, narrowed by
 # station, task or examiner. Added in migration 0002.
 Index("ix_attempts_day_order", Attempt.exam_day_id, Attempt.id)

@@ -135,3 +135,17 @@ def store_outcome(s: Session, attempt_id: str, out: Outcome) -> None:
     row.percent, row.passed, row.final = out.percent, out.passed, out.final
     row.computed_at = dt.datetime.now(dt.UTC)
     s.flush()
+
+
+def refresh(s: Session, attempt_ids: Iterable[str] | None = None) -> int:
+    """Recompute the stored result of the given attempts (default: every attempt with marks); returns how many."""
+    if attempt_ids is None:
+        attempt_ids = s.scalars(select(MarkRow.attempt_id).distinct().order_by(MarkRow.attempt_id)).all()
+    cache: dict[str, Checklist | None] = {}
+    n = 0
+    for attempt_id in attempt_ids:
+        out = attempt_outcome(s, attempt_id, cache)
+        if out.percent is not None:
+            store_outcome(s, attempt_id, out)
+            n += 1
+    return n

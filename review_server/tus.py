@@ -468,12 +468,37 @@ async def _stream_to(request: web.Request, state: UploadState, room: int) -> Non
 # ---------------------------------------------------------------- wiring
 
 
-def add_tus_routes(app: web.Application, upload_dir: Path | None = None) -> None:
-    """Register the tus routes on an application built by create_app (before it starts)."""
-    folder = Path(upload_dir) if upload_dir is not None else Path(app[CONFIG].media_dir) / ".tus"
-    folder.mkdir(parents=True, exist_ok=True)
+def expire_uploads(folder: Path, max_age_s: float, now: float | None = None) -> int:
+    """Remove uploads created more than max_age_s ago (abandoned ones, and receipts of stored ones).
+
+    A station that still holds such an upload's URL gets 404 on HEAD and creates a new one."""
+    now = time.time() if now is None else now
+    removed = 0
     for stale in folder.glob("*.json.tmp"):
         stale.unlink(missing_ok=True)
+    for info_path in folder.glob("*.json"):
+        try:
+            state = UploadState(folder, info_path.stem)
+            info = state.load() or {}
+        except (ValueError, OSError, json.JSONDecodeError):
+            continue  # not ours: leave it alone
+        if now - float(info.get("created", now)) > max_age_s:
+            state.remove()
+            removed += 1
+    for part in folder.glob("*.part"):  # bytes whose info file is gone
+        if not part.with_suffix(".json").exists():
+            part.unlink(missing_ok=True)
+    return removed
+
+
+def add_tus_routes(
+    app: web.Application, upload_dir: Path | None = None, expire_after_s: float = 14 * 86400
+) -> None:
+    """Register the tus routes on an application built by create_app (before it starts); uploads older than
+    expire_after_s are removed at startup."""
+    folder = Path(upload_dir) if upload_dir is not None else Path(app[CONFIG].media_dir) / ".tus"
+    folder.mkdir(parents=True, exist_ok=True)
+    expire_uploads(folder, expire_after_s)
     app[TUS_DIR] = folder
     app[TUS_LOCKS] = {}
     app.router.add_route("OPTIONS", BASE, tus_options)

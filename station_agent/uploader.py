@@ -125,7 +125,9 @@ class Uploader:
                     try:
                         worked = await self.step()
                         delay = self.backoff_initial_s
-                    except (RetryLater, aiohttp.ClientError, TimeoutError, OSError) as exc:
+                    except Exception as exc:  # transient or not, the daemon must go on: note it, back off
+                        if not isinstance(exc, RetryLater | aiohttp.ClientError | TimeoutError | OSError):
+                            log.exception("upload: unexpected error")
                         self._note_error(f"{type(exc).__name__}: {exc}")
                         await self._wait(stop_event, random.uniform(0.5, 1.0) * delay)
                         delay = min(delay * 2, self.backoff_max_s)
@@ -326,6 +328,8 @@ class Uploader:
             if r.status in (404, 410):
                 await asyncio.to_thread(self.queue.set_url, item.id, None)
                 return None
+            if r.status == 409:  # the server is still busy with an earlier request on this upload
+                raise RetryLater(f"{item.file}: upload busy on the server")
             if r.status != 200:
                 self._raise_for(r.status, r.reason or "", item)
             return int(r.headers["Upload-Offset"]), r.headers.get(STORED_HEADER) == item.sha256

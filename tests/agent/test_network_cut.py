@@ -129,9 +129,11 @@ async def test_network_cuts_during_a_recording(tmp_path: Path) -> None:
     async def cuts() -> None:
         for at, length in ((0.15, 0.1), (0.35, 0.05), (0.55, 0.15), (0.8, 0.07)):
             await asyncio.sleep(max(0.0, at * SECONDS - (time.monotonic() - started)))
-            # Prefer to cut while a request is crossing the proxy.
+            # Prefer to cut while a request is crossing the proxy, some way into a fragment's upload.
             with contextlib.suppress(AssertionError):
                 await wait_for(lambda: proxy.in_flight > 0, 3.0, "traffic")
+                await asyncio.sleep(0.2)
+                await wait_for(lambda: proxy.in_flight > 0, 1.0, "traffic")
             await proxy.cut()
             await asyncio.sleep(length * SECONDS)
             await proxy.restore()
@@ -163,6 +165,7 @@ async def test_network_cuts_during_a_recording(tmp_path: Path) -> None:
     assert view.media_ok
     assert len(marks) >= SECONDS / 2 and view.marks == sorted(marks)
     assert proxy.cuts == 4 and proxy.cuts_mid_transfer >= 1
+    assert uploader.resumed_at  # at least one upload went on from a non-zero offset after a cut
     assert uploader.status()["last_error"] is not None  # the cuts were felt
     # The cuts cost at most one chunk each in bytes sent again (init files of both tracks may be one object).
     payload = sum(f.size for f in {f.sha256: f for f in manifest.fragments}.values())

@@ -153,7 +153,9 @@ async def test_live_routes_refuse_the_wrong_caller(stack: LiveStack) -> None:
     async with aiohttp.ClientSession() as session:
         for url, headers in [(f"{base}/api/live/S1/cam0/ws", {}),  # nobody
                              (f"{base}/api/live/S1/cam0/ws", {"Authorization": f"Bearer {TOKEN}"}),  # a station
-                             (f"{base}/api/live/S2/cam0/publish", {"Authorization": f"Bearer {TOKEN}"})]:
+                             (f"{base}/api/live/S2/cam0/publish", {"Authorization": f"Bearer {TOKEN}"}),
+                             (f"{base}/api/live/S1/cam0/ws", {"Cookie": "osce_session=observer-cookie",
+                                                              "Origin": "https://evil.example"})]:
             with pytest.raises(aiohttp.WSServerHandshakeError) as info:
                 await session.ws_connect(url, headers=headers)
             assert info.value.status == 403, url
@@ -188,6 +190,9 @@ def test_grid_page_plays_every_camera_in_chromium(stack: LiveStack) -> None:
             page = context.new_page()
             external: list[str] = []
             page.on("request", lambda r: None if r.url.startswith(stack.url) else external.append(r.url))
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("console", lambda m: errors.append(m.text) if m.type in ("error", "warning") else None)
             page.goto(stack.url + "/live")
             assert page.evaluate("MediaSource.isTypeSupported('video/mp4; codecs=\"avc1.64000d, mp4a.40.2\"')")
             tile = page.locator('.tile[data-station="S1"]')
@@ -205,7 +210,8 @@ def test_grid_page_plays_every_camera_in_chromium(stack: LiveStack) -> None:
             page.locator("#big-cameras button", has_text="Камера 2").click()
             expect(page.locator("#big-cameras button", has_text="Камера 2")).to_have_attribute("aria-pressed", "true")
             _assert_plays(page, "#big-slot video")
-            assert external == []
+            assert external == []  # no CDN, nothing from elsewhere
+            assert errors == []  # no script errors, no MSE warnings
         finally:
             browser.close()
 
@@ -257,6 +263,19 @@ async def test_slow_viewer_does_not_delay_a_fast_one(stack: LiveStack) -> None:
     assert len(got) > 6 * 25  # at least one chunk per video frame (25 fps), audio between
     assert late == [], f"{len(late)} of {len(live)} chunks over 0.5 s behind capture"
     assert HEADER.size == 9
+
+
+def test_publisher_reconnects_after_the_server_drops_it(stack: LiveStack) -> None:
+    channel = stack.hub.channels[("S1", "cam1")]
+    before = stack.publisher.connects
+    assert channel.publisher is not None
+    asyncio.run_coroutine_threadsafe(channel.publisher.close(), stack.server.loop).result(10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (stack.publisher.connects > before and channel.publisher is not None
+                                               and channel.gop and time.monotonic() - channel.received_at < 0.2):
+        time.sleep(0.05)
+    assert stack.publisher.connects > before and channel.publisher is not None
+    assert channel.init is not None and HEADER.unpack_from(channel.gop[0])[0] == b"K"  # init + GOP resent
 
 
 def test_viewer_queue_overflow_resumes_at_the_next_key_frame() -> None:

@@ -11,10 +11,12 @@ from pathlib import Path
 import pypdfium2
 from openpyxl import load_workbook
 from pypdf import PdfReader
+from sqlalchemy import func, select
 
 from checklists.marks import MarkEvent as WireEvent
 from osce_cli import main
 from review_server.config import ServerConfig
+from review_server.models import Score
 
 from .archive_helpers import CPR, INJECTION, add_schedule, checklist, events, link_attempt, post_marks
 from .conftest import World
@@ -115,6 +117,26 @@ async def test_protocol_figures_in_every_format(world: World, config: ServerConf
     args = ["server", "protocol", "--day", "2026-06-01", "--specialty", "NURSE", "--format", "csv", "--out", str(out)]
     assert main([*args, "--config", str(cfg)]) == 0
     assert out.read_text(encoding="utf-8") == text
+
+
+async def test_scores_refresh_feeds_the_result_search(
+    world: World, config: ServerConfig, tmp_path: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    await _setup(world)
+    client, arch = world.api.client, world.headers("archivist")
+    found = await (await client.get("/api/archive/attempts?result=failed", headers=arch)).json()
+    assert found["attempts"] == []  # nothing derived yet
+    cfg = tmp_path / "server.toml"
+    cfg.write_text(f"database_url = {json.dumps(config.database_url)}\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["server", "scores", "refresh", "--config", str(cfg)]) == 0
+    assert capsys.readouterr().out.strip() == "6 attempt result(s) stored"  # P9C's checklist is not on the server
+    failed = await (await client.get("/api/archive/attempts?result=failed", headers=arch)).json()
+    assert [(a["attempt_id"], a["accreditation_number"]) for a in failed["attempts"]] == [("P1C", "2611002")]
+    passed = await (await client.get("/api/archive/attempts?result=passed&task=INJ", headers=arch)).json()
+    assert sorted(a["attempt_id"] for a in passed["attempts"]) == ["P0I", "P1I"]
+    assert main(["server", "scores", "refresh", "--config", str(cfg)]) == 0  # idempotent: rows updated in place
+    assert world.api.run(lambda s: s.scalar(select(func.count()).select_from(Score))) == 6
 
 
 async def test_protocol_refusals(world: World) -> None:

@@ -163,3 +163,25 @@ async def test_bad_parameters_are_named(world: World) -> None:
     ):
         resp = await client.get(f"/api/archive/attempts?{query}", headers=h)
         assert resp.status == 400 and (await resp.json())["where"] == where, query
+
+
+async def test_examiner_filter_follows_marks_and_later_scheduling(world: World) -> None:
+    """examiner_attempts is kept by the database: marks arrive first (no day yet), the day is linked later."""
+    from .archive_helpers import CPR, add_schedule, checklist, events, link_attempt, post_marks
+
+    ids = add_schedule(world)
+    cl = checklist(CPR)
+    await post_marks(world, events("E1", "S1", cl, {1}, examiner="petrova"))
+    await post_marks(world, events("E1", "S1", cl, {1}, examiner="sidorov", finalise=False))
+    await post_marks(world, events("E2", "S1", cl, {2}, examiner="petrova", finalise=False))
+    h = world.headers("archivist")
+    url = "/api/archive/attempts?examiner=petrova"
+    got = await (await world.api.client.get(url, headers=h)).json()
+    assert sorted(a["attempt_id"] for a in got["attempts"]) == ["E1", "E2"]
+    dated = await (await world.api.client.get(url + "&from=2026-06-01&to=2026-06-01", headers=h)).json()
+    assert dated["attempts"] == []  # not scheduled yet
+    link_attempt(world, "E2", "2611008", ids, "CPR")
+    dated = await (await world.api.client.get(url + "&from=2026-06-01&to=2026-06-01", headers=h)).json()
+    assert [(a["attempt_id"], a["exam_day"]) for a in dated["attempts"]] == [("E2", "2026-06-01")]
+    other = await (await world.api.client.get("/api/archive/attempts?examiner=sidorov", headers=h)).json()
+    assert [a["attempt_id"] for a in other["attempts"]] == ["E1"]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import os
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +19,12 @@ from sqlalchemy import func, select
 from yarl import URL
 
 from review_server import auth
-from review_server.app import DB, STORAGE, create_app
+from review_server.app import CONFIG, DB, STORAGE, create_app
 from review_server.config import ServerConfig
 from review_server.migrations import upgrade
 from review_server.models import Fragment, Recording, Station
 from review_server.storage import LocalStorage
-from review_server.tus import STORED_HEADER, TUS_DIR, add_tus_routes
+from review_server.tus import STORED_HEADER, TUS_DIR, add_tus_routes, expire_uploads
 
 CHEAP_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_kib": 8, "argon2_parallelism": 1}
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -326,3 +328,45 @@ async def test_tuspy_interoperates(env: Env, tmp_path: Path) -> None:
     assert fragment_rows(env) == [("rec9", "cam0", 7, sha)]
     count = env.app[DB].run(lambda s: s.scalar(select(func.count()).select_from(Fragment)))
     assert count == 1
+
+
+async def test_state_survives_a_new_server_and_head_finishes_a_complete_upload(env: Env, tmp_path: Path) -> None:
+    data = os.urandom(90_000)
+    sha = hashlib.sha256(data).hexdigest()
+    loc = (await create(env, data)).headers["Location"]
+    assert (await patch(env, loc, 0, data[:40_000])).status == 204
+    # A second server process on the same folders (as after a restart) sees the same offset.
+    config = env.app[CONFIG]
+    app2 = create_app(config, storage=LocalStorage(config.media_dir))
+    add_tus_routes(app2)
+    server2 = TestServer(app2, host="127.0.0.1")
+    await server2.start_server()
+    try:
+        env2 = Env(str(server2.make_url("")).rstrip("/"), env.token, env.other_token, app2, env.http)
+        assert (await head(env2, loc)).headers["Upload-Offset"] == "40000"
+        # The last bytes reached the disk but the server died before storing them: HEAD completes the job.
+        with open(app2[TUS_DIR] / (loc.rsplit("/", 1)[1] + ".part"), "ab") as fh:
+            fh.write(data[40_000:])
+        h = await head(env2, loc)
+        assert (h.status, h.headers["Upload-Offset"], h.headers[STORED_HEADER]) == (200, "90000", sha)
+        assert app2[STORAGE].get(sha) == data
+        assert fragment_rows(env2) == [("rec1", "cam0", 1, sha)]
+    finally:
+        await server2.close()
+
+
+async def test_old_uploads_expire_at_startup(env: Env) -> None:
+    data = os.urandom(1000)
+    old = (await create(env, data)).headers["Location"]
+    await patch(env, old, 0, data[:500])
+    fresh = (await create(env, data, seq=2)).headers["Location"]
+    folder = env.app[TUS_DIR]
+    assert expire_uploads(folder, 3600, now=time.time() + 1800) == 0
+    old_id = old.rsplit("/", 1)[1]
+    info = json.loads((folder / f"{old_id}.json").read_text())
+    info["created"] -= 7200
+    (folder / f"{old_id}.json").write_text(json.dumps(info))
+    assert expire_uploads(folder, 3600) == 1
+    assert sorted(p.name for p in folder.iterdir()) == [fresh.rsplit("/", 1)[1] + ".json"]
+    assert (await head(env, old)).status == 404
+    assert (await head(env, fresh)).status == 200

@@ -16,6 +16,56 @@ branch_labels = None
 depends_on = None
 
 
+# examiner_attempts is kept by triggers, so that every path that writes marks or schedules attempts keeps it
+# true. NB for later migrations: on SQLite, a batch (copy-and-move) rebuild of mark_events or attempts drops
+# these triggers; recreate them there with create_triggers().
+PG_TRIGGERS = [
+    """CREATE FUNCTION osce_examiner_attempts_from_mark() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO examiner_attempts (examiner, attempt_id, exam_day_id)
+        SELECT NEW.examiner, NEW.attempt_id, a.exam_day_id FROM attempts a WHERE a.id = NEW.attempt_id
+        ON CONFLICT DO NOTHING;
+        RETURN NULL;
+    END $$""",
+    """CREATE TRIGGER trg_mark_events_examiner AFTER INSERT ON mark_events
+    FOR EACH ROW EXECUTE FUNCTION osce_examiner_attempts_from_mark()""",
+    """CREATE FUNCTION osce_examiner_attempts_day() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE examiner_attempts SET exam_day_id = NEW.exam_day_id WHERE attempt_id = NEW.id;
+        RETURN NULL;
+    END $$""",
+    """CREATE TRIGGER trg_attempts_exam_day AFTER UPDATE OF exam_day_id ON attempts
+    FOR EACH ROW WHEN (OLD.exam_day_id IS DISTINCT FROM NEW.exam_day_id)
+    EXECUTE FUNCTION osce_examiner_attempts_day()""",
+]
+SQLITE_TRIGGERS = [
+    """CREATE TRIGGER trg_mark_events_examiner AFTER INSERT ON mark_events BEGIN
+        INSERT OR IGNORE INTO examiner_attempts (examiner, attempt_id, exam_day_id)
+        SELECT NEW.examiner, NEW.attempt_id, a.exam_day_id FROM attempts a WHERE a.id = NEW.attempt_id;
+    END""",
+    """CREATE TRIGGER trg_attempts_exam_day AFTER UPDATE OF exam_day_id ON attempts
+    WHEN OLD.exam_day_id IS NOT NEW.exam_day_id BEGIN
+        UPDATE examiner_attempts SET exam_day_id = NEW.exam_day_id WHERE attempt_id = NEW.id;
+    END""",
+]
+
+
+def create_triggers() -> None:
+    for statement in PG_TRIGGERS if op.get_bind().dialect.name == "postgresql" else SQLITE_TRIGGERS:
+        op.execute(statement)
+
+
+def drop_triggers() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER IF EXISTS trg_attempts_exam_day ON attempts")
+        op.execute("DROP TRIGGER IF EXISTS trg_mark_events_examiner ON mark_events")
+        op.execute("DROP FUNCTION IF EXISTS osce_examiner_attempts_day()")
+        op.execute("DROP FUNCTION IF EXISTS osce_examiner_attempts_from_mark()")
+    else:
+        op.execute("DROP TRIGGER IF EXISTS trg_attempts_exam_day")
+        op.execute("DROP TRIGGER IF EXISTS trg_mark_events_examiner")
+
+
 def upgrade() -> None:
     op.create_table(
         "export_requests",
@@ -118,8 +168,31 @@ def upgrade() -> None:
     with op.batch_alter_table("review_links", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_review_links_attempt_id"), ["attempt_id"], unique=False)
 
+    op.create_table(
+        "examiner_attempts",
+        sa.Column("examiner", sa.String(length=128), nullable=False),
+        sa.Column("attempt_id", sa.String(length=64), nullable=False),
+        sa.Column("exam_day_id", sa.Integer(), nullable=True),
+        sa.ForeignKeyConstraint(["attempt_id"], ["attempts.id"], name=op.f("fk_examiner_attempts_attempt_id_attempts")),
+        sa.PrimaryKeyConstraint("examiner", "attempt_id", name=op.f("pk_examiner_attempts")),
+    )
+    with op.batch_alter_table("examiner_attempts", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_examiner_attempts_attempt_id"), ["attempt_id"], unique=False)
+        batch_op.create_index("ix_examiner_attempts_order", ["examiner", "exam_day_id", "attempt_id"], unique=False)
+    op.execute(
+        "INSERT INTO examiner_attempts (examiner, attempt_id, exam_day_id) "
+        "SELECT DISTINCT m.examiner, m.attempt_id, a.exam_day_id "
+        "FROM mark_events m JOIN attempts a ON a.id = m.attempt_id"
+    )
+    create_triggers()
+
 
 def downgrade() -> None:
+    drop_triggers()
+    with op.batch_alter_table("examiner_attempts", schema=None) as batch_op:
+        batch_op.drop_index("ix_examiner_attempts_order")
+        batch_op.drop_index(batch_op.f("ix_examiner_attempts_attempt_id"))
+    op.drop_table("examiner_attempts")
     with op.batch_alter_table("review_links", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_review_links_attempt_id"))
     op.drop_table("review_links")
