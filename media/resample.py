@@ -33,6 +33,7 @@ class DriftCorrector:
         self._base = 0  # device index of _buf[0]
         self._j: int | None = None  # next output sample index (pts in 1/rate units)
         self._p = 0.0  # device position of output sample _j
+        self._floor: int | None = None  # where the output stood before a discontinuity
 
     def _target(self, j: int) -> float:
         shared = self.origin + j / self.rate + self.latency_s
@@ -52,11 +53,12 @@ class DriftCorrector:
             # The device's count is the truth; a discontinuity means the source restarted.
             self._buf = np.zeros(0, dtype=np.float32)
             self._base = block.first_index
+            self._floor = self._j  # the output never goes back in time: a muxer needs rising timestamps
             self._j = None
         self._buf = np.concatenate([self._buf, block.samples.astype(np.float32, copy=False)])
         if self._j is None:
             first_shared = self.clock.to_shared(self._base / self.rate) - self.latency_s
-            self._j = max(0, math.ceil((first_shared - self.origin) * self.rate))
+            self._j = max(self._floor or 0, math.ceil((first_shared - self.origin) * self.rate))
             self._p = self._target(self._j)
         error = self._target(self._j) - self._p
         if abs(error) > RESYNC_S * self.rate:

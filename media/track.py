@@ -167,6 +167,12 @@ class Track:
         if self.audio is None or samples.size == 0:
             return
         with self.lock:
+            if self._pcm_pts is not None and pts < self._pcm_pts + self._pcm.size:
+                # Overlaps what we hold (a source restarted): drop the overlap, keep timestamps rising.
+                samples = samples[self._pcm_pts + self._pcm.size - pts:]
+                pts = self._pcm_pts + self._pcm.size
+                if samples.size == 0:
+                    return
             if self._pcm_pts is None or pts != self._pcm_pts + self._pcm.size:
                 self._pcm = np.zeros(0, dtype=np.float32)  # a gap: start a new run at its pts
                 self._pcm_pts = pts

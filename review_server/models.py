@@ -319,8 +319,8 @@ class ExportPackage(Base):
 class ExaminerAttempt(Base):
     """Which examiners marked which attempt, with the attempt's exam day: the examiner filter of the archive
     search walks (examiner, exam_day_id, attempt_id) in order. Kept by database triggers (migration 0002) on
-    mark_events inserts and attempts.exam_day_id updates, so every write path keeps it true; never written
-    by the application."""
+    mark_events inserts and deletes and attempts.exam_day_id updates, so every write path keeps it true; never
+    written by the application."""
 
     __tablename__ = "examiner_attempts"
     __table_args__ = (Index("ix_examiner_attempts_order", "examiner", "exam_day_id", "attempt_id"),)

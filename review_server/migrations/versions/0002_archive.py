@@ -16,8 +16,9 @@ branch_labels = None
 depends_on = None
 
 
-# examiner_attempts is kept by triggers, so that every path that writes marks or schedules attempts keeps it
-# true. NB for later migrations: on SQLite, a batch (copy-and-move) rebuild of mark_events or attempts drops
+# examiner_attempts (examiner, attempt_id, exam_day_id) is the projection of mark_events x attempts, kept by
+# triggers (insert, delete of mark events; attempts.exam_day_id updates), so that every path that writes marks
+# or schedules attempts keeps it true. NB for later migrations: on SQLite, a batch (copy-and-move) rebuild of mark_events or attempts drops
 # these triggers; recreate them there with create_triggers().
 PG_TRIGGERS = [
     """CREATE FUNCTION osce_examiner_attempts_from_mark() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -29,6 +30,14 @@ PG_TRIGGERS = [
     END $$""",
     """CREATE TRIGGER trg_mark_events_examiner AFTER INSERT ON mark_events
     FOR EACH ROW EXECUTE FUNCTION osce_examiner_attempts_from_mark()""",
+    """CREATE FUNCTION osce_examiner_attempts_unmark() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        DELETE FROM examiner_attempts WHERE examiner = OLD.examiner AND attempt_id = OLD.attempt_id
+        AND NOT EXISTS (SELECT 1 FROM mark_events m WHERE m.examiner = OLD.examiner AND m.attempt_id = OLD.attempt_id);
+        RETURN NULL;
+    END $$""",
+    """CREATE TRIGGER trg_mark_events_unexaminer AFTER DELETE ON mark_events
+    FOR EACH ROW EXECUTE FUNCTION osce_examiner_attempts_unmark()""",
     """CREATE FUNCTION osce_examiner_attempts_day() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         UPDATE examiner_attempts SET exam_day_id = NEW.exam_day_id WHERE attempt_id = NEW.id;
@@ -42,6 +51,10 @@ SQLITE_TRIGGERS = [
     """CREATE TRIGGER trg_mark_events_examiner AFTER INSERT ON mark_events BEGIN
         INSERT OR IGNORE INTO examiner_attempts (examiner, attempt_id, exam_day_id)
         SELECT NEW.examiner, NEW.attempt_id, a.exam_day_id FROM attempts a WHERE a.id = NEW.attempt_id;
+    END""",
+    """CREATE TRIGGER trg_mark_events_unexaminer AFTER DELETE ON mark_events BEGIN
+        DELETE FROM examiner_attempts WHERE examiner = OLD.examiner AND attempt_id = OLD.attempt_id
+        AND NOT EXISTS (SELECT 1 FROM mark_events m WHERE m.examiner = OLD.examiner AND m.attempt_id = OLD.attempt_id);
     END""",
     """CREATE TRIGGER trg_attempts_exam_day AFTER UPDATE OF exam_day_id ON attempts
     WHEN OLD.exam_day_id IS NOT NEW.exam_day_id BEGIN
@@ -59,11 +72,14 @@ def drop_triggers() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER IF EXISTS trg_attempts_exam_day ON attempts")
         op.execute("DROP TRIGGER IF EXISTS trg_mark_events_examiner ON mark_events")
+        op.execute("DROP TRIGGER IF EXISTS trg_mark_events_unexaminer ON mark_events")
         op.execute("DROP FUNCTION IF EXISTS osce_examiner_attempts_day()")
+        op.execute("DROP FUNCTION IF EXISTS osce_examiner_attempts_unmark()")
         op.execute("DROP FUNCTION IF EXISTS osce_examiner_attempts_from_mark()")
     else:
         op.execute("DROP TRIGGER IF EXISTS trg_attempts_exam_day")
         op.execute("DROP TRIGGER IF EXISTS trg_mark_events_examiner")
+        op.execute("DROP TRIGGER IF EXISTS trg_mark_events_unexaminer")
 
 
 def upgrade() -> None:
