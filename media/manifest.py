@@ -3,7 +3,7 @@
 A recording is a folder. `manifest.jsonl` beside the media lists, one JSON object a line,
 appended and fsynced as things happen:
 
-- line 1, ``{"type": "recording", "format": "osce-recording/1", "recording_id", "station",
+- line 1, ``{"type": "recording", "format": "osce-recording/1", "recording_id", "attempt_id" (or null), "station",
   "started_wall" (UTC ISO-8601), "fragment_s", "tracks": [{"id", "source", "video": {...},
   "audio": {...}}]}``
 - ``{"type": "fragment", "track", "seq", "kind": "init"|"media", "file", "sha256", "size",

@@ -69,6 +69,7 @@ class RecorderConfig:
     fps: float = 25.0
     station: str = "station"
     recording_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    attempt_id: str | None = None  # the exam attempt this recording belongs to (the agent sets it)
     encode: EncodeSettings = field(default_factory=EncodeSettings)
     # Called with each camera's Track before its capture starts: attaches the live view's packet tap.
     live: Callable[[Track], None] | None = None
@@ -135,7 +136,7 @@ class Recorder:
                            {"codec": "aac", "rate": AUDIO_RATE, "channels": 1,
                             "source": cfg.audio.spec, "latency_ms": cfg.audio.latency_ms}})
         self.manifest = ManifestWriter(out, {
-            "recording_id": cfg.recording_id, "station": cfg.station,
+            "recording_id": cfg.recording_id, "attempt_id": cfg.attempt_id, "station": cfg.station,
             "started_wall": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "fragment_s": cfg.encode.fragment_s, "clock": "monotonic", "tracks": tracks})
         for f in self.failures:

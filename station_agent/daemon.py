@@ -291,7 +291,8 @@ class Agent:
         cfg = self.cfg
         recorder = Recorder(RecorderConfig(out_dir=part, videos=list(cfg.cameras), audio=cfg.microphone,
                                            width=cfg.width, height=cfg.height, fps=cfg.fps, station=cfg.station_name,
-                                           recording_id=f"{attempt.attempt_id}.part-{number}"))
+                                           recording_id=f"{attempt.attempt_id}.part-{number}",
+                                           attempt_id=attempt.attempt_id))
         alog = self.attempt_log(attempt)
         try:
             await asyncio.to_thread(recorder.start)

@@ -214,7 +214,8 @@ class Uploader:
                 body = await r.json(content_type=None)
             except ValueError:
                 body = {"error": (await r.text())[:300]}
-            if r.status >= 500 or r.status in RETRYABLE_STATUS:
+            # 403 is not retried here: the server refuses an event of another station with it.
+            if r.status >= 500 or r.status in RETRYABLE_STATUS - {403}:
                 raise RetryLater(f"marks: {_error_text(r.status, str(body))}")
             return r.status, body if isinstance(body, dict) else {}
 

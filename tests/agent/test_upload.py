@@ -260,6 +260,29 @@ async def test_delete_after_confirm_and_refused_fragment(server, tmp_path: Path)
     assert uploader.status()["failed"] == 1
 
 
+async def test_a_refused_mark_does_not_hold_up_the_others(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cfg, url, token = server
+    queue, journal = UploadQueue(tmp_path / "queue.db"), Journal(tmp_path / "marks.db")
+    good = add_marks(journal, 2)
+    foreign = MarkEvent.new(
+        attempt_id="att-2", station_id="S2", examiner="petrov", kind="mark", checklist_hash=CHECKLIST_HASH,
+        seq=1, item=1, done=True,
+    )  # fmt: skip
+    journal.append(foreign)  # this station's token may not send another station's marks: 403
+    good += add_marks(journal, 2)
+    uploader = Uploader(queue, url, token, journal=journal)
+    stop = asyncio.Event()
+    task = asyncio.create_task(uploader.run(stop))
+    await wait_for(lambda: len(journal.pending()) == 1, 20, "the good marks")
+    stop.set()
+    await task
+    assert [e.event_id for e in journal.pending()] == [foreign.event_id]  # kept, not lost
+    assert server_view(cfg).marks == sorted(good)
+    status = uploader.status()
+    assert status["marks_rejected"] == 1 and status["marks_pending"] == 1
+    assert "S1" in (status["last_error"] or "")
+
+
 async def test_bandwidth_cap(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     _cfg, url, token = server
     rec = RecordingMaker(tmp_path / "rec", tracks=("cam0",))
