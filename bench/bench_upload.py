@@ -122,11 +122,13 @@ async def upload_put(path: Path, sha: str, url: str, token: str) -> None:
 
 
 class Proxy:
-    """Loopback TCP proxy that can be cut (connections reset, port closed) and restored."""
+    """Loopback TCP proxy with a rate limit towards the server (a slow link, so that a cut finds a request
+    crossing it) that can be cut (connections reset, port closed) and restored."""
 
-    def __init__(self, upstream: int) -> None:
-        self.upstream, self.port, self.writers = upstream, 0, set[asyncio.StreamWriter]()
+    def __init__(self, upstream: int, rate_bps: float) -> None:
+        self.upstream, self.rate, self.port, self.writers = upstream, rate_bps, 0, set[asyncio.StreamWriter]()
         self.server: asyncio.Server | None = None
+        self.in_flight = 0
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, reuse_address=True)
@@ -136,15 +138,21 @@ class Proxy:
         ur, uw = await asyncio.open_connection("127.0.0.1", self.upstream)
         self.writers |= {w, uw}
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, up: bool) -> None:
             with contextlib.suppress(OSError):
                 while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
+                    self.in_flight += up
+                    try:
+                        dst.write(data)
+                        await dst.drain()
+                        if up:
+                            await asyncio.sleep(len(data) / self.rate)
+                    finally:
+                        self.in_flight -= up
                 dst.close()
 
         try:
-            await asyncio.gather(pipe(r, uw), pipe(ur, w))
+            await asyncio.gather(pipe(r, uw, True), pipe(ur, w, False))
         finally:
             self.writers -= {w, uw}
 
@@ -157,17 +165,17 @@ class Proxy:
 
 
 async def resent_after_cut(root: Path, folder: Path, size: int, url: str, token: str) -> int:
-    proxy = Proxy(int(url.rsplit(":", 1)[1]))
+    """Upload through a 2-second link, cut it while a PATCH is crossing, halfway; bytes sent twice."""
+    proxy = Proxy(int(url.rsplit(":", 1)[1]), rate_bps=size / 2.0)
     await proxy.start()
     queue = UploadQueue(root / f"queue-cut-{uuid.uuid4().hex[:8]}.db")
     queue.add_recording_folder(folder)
     uploader = Uploader(
-        queue, f"http://127.0.0.1:{proxy.port}", token, chunk_size=CHUNK, bandwidth_bps=size / 2.0,
-        backoff_initial_s=0.1, backoff_max_s=0.5,
-    )  # fmt: skip
+        queue, f"http://127.0.0.1:{proxy.port}", token, chunk_size=CHUNK, backoff_initial_s=0.1, backoff_max_s=0.5
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(uploader.run(stop))
-    while uploader.bytes_sent < size // 2:
+    while uploader.bytes_sent < size // 2 or not proxy.in_flight:
         await asyncio.sleep(0.001)
     await proxy.cut()
     await asyncio.sleep(1.0)

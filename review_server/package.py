@@ -170,6 +170,9 @@ def verify(where: str | Path, public_key: bytes | None = None) -> Report:
     """Check the signature (with `public_key` PEM if given, else the package's own), every file's SHA-256
     and size, SHA256SUMS, and that the package holds exactly the files listed."""
     report = Report()
+    if not Path(where).exists():
+        report.fail(f"{where}: no such file or folder")
+        return report
     try:
         src = _Source(Path(where))
     except (OSError, zipfile.BadZipFile) as exc:

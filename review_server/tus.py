@@ -368,6 +368,9 @@ async def tus_patch(request: web.Request) -> web.Response:
         if int(raw_offset) != offset:
             raise ApiError(409, f"Upload-Offset is {raw_offset}, the upload is at {offset}", "Upload-Offset")
         room = info["length"] - offset
+        if room == 0 and info.get("stored"):  # complete already: nothing to take
+            done = {"Upload-Offset": str(offset), STORED_HEADER: info["fragment"]["sha256"]}
+            return web.Response(status=204, headers=_headers(**done))
         if request.content_length is not None and request.content_length > room:
             raise ApiError(400, f"{request.content_length} bytes would pass Upload-Length", "Content-Length")
         if checksum is not None:

@@ -326,7 +326,7 @@ class Uploader:
     async def _head(self, url: str, item: Item) -> tuple[int, bool] | None:
         """(offset, stored) of an existing upload, or None if the server no longer knows it."""
         async with self.http.head(self._abs(url), headers=self._tus_headers()) as r:
-            if r.status in (404, 410):
+            if r.status in (404, 410, 422):  # unknown, or discarded because the bytes were not the declared ones
                 await asyncio.to_thread(self.queue.set_url, item.id, None)
                 return None
             if r.status == 409:  # the server is still busy with an earlier request on this upload

@@ -103,6 +103,7 @@ class RecordingMaker:
         self.recording_id = uuid.uuid4().hex
         header = {
             "recording_id": self.recording_id,
+            "attempt_id": "att-1",
             "station": "S1",
             "started_wall": "2026-11-26T08:00:00.000+00:00",
             "fragment_s": 2.0,
@@ -233,6 +234,12 @@ async def test_uploads_fragments_and_marks_once(server, tmp_path: Path) -> None:
     await task2
     assert again.bytes_sent == 0 and again.uploaded == 10
     assert server_view(cfg).fragments == view.fragments
+    db = Database(cfg.database_url)
+    try:
+        with db.transaction() as s:  # the recording is linked to the attempt named in its header
+            assert s.scalar(select(Recording.attempt_id).where(Recording.key == rec.recording_id)) == "att-1"
+    finally:
+        db.dispose()
 
 
 async def test_delete_after_confirm_and_refused_fragment(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

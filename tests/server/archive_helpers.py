@@ -16,6 +16,34 @@ from review_server.models import Attempt, Candidate, ChecklistVersion, ExamDay, 
 
 from .conftest import World
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def make_recording(out: Path) -> Path:
+    """A real 6 s recording (synthetic camera and microphone) made by `osce record`."""
+    import subprocess
+    import sys
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "osce_cli",
+        "record",
+        "--video",
+        "synthetic",
+        "--audio",
+        "synthetic",
+        "--seconds",
+        "6",
+        "--size",
+        "320x180",
+        "--out",
+        str(out),
+    ]
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, timeout=120)
+    return out
+
+
 CPR = DATA_DIR / "01_basic_cpr_adult.yaml"
 INJECTION = DATA_DIR / "02_im_injection_gluteal.yaml"
 DAY = dt.date(2026, 6, 1)

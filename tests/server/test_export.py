@@ -24,38 +24,23 @@ from review_server.models import AuditEvent, ExportPackage
 from review_server.package import verify
 from review_server.signing import data_dir
 
-from .archive_helpers import CPR, add_schedule, checklist, events, link_attempt, post_marks, upload_recording
+from .archive_helpers import (
+    CPR,
+    ROOT,
+    add_schedule,
+    checklist,
+    events,
+    link_attempt,
+    make_recording,
+    post_marks,
+    upload_recording,
+)
 from .conftest import World
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("rec") / "r"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "osce_cli",
-            "record",
-            "--video",
-            "synthetic",
-            "--audio",
-            "synthetic",
-            "--seconds",
-            "6",
-            "--size",
-            "320x180",
-            "--out",
-            str(out),
-        ],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    return out
+    return make_recording(tmp_path_factory.mktemp("rec") / "r")
 
 
 async def _json(resp, status: int):  # type: ignore[no-untyped-def]
@@ -241,6 +226,9 @@ async def test_verify_finds_extra_missing_and_resigned(world: World, tmp_path: P
         warnings.simplefilter("ignore")
         zf.writestr("protocol.csv", b"forged\n")
     assert "protocol.csv: more than one entry with this name in the ZIP" in verify(twice).problems
+    assert verify(tmp_path / "nowhere.zip").problems == [f"{tmp_path / 'nowhere.zip'}: no such file or folder"]
+    (tmp_path / "junk.zip").write_bytes(b"PK not really")
+    assert "cannot open" in verify(tmp_path / "junk.zip").problems[0]
     (d / "extra.txt").write_text("x")
     assert any(p.startswith("extra.txt: in the package but not listed") for p in verify(d).problems)
     (d / "extra.txt").unlink()

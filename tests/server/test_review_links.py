@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
+from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from review_server.models import AuditEvent, ReviewLink
 
-from .archive_helpers import CPR, add_schedule, checklist, events, link_attempt, post_marks
+from .archive_helpers import (
+    CPR,
+    add_schedule,
+    checklist,
+    events,
+    link_attempt,
+    make_recording,
+    post_marks,
+    upload_recording,
+)
 from .conftest import World
 
 
@@ -70,3 +82,44 @@ async def test_review_link_shows_video_and_marks_until_it_expires(world: World) 
     assert (await client.get(second["url"])).status == 410
     bad = await client.post("/api/attempts/V1/review-links", json={"reviewer": "x", "minutes": 0}, headers=admin)
     assert bad.status == 422 and (await bad.json())["where"] == "minutes"
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_recording(tmp_path_factory.mktemp("rec") / "r")
+
+
+async def test_review_page_plays_in_chromium(world: World, recording: Path) -> None:
+    """The reviewer's page in Debian's Chromium: the video loads (6 s) beside the marks."""
+    from playwright.async_api import async_playwright
+
+    ids = add_schedule(world)
+    cl = checklist(CPR)
+    await upload_recording(world, recording, "rec-W1", "W1")
+    await post_marks(world, events("W1", "S1", cl, set(cl.item_numbers[:10])))
+    link_attempt(world, "W1", "2611010", ids, "CPR")
+    resp = await world.api.client.post(
+        "/api/attempts/W1/review-links", json={"reviewer": "Комиссия", "minutes": 10}, headers=world.headers("admin")
+    )
+    url = str(world.api.client.make_url((await resp.json())["url"]))
+    executable = os.environ.get("OSCE_CHROMIUM", "/usr/bin/chromium")
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=executable, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = await browser.new_page()
+            await page.goto(url)
+            await page.wait_for_function("document.querySelector('video').readyState >= 1", timeout=20_000)
+            size = await page.evaluate(
+                "[document.querySelector('video').videoWidth, document.querySelector('video').videoHeight]"
+            )
+            # Play it through (muted, fast): the whole recording decodes, to its last frame.
+            await page.evaluate(
+                "const v = document.querySelector('video'); v.muted = true; v.playbackRate = 4; v.play()"
+            )
+            await page.wait_for_function("document.querySelector('video').ended", timeout=30_000)
+            duration = await page.evaluate("document.querySelector('video').currentTime")
+            body = await page.inner_text("body")
+        finally:
+            await browser.close()
+    assert 5.0 < duration < 8.0 and size == [320, 180]
+    assert "10 из 19" in body and cl.item(1).action[:20] in body

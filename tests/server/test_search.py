@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from review_server.models import (
     Attempt,
     Candidate,
     ChecklistVersion,
     ExamDay,
+    ExaminerAttempt,
     MarkEvent,
     Score,
     Specialty,
@@ -185,3 +186,8 @@ async def test_examiner_filter_follows_marks_and_later_scheduling(world: World) 
     assert [(a["attempt_id"], a["exam_day"]) for a in dated["attempts"]] == [("E2", "2026-06-01")]
     other = await (await world.api.client.get("/api/archive/attempts?examiner=sidorov", headers=h)).json()
     assert [a["attempt_id"] for a in other["attempts"]] == ["E1"]
+    # The projection follows deletions too (marks are append-only in the application; a test or a repair may not be).
+    world.api.run(lambda s: s.execute(delete(MarkEvent).where(MarkEvent.examiner == "sidorov")))
+    gone = await (await world.api.client.get("/api/archive/attempts?examiner=sidorov", headers=h)).json()
+    assert gone["attempts"] == []
+    assert world.api.run(lambda s: sorted(s.scalars(select(ExaminerAttempt.examiner).distinct()))) == ["petrova"]

@@ -144,6 +144,9 @@ async def test_create_upload_in_chunks_store_and_record(env: Env) -> None:
     # A PATCH at a wrong offset is refused (409), a finished upload takes no more bytes.
     r = await patch(env, loc, 0, data[:10])
     assert r.status == 409
+    r = await patch(env, loc, len(data), b"")
+    assert (r.status, r.headers[STORED_HEADER]) == (204, sha)
+    assert list(env.app[TUS_DIR].glob("*.part")) == []
 
 
 async def test_known_hash_is_already_complete_at_creation(env: Env) -> None:

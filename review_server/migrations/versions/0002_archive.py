@@ -18,8 +18,8 @@ depends_on = None
 
 # examiner_attempts (examiner, attempt_id, exam_day_id) is the projection of mark_events x attempts, kept by
 # triggers (insert, delete of mark events; attempts.exam_day_id updates), so that every path that writes marks
-# or schedules attempts keeps it true. NB for later migrations: on SQLite, a batch (copy-and-move) rebuild of mark_events or attempts drops
-# these triggers; recreate them there with create_triggers().
+# or schedules attempts keeps it true. NB for later migrations: on SQLite, a batch (copy-and-move) rebuild of
+# mark_events or attempts drops these triggers; recreate them there with create_triggers().
 PG_TRIGGERS = [
     """CREATE FUNCTION osce_examiner_attempts_from_mark() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
