@@ -55,6 +55,9 @@ class ServerConfig:
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
+    # The exam day's schedule (JSON: {"attempts": [{"attempt_id", "candidate", "station_id", "checklist",
+    # "reading_starts_at", "reading_s"?, "performing_s"?}]}), served to each station with the server's time.
+    schedule_file: Path | None = None
     # Filled from the environment / credentials file, never from the TOML itself.
     s3_access_key_id: str | None = field(default=None, repr=False)
     s3_secret_access_key: str | None = field(default=None, repr=False)

@@ -373,15 +373,15 @@ def add_live_routes(app: web.Application, who: Who, day_stations: DayStations | 
         app[LIVE_DAY] = day_stations
     if may_view is not None:
         app[LIVE_MAY_VIEW] = may_view
-    app.router.add_get("/api/live/streams", streams)
-    app.router.add_get("/api/live/{station}/{camera}/publish", publish)
-    app.router.add_get("/api/live/{station}/{camera}/ws", watch)
-    app.router.add_get("/api/live/{station}/{camera}/hls", hls_url)
-    app.router.add_get("/live", page)
-    app.router.add_get("/live/assets/{name}", asset)
-    app.router.add_get("/live/{station}/{camera}/index.m3u8", hls_playlist)
-    app.router.add_get("/live/{station}/{camera}/init.mp4", hls_init)
-    app.router.add_get(r"/live/{station}/{camera}/{seq:\d+}.m4s", hls_segment)
+    app.router.add_get("/api/live/streams", streams, allow_head=False)
+    app.router.add_get("/api/live/{station}/{camera}/publish", publish, allow_head=False)
+    app.router.add_get("/api/live/{station}/{camera}/ws", watch, allow_head=False)
+    app.router.add_get("/api/live/{station}/{camera}/hls", hls_url, allow_head=False)
+    app.router.add_get("/live", page, allow_head=False)
+    app.router.add_get("/live/assets/{name}", asset, allow_head=False)
+    app.router.add_get("/live/{station}/{camera}/index.m3u8", hls_playlist, allow_head=False)
+    app.router.add_get("/live/{station}/{camera}/init.mp4", hls_init, allow_head=False)
+    app.router.add_get(r"/live/{station}/{camera}/{seq:\d+}.m4s", hls_segment, allow_head=False)
 
     async def _close_sockets(app: web.Application) -> None:
         for ch in hub.channels.values():

@@ -50,6 +50,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "audit.verify": frozenset({Role.ADMIN}),
     "station.upload": frozenset({STATION}),
     "station.marks": frozenset({STATION}),
+    "station.schedule": frozenset({STATION}),
 }
 
 # Roles whose permissions are scoped to their examiner assignments.

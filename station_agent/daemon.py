@@ -88,6 +88,7 @@ class Agent:
         self.lock = asyncio.Lock()
         self.queue: Any = None
         self.uploader: Any = None
+        self.live: Any = None  # LivePublisher when a server is configured
         self.upload_note = "no server configured"
         self.token = cfg.token or self._local_token()
         self.marks_db = cfg.data_dir / "marks.db"
@@ -136,6 +137,14 @@ class Agent:
                 self.upload_note = "queued only: no server configured"
         except Exception as exc:  # noqa: BLE001 - recording must go on without uploads
             self._fail(f"upload: cannot start: {exc}")
+
+    def setup_live(self) -> None:
+        """The live view for the observation room: the recorder's own packets, sent as they are made."""
+        if self.cfg.server_url and self.cfg.token:
+            from .live_publisher import LivePublisher
+
+            self.live = LivePublisher(self.cfg.server_url, self.cfg.station_id, self.cfg.token)
+            self.live.set_meta(station_name=self.cfg.station_name, recording=False, candidate=None)
 
     # -- schedule --------------------------------------------------------------------------
     def _parse(self, data: Any, where: str) -> tuple[datetime | None, list[Attempt]]:
@@ -292,7 +301,8 @@ class Agent:
         recorder = Recorder(RecorderConfig(out_dir=part, videos=list(cfg.cameras), audio=cfg.microphone,
                                            width=cfg.width, height=cfg.height, fps=cfg.fps, station=cfg.station_name,
                                            recording_id=f"{attempt.attempt_id}.part-{number}",
-                                           attempt_id=attempt.attempt_id))
+                                           attempt_id=attempt.attempt_id,
+                                           live=self.live.attach if self.live is not None else None))
         alog = self.attempt_log(attempt)
         try:
             await asyncio.to_thread(recorder.start)
@@ -310,6 +320,8 @@ class Agent:
             watch.mic = MicWatch(tracks[0]["audio"]["source"])
         tap_sources(recorder, watch.observe)
         self.recorder, self.watch, self.part = recorder, watch, number
+        if self.live is not None:
+            self.live.set_meta(candidate=attempt.candidate, recording=True)
         self.sample = {"cameras": [], "microphone": None}
         alog.write("part_started", part=number, folder=part.name, media_from=iso(media_from),
                    failures=list(recorder.failures))
@@ -328,6 +340,8 @@ class Agent:
         assert recorder is not None
         self.recorder, self.watch = None, None
         stats = await asyncio.to_thread(recorder.stop, reason)
+        if self.live is not None:
+            self.live.set_meta(recording=False)
         if attempt is not None:
             self.attempt_log(attempt).write("part_stopped", part=self.part, reason=recorder.stop_reason,
                                             failures=stats.get("failures", []))
@@ -475,6 +489,7 @@ async def serve(agent: Agent) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     agent.setup_upload()
+    agent.setup_live()
     runner = web.AppRunner(build_app(agent), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, agent.cfg.host, agent.cfg.port).start()
@@ -489,6 +504,8 @@ async def serve(agent: Agent) -> None:
     uploader_stop = asyncio.Event()
     if agent.uploader is not None:
         tasks.append(asyncio.create_task(agent.uploader.run(uploader_stop)))
+    if agent.live is not None:
+        tasks.append(asyncio.create_task(agent.live.run()))
     sdnotify.notify("READY=1")
     try:
         await stop.wait()

@@ -3,10 +3,45 @@
 from __future__ import annotations
 
 from aiohttp import web
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from . import admin, archive, marks, media, schedule, session
+from ..app import db_run, identity
+from ..live import add_live_routes
+from ..models import Station
+from ..tus import add_tus_routes
+from . import admin, archive, exam_clock, marks, media, schedule, session
+from .scope import examiner_may
 
 
 def setup_routes(app: web.Application) -> None:
-    for module in (session, admin, schedule, media, marks, archive):
+    for module in (session, admin, schedule, exam_clock, media, marks, archive):
         app.router.add_routes(module.routes)
+    add_tus_routes(app)
+    add_live_routes(app, who=_live_who, day_stations=_stations, may_view=_may_view)
+
+
+def _live_who(request: web.Request) -> tuple[str | None, str | None]:
+    who = identity(request)
+    return who.principal, who.station_code
+
+
+async def _stations(request: web.Request) -> list[dict[str, str]]:
+    """Every station, so that a silent one shows in the grid as silent rather than missing."""
+
+    def query(s: Session) -> list[dict[str, str]]:
+        stations = s.scalars(select(Station).order_by(Station.code))
+        return [{"code": st.code, "name": st.name or st.code} for st in stations]
+
+    return await db_run(request, query)
+
+
+async def _may_view(request: web.Request, station: str) -> bool:
+    """Examiners watch only the stations assigned to them; observers and admins watch all."""
+    who = identity(request)
+
+    def query(s: Session) -> bool:
+        st = s.scalar(select(Station).where(Station.code == station))
+        return st is not None and examiner_may(s, who, st.id, None)
+
+    return await db_run(request, query)
