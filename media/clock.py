@@ -9,8 +9,10 @@ device time -> shared time from (device time, observed shared time) pairs:
 - the rate (slope) by least squares over a long window, which averages the jitter out, refitted
   twice on the earlier half of the points: a delivery can be late (a backlog flushed when a
   stream starts, a busy CPU) but never early, so the late ones must not tilt the line;
-- the offset from the *lower edge* of the recent residuals, for the same reason: the earliest
-  arrivals are the ones closest to the true capture instant;
+- the offset from the *lower edge* of the last 10 s of residuals, for the same reason: the earliest
+  arrivals are the ones closest to the true capture instant. Ten seconds, not two: a machine that
+  stalls a source for 2.5 s then flushes its backlog must not drag the edge (a 600 s benchmark
+  run under load lost sync for good that way);
 - nothing from the first `settle_s` after the device opens once later points exist: devices
   misreport while they start (PulseAudio said 725 ms of latency for its first half second here,
   a network stream flushes its backlog), and the nominal rate is kept until the points span
@@ -38,7 +40,7 @@ class DeviceClock:
     def __init__(
         self,
         window_s: float = 60.0,
-        recent_s: float = 2.0,
+        recent_s: float = 10.0,
         edge_quantile: float = 0.1,
         min_span_for_rate_s: float = 5.0,
         refit_every: int = 10,

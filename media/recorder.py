@@ -199,7 +199,9 @@ class Recorder:
         for i, cam in enumerate(self._cameras):
             out[f"cam{i}"] = {"frames": cam.track.frames if cam.track else 0, "dropped": cam.dropped,
                               "drift_ppm": round(cam.clock.drift_ppm, 2) if cam.clock.ready else None,
-                              "bytes": cam.track.bytes_written if cam.track else 0}
+                              "bytes": cam.track.bytes_written if cam.track else 0,
+                              "audio_silence_filled_s": round(cam.track.silence_filled / AUDIO_RATE, 3)
+                              if cam.track else 0.0}
         if self._drift is not None:
             out["audio"] = {"drift_ppm": round(self._drift.clock.drift_ppm, 2) if self._drift.clock.ready
                             else None, "resyncs": self._drift.resyncs,

@@ -67,6 +67,7 @@ class Track:
         self.error: BaseException | None = None
         self.frames = 0
         self.bytes_written = 0
+        self.silence_filled = 0  # audio samples of silence put into gaps
         self._seq = 0
         self._keys: list[float] = []
         self._last_video_t = 0.0
@@ -173,16 +174,28 @@ class Track:
                 pts = self._pcm_pts + self._pcm.size
                 if samples.size == 0:
                     return
-            if self._pcm_pts is None or pts != self._pcm_pts + self._pcm.size:
-                self._pcm = np.zeros(0, dtype=np.float32)  # a gap: start a new run at its pts
+            if self._pcm_pts is None:
                 self._pcm_pts = pts
-            self._pcm = np.concatenate([self._pcm, samples])
-            while self._pcm.size >= AAC_FRAME:
-                chunk, self._pcm = self._pcm[:AAC_FRAME], self._pcm[AAC_FRAME:]
-                frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="fltp", layout="mono")
-                frame.sample_rate, frame.pts, frame.time_base = AUDIO_RATE, self._pcm_pts, AUDIO_TB
-                self._pcm_pts += AAC_FRAME
-                self._mux(self.audio.encode(frame))
+            elif pts > self._pcm_pts + self._pcm.size:
+                # A gap (samples lost while the machine stalled): fill it with silence. Players play
+                # audio as one continuous stream, so a hole would put every later sound early.
+                gap = pts - (self._pcm_pts + self._pcm.size)
+                self.silence_filled += gap
+                while gap > 0:  # a second at a time: a gap of minutes must not need minutes of memory
+                    step = min(gap, AUDIO_RATE)
+                    self._encode_pcm(np.zeros(step, dtype=np.float32))
+                    gap -= step
+            self._encode_pcm(samples)
+
+    def _encode_pcm(self, samples: np.ndarray) -> None:
+        """Append samples to the continuous run and encode every whole AAC frame (lock held)."""
+        self._pcm = np.concatenate([self._pcm, samples])
+        while self._pcm.size >= AAC_FRAME:
+            chunk, self._pcm = self._pcm[:AAC_FRAME], self._pcm[AAC_FRAME:]
+            frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = AUDIO_RATE, self._pcm_pts, AUDIO_TB
+            self._pcm_pts += AAC_FRAME
+            self._mux(self.audio.encode(frame))
 
     def close(self) -> None:
         """Flush encoders and write the last fragment."""

@@ -101,3 +101,55 @@ def test_sync_check_of_a_folder_without_a_recording_is_a_clear_error(tmp_path):
 def test_bad_record_arguments_are_named(tmp_path):
     result = osce("record", "--video", "synthetic", "--seconds", "1", "--size", "720p", "--out", str(tmp_path))
     assert result.returncode != 0 and "--size '720p'" in result.stderr
+
+
+def test_a_stalled_audio_thread_does_not_shift_the_sound():
+    """Blocks held back 2.5 s by a busy machine arrive in a burst stamped late; sync must hold after."""
+    rate, skew = 48000, 1000e-6
+    device_rate = rate * (1 + skew)
+    corrector = DriftCorrector(rate, origin=2.0)
+    rng = random.Random(4)
+    outputs = {}
+    n = 0
+    while n < device_rate * 60:
+        true_t = n / device_rate + 480 / device_rate
+        delivered = true_t + rng.uniform(0, 0.004)
+        if 20.0 <= true_t < 22.5:
+            delivered = 22.5 + (true_t - 20.0) * 0.01  # the backlog flushed at once
+        block = np.full(480, n, dtype=np.float32)  # each sample carries its block's device index
+        pts, out = corrector.push(AudioBlock(samples=block, first_index=n, capture_t=delivered - 480 / device_rate))
+        for i in range(out.size):
+            outputs[pts + i] = out[i]
+        n += 480
+    assert corrector.resyncs == 0
+    # Output sample j stands for shared time origin + j / rate; it must carry the device sample captured then.
+    for t in (10.0, 30.0, 50.0):
+        j = round((t - 2.0) * rate)
+        device_index = outputs[j]
+        captured_at = device_index / device_rate
+        assert abs(captured_at - t) < 0.005 + 480 / device_rate, (t, captured_at)
+
+
+def test_an_audio_gap_is_filled_with_silence_so_later_sound_stays_in_place(tmp_path):
+    from media.manifest import ManifestWriter
+    from media.track import EncodeSettings, Track
+
+    manifest = ManifestWriter(tmp_path, {"recording_id": "r", "station": "s", "tracks": [{"id": "cam0"}]})
+    track = Track(tmp_path, "cam0", manifest, EncodeSettings(), 64, 64, 25.0, None, with_audio=True)
+    image = np.zeros((64, 64, 3), dtype=np.uint8)
+    for i in range(125):  # 5 s of video
+        track.add_frame(image, i / 25)
+    track.add_audio(0, np.full(48000, 0.1, dtype=np.float32))  # second 0..1
+    track.add_audio(3 * 48000, np.full(48000, 0.1, dtype=np.float32))  # second 3..4 after a 2 s hole
+    track.close()
+    manifest.close()
+    assert track.silence_filled == 2 * 48000
+    import av
+
+    from media.fragments import ChainedReader
+    from media.manifest import read_manifest
+
+    files = [tmp_path / f.file for f in read_manifest(tmp_path).track_files("cam0")]
+    with av.open(ChainedReader(files)) as container:
+        decoded = sum(frame.samples for frame in container.decode(audio=0))
+    assert decoded >= 4 * 48000 - 2048  # one continuous stream: the hole is there as silence
