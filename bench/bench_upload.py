@@ -40,7 +40,7 @@ from review_server.models import Station
 from station_agent.upload_queue import UploadQueue
 from station_agent.uploader import Uploader
 
-CHUNK = int(float(os.environ.get("OSCE_BENCH_CHUNK_MIB", "1")) * 1024 * 1024)
+CHUNK = int(float(os.environ.get("OSCE_BENCH_CHUNK_MIB", "8")) * 1024 * 1024)  # the Uploader default
 TARGET_RATIO = 0.8
 
 

@@ -9,6 +9,7 @@ before the object becomes visible; an existing object is never overwritten (same
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import os
@@ -46,8 +47,11 @@ def check_key(key: str) -> str:
 
 
 class MediaStorage(Protocol):
-    def put(self, data: bytes | BinaryIO, expected_sha256: str) -> str:
-        """Store the bytes if their SHA-256 is `expected_sha256`; return the key (= the hash)."""
+    def put(self, data: bytes | BinaryIO | Path, expected_sha256: str) -> str:
+        """Store the bytes if their SHA-256 is `expected_sha256`; return the key (= the hash).
+
+        A Path is a finished, fsynced file the caller gives up (a completed upload): the local
+        backend links it into place instead of copying it."""
 
     def open(self, key: str) -> BinaryIO:
         """A readable binary stream of the object (close it)."""
@@ -66,7 +70,7 @@ def _as_stream(data: bytes | BinaryIO) -> BinaryIO:
     return io.BytesIO(data) if isinstance(data, bytes | bytearray | memoryview) else data
 
 
-def _copy_hashing(src: BinaryIO, dst: BinaryIO) -> tuple[str, int]:
+def _copy_hashing(src: BinaryIO, dst: BinaryIO | None) -> tuple[str, int]:
     h = hashlib.sha256()
     size = 0
     while True:
@@ -74,7 +78,8 @@ def _copy_hashing(src: BinaryIO, dst: BinaryIO) -> tuple[str, int]:
         if not chunk:
             break
         h.update(chunk)
-        dst.write(chunk)
+        if dst is not None:
+            dst.write(chunk)
         size += len(chunk)
     return h.hexdigest(), size
 
@@ -91,8 +96,24 @@ class LocalStorage:
         check_key(key)
         return self.root / key[:2] / key[2:4] / key
 
-    def put(self, data: bytes | BinaryIO, expected_sha256: str) -> str:
+    def put(self, data: bytes | BinaryIO | Path, expected_sha256: str) -> str:
         final = self.path_for(expected_sha256)
+        if isinstance(data, Path):
+            with data.open("rb") as fh:
+                actual, size = _copy_hashing(fh, None)
+            if actual != expected_sha256:
+                raise HashMismatch(expected_sha256, actual, size)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with contextlib.suppress(FileExistsError):
+                    os.link(data, final)  # no second copy of a large file on the same disk
+                _fsync_dir(final.parent)
+                return expected_sha256
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+            with data.open("rb") as fh:  # another filesystem: copy as any stream
+                return self.put(fh, expected_sha256)
         fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix="put-")
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -183,7 +204,10 @@ class S3Storage:
     def _key(self, key: str) -> str:
         return self.prefix + check_key(key)
 
-    def put(self, data: bytes | BinaryIO, expected_sha256: str) -> str:
+    def put(self, data: bytes | BinaryIO | Path, expected_sha256: str) -> str:
+        if isinstance(data, Path):
+            with data.open("rb") as fh:
+                return self.put(fh, expected_sha256)
         import base64
 
         from botocore.exceptions import ClientError

@@ -264,8 +264,7 @@ async def _finish(request: web.Request, state: UploadState, info: dict[str, Any]
     frag = info["fragment"]
 
     def put() -> None:
-        with open(state.part_path, "rb") as fh:
-            request.app[STORAGE].put(fh, frag["sha256"])
+        request.app[STORAGE].put(state.part_path, frag["sha256"])  # already fsynced chunk by chunk
 
     try:
         await asyncio.to_thread(put)

@@ -82,7 +82,7 @@ class Uploader:
         bandwidth_bps: float | None = None,
         delete_after_confirm: bool = False,
         *,
-        chunk_size: int = 1024 * 1024,
+        chunk_size: int = 8 * 1024 * 1024,  # a 2 s fragment goes in one PATCH; see bench/bench_upload.py
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 60.0,
         idle_poll_s: float = 1.0,
