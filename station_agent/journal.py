@@ -13,11 +13,12 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Boolean, Integer, String, Text, create_engine, event, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import Boolean, Integer, String, Text, select, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from checklists.marks import ExaminerSheet, MarkEvent, MarkEventError, dedup, merge
+
+from .local_db import make_engine
 
 
 class Base(DeclarativeBase):
@@ -43,18 +44,6 @@ class AttemptRow(Base):
     started_at: Mapped[str] = mapped_column(String(40))
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()
-
-
-def make_engine(path: str | Path) -> Engine:
-    engine = create_engine(f"sqlite:///{Path(path)}")
-    event.listen(engine, "connect", _sqlite_pragmas)
-    return engine
 
 
 class Journal:

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Float, Integer, String, Text, UniqueConstraint, create_engine, event, func, select, update
+from sqlalchemy import Float, Integer, String, Text, UniqueConstraint, func, select, update
 from sqlalchemy.dialects.sqlite import insert
-from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from media.manifest import read_manifest
+
+from .local_db import make_engine
 
 PENDING, DONE, FAILED = "pending", "done", "failed"
 
@@ -100,19 +101,6 @@ def _item(row: QueueRow) -> Item:
     )
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()
-
-
-def make_engine(path: str | Path) -> Engine:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(f"sqlite:///{Path(path)}")
-    event.listen(engine, "connect", _sqlite_pragmas)
-    return engine
 
 
 class UploadQueue:
