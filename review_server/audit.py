@@ -41,6 +41,7 @@ STATION_ADD = "station.add"
 STATION_TOKEN_ISSUE = "station.token.issue"
 STATION_TOKEN_REVOKE = "station.token.revoke"
 PERSONAL_VIEW = "candidate.personal.view"
+CPR_FIGURES = "attempt.cpr_figures"  # a station's CPR figures report stored or replaced
 
 
 def canonical(obj: Any) -> bytes:

@@ -1,6 +1,7 @@
 """Export package for a request (e.g. the Ministry's): the attempts selected for it, with their original
-recording files (byte for byte from media storage), marks and corrections (JSON and readable text), a
-results protocol (CSV), the audit events concerning them, a signed manifest and SHA256SUMS.
+recording files (byte for byte from media storage), marks and corrections (JSON and readable text), the
+station's CPR figures report where one was uploaded (`attempts/<id>/cpr_figures.json`), a results protocol
+(CSV), the audit events concerning them, a signed manifest and SHA256SUMS.
 
 The ZIP is written to `<data dir>/exports/` through a write-only stream (constant memory; its SHA-256 is
 computed on the way) and then served with HTTP Range support, so a download can resume.
@@ -27,6 +28,7 @@ from .models import (
     Attempt,
     AuditEvent,
     Candidate,
+    CprFigures,
     ExamDay,
     ExportPackage,
     ExportRequest,
@@ -73,6 +75,7 @@ class Gathered:
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     audit: list[dict[str, Any]] = field(default_factory=list)
     total_bytes: int = 0
+    cpr_figures: dict[str, bytes] = field(default_factory=dict)  # attempt id -> the uploaded report
 
 
 def _code(s: Session, model: Any, row_id: int | None) -> str | None:
@@ -140,6 +143,9 @@ def gather(s: Session, request_id: int) -> Gathered:
             }
         )
         g.outcomes[attempt_id] = attempt_outcome(s, attempt_id, cache)
+        figures = s.get(CprFigures, attempt_id)
+        if figures is not None:
+            g.cpr_figures[attempt_id] = figures.body.encode("utf-8")
         targets.add(attempt_id)
     found = []
     ordered = sorted(targets)
@@ -273,6 +279,8 @@ def write_package(
         }
         pw.add_bytes(f"{base}/marks.json", _json({"events": att["events"], "sheets": sheets, "result": out_.to_json()}))
         pw.add_bytes(f"{base}/marks.txt", marks_text(att, out_).encode("utf-8"))
+        if att["attempt_id"] in g.cpr_figures:  # measured CPR figures, as the station sent them
+            pw.add_bytes(f"{base}/cpr_figures.json", g.cpr_figures[att["attempt_id"]])
         for rec in att["recordings"]:
             for track, frags in rec["tracks"].items():
                 for f in frags:

@@ -206,6 +206,18 @@ class MarkEvent(Base):
     source: Mapped[str] = mapped_column(String(80))  # "station:CODE" or "user:LOGIN"
 
 
+class CprFigures(Base):
+    """A station's CPR figures report (`osce-cpr-figures/1`, see media/cpr/FORMATS.md) for an attempt, kept as
+    uploaded; informative only (the examiners mark), it goes into the export package as cpr_figures.json."""
+
+    __tablename__ = "cpr_figures"
+    attempt_id: Mapped[str] = mapped_column(ForeignKey("attempts.id"), primary_key=True)
+    body: Mapped[str] = mapped_column(Text)  # the JSON exactly as uploaded (UTF-8)
+    sha256: Mapped[str] = mapped_column(SHA256)
+    uploaded_by: Mapped[str] = mapped_column(String(80))
+    uploaded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Score(Base):
     """A derived score per attempt and checklist version (recomputable from mark events)."""
 

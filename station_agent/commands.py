@@ -30,6 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     marking.add_argument("--port", type=int, default=8081, help="0 picks a free port (printed on start)")
     marking.add_argument("--recording-started-at", help="ISO-8601 UTC start of the recording, if known")
     marking.add_argument(
+        "--figures",
+        type=Path,
+        help="CPR figures report (osce-cpr-figures/1 JSON, e.g. from `osce cpr analyze`), shown beside the items "
+        "when it exists; read again on every page update",
+    )
+    marking.add_argument(
         "--pin-file", type=Path, help=f"lines 'login:PIN'; else the environment variable {PINS_ENV}='login:PIN,...'"
     )
     marking.set_defaults(func=_marking)
@@ -75,6 +81,7 @@ def _marking(args: argparse.Namespace) -> int:
             examiners=_pins(args),
             station_id=args.station,
             recording_started_at=args.recording_started_at,
+            figures_path=args.figures,
         )
         journal = Journal(config.db_path)
         try:

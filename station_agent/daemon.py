@@ -95,7 +95,8 @@ class Agent:
         self.marking: MarkingHost | None = None
         self._marking_failed: str | None = None
         if cfg.pins:
-            self.marking = MarkingHost(checklist, self.marks_db, cfg.pins, cfg.station_id, cfg.host, cfg.marking_port)
+            self.marking = MarkingHost(checklist, self.marks_db, cfg.pins, cfg.station_id, cfg.host, cfg.marking_port,
+                                       recordings=self.recordings)
         self._load_cached_schedule()
 
     # -- setup -----------------------------------------------------------------------------

@@ -6,7 +6,9 @@ the agent's configuration; the session is an HMAC-signed cookie.
 
 API (JSON; all but login need the session cookie):
 - POST /api/login {"examiner", "pin"} -> sets the cookie
-- GET /api/state -> attempt, checklist, this examiner's sheet and score, start time, server time
+- GET /api/state -> attempt, checklist, this examiner's sheet and score, start time, server time, and for the CPR
+  checklist `figures` {item number: [strings]} when a CPR figures report (`osce-cpr-figures/1`) exists at
+  `figures_path`; the figures inform the examiner and never change a mark
 - POST /api/start -> starts the phase timer (once)
 - POST /api/events {"event_id", "kind", "item"?, "done"?, "rating"?, "reason"?} -> the stored event and the
   new state; re-sending the same event_id is answered the same way and stored once (idempotent).
@@ -17,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
 import secrets
 import time
@@ -30,9 +33,11 @@ from aiohttp import web
 from checklists.marks import MarkEvent, MarkEventError, parse_wall_time, utc_now_iso
 from checklists.model import PRESENTATIONS, Checklist
 from checklists.scoring import score
+from media.cpr.figures import CHECKLIST_FIGURES, MAX_REPORT_BYTES, check_report
 
 from .journal import Journal
 
+log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 COOKIE = "osce_marking"
 CANDIDATE_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z-]{0,39}$")
@@ -51,6 +56,7 @@ class MarkingConfig:
     station_id: str = "station-1"
     recording_started_at: str | None = None  # ISO-8601 UTC; else the start button on the page sets it
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    figures_path: Path | None = None  # a CPR figures report written beside the recording, read when it exists
 
     def __post_init__(self) -> None:
         if not CANDIDATE_RE.match(self.candidate_number):
@@ -144,12 +150,34 @@ def _started_at(app: web.Application) -> str | None:
     return config.recording_started_at or app[JOURNAL].started_at(config.attempt_id)
 
 
+def _figures(config: MarkingConfig) -> dict[str, list[str]]:
+    """The CPR figures beside the items, from the report at `figures_path` if it exists and fits this checklist."""
+    stem = Path(config.checklist.source).stem
+    path = config.figures_path
+    if path is None or stem not in CHECKLIST_FIGURES:
+        return {}
+    try:
+        if path.stat().st_size > MAX_REPORT_BYTES:
+            raise ValueError(f"larger than {MAX_REPORT_BYTES} bytes")
+        data = json.loads(path.read_text(encoding="utf-8"))
+        items = check_report(data)
+        if data["checklist"] != stem:
+            raise ValueError(f"checklist: {data['checklist']!r}, not {stem!r}")
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:  # a half-written or foreign file: show nothing rather than fail the page
+        log.warning("CPR figures %s ignored: %s", path, exc)
+        return {}
+    numbers = config.checklist.item_numbers
+    return {str(n): lines for n, lines in sorted(items.items()) if n in numbers and lines}
+
+
 def _state(app: web.Application, examiner: str) -> dict[str, Any]:
     config = app[CONFIG]
     checklist = config.checklist
     sheet = app[JOURNAL].sheets(config.attempt_id).get(examiner)
     marks = sheet.marks if sheet else {}
-    return {
+    state: dict[str, Any] = {
         "attempt_id": config.attempt_id,
         "candidate_number": config.candidate_number,
         "station_id": config.station_id,
@@ -168,6 +196,10 @@ def _state(app: web.Application, examiner: str) -> dict[str, Any]:
         "started_at": _started_at(app),
         "server_time": utc_now_iso(),
     }
+    figures = _figures(config)
+    if figures:
+        state["figures"] = figures
+    return state
 
 
 async def state(request: web.Request) -> web.Response:

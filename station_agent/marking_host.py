@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 
 class MarkingHost:
     def __init__(self, checklist: Checklist, db_path: Path, examiners: dict[str, str], station_id: str,
-                 host: str, port: int) -> None:
+                 host: str, port: int, recordings: Path | None = None) -> None:
         self.checklist, self.db_path, self.examiners = checklist, db_path, examiners
+        self.recordings = recordings  # <data>/recordings: the page shows <attempt>/cpr_figures.json when written
         self.station_id, self.host, self.port = station_id, host, port
         self.secret = secrets.token_bytes(32)
         self.runner: web.AppRunner | None = None
@@ -39,7 +40,7 @@ class MarkingHost:
         config = MarkingConfig(checklist=self.checklist, db_path=self.db_path, attempt_id=attempt_id,
                                candidate_number=candidate, examiners=self.examiners, station_id=self.station_id,
                                recording_started_at=started_at.isoformat(timespec="microseconds"),
-                               secret=self.secret)
+                               secret=self.secret, figures_path=self.figures_path(attempt_id))
         await self.close()
         runner = web.AppRunner(create_marking_app(config), access_log=None)
         await runner.setup()
@@ -48,6 +49,10 @@ class MarkingHost:
         address = runner.addresses[0]
         self.url = f"http://{address[0]}:{address[1]}/"
         print(f"marking page: {self.url} ({attempt_id})", flush=True)
+
+    def figures_path(self, attempt_id: str) -> Path | None:
+        """Where a CPR figures report (`osce cpr analyze ... > file`) for the attempt is looked for."""
+        return None if self.recordings is None else self.recordings / attempt_id / "cpr_figures.json"
 
     def examiner(self, cookie: str | None) -> str | None:
         """The signed-in examiner a marking cookie belongs to, or None."""

@@ -206,3 +206,34 @@ def cpr_report(video: dict[str, Any] | None, manikin: dict[str, Any] | None, ali
             "guidelines": {k: list(v) if isinstance(v, tuple) else v for k, v in GUIDELINES.items()},
             "video": video, "manikin": manikin, "alignment": alignment,
             "items": {str(k): v for k, v in sorted(items.items())}}
+
+
+REPORT_FORMAT = "osce-cpr-figures/1"
+MAX_REPORT_BYTES = 2 * 1024 * 1024
+
+
+def check_report(data: Any) -> dict[int, list[str]]:
+    """Validate an `osce-cpr-figures/1` report (already parsed JSON); its items as {item number: [strings]}.
+
+    Raises ValueError naming the field. Only the shape is checked: the figures are informative.
+    """
+    if not isinstance(data, dict):
+        raise ValueError("report: must be a JSON object")
+    if data.get("format") != REPORT_FORMAT:
+        raise ValueError(f"format: must be {REPORT_FORMAT!r}")
+    if not isinstance(data.get("checklist"), str) or not data["checklist"]:
+        raise ValueError("checklist: must be a checklist file stem")
+    for key in ("video", "manikin", "alignment"):
+        if data.get(key) is not None and not isinstance(data[key], dict):
+            raise ValueError(f"{key}: must be an object or null")
+    items = data.get("items")
+    if not isinstance(items, dict):
+        raise ValueError("items: must be an object")
+    out: dict[int, list[str]] = {}
+    for key, lines in items.items():
+        if not (isinstance(key, str) and key.isdigit() and 0 < int(key) < 1000):
+            raise ValueError(f"items: {key!r} is not an item number")
+        if not isinstance(lines, list) or not all(isinstance(s, str) and len(s) <= 500 for s in lines):
+            raise ValueError(f"items.{key}: must be a list of short strings")
+        out[int(key)] = list(lines)
+    return out

@@ -10,6 +10,7 @@ Event JSON (format owned by checklists/marks.py):
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from aiohttp import web
@@ -17,12 +18,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from checklists.marks import WIRE_FIELDS
+from media.cpr.figures import MAX_REPORT_BYTES, check_report
 
 from .. import audit
 from ..app import CONFIG, ApiError, db_run, identity
 from ..auth import Identity
 from ..markformat import check_with_contract, merged_sheets
-from ..models import Attempt, MarkEvent, Station
+from ..models import Attempt, CprFigures, MarkEvent, Station, utcnow
 from ..roles import requires
 from ..validate import CODE_RE, SHA256_RE, Fields, path_ident, read_json
 from .scope import require_assigned
@@ -145,6 +147,47 @@ async def ingest_marks(request: web.Request) -> web.Response:
 
     new, dup = await db_run(request, store)
     return web.json_response({"accepted": new, "duplicates": dup})
+
+
+@routes.put("/api/attempts/{attempt_id}/cpr-figures")
+@requires("station.upload")
+async def put_cpr_figures(request: web.Request) -> web.Response:
+    """A station's CPR figures report for its attempt (`osce-cpr-figures/1`, media/cpr/FORMATS.md), stored as
+    sent and exported as cpr_figures.json. Informative only: it marks nothing. A new report replaces the old one
+    (audited); the same bytes again change nothing. The attempt is created if the station has not sent marks yet."""
+    attempt_id = path_ident(request, "attempt_id")
+    who = identity(request)
+    body = await read_json(request)
+    raw = await request.read()  # cached by aiohttp: the bytes read_json parsed
+    if len(raw) > MAX_REPORT_BYTES:
+        raise ApiError(413, f"the report is {len(raw)} bytes; the limit is {MAX_REPORT_BYTES}", "body")
+    try:
+        check_report(body)
+    except ValueError as exc:
+        raise ApiError(422, str(exc), "body") from None
+    sha = hashlib.sha256(raw).hexdigest()
+    station_id = who.station_id
+    assert station_id is not None  # station.upload: station tokens only
+
+    def store(s: Session) -> dict[str, Any]:
+        att = s.get(Attempt, attempt_id)
+        if att is None:
+            s.add(Attempt(id=attempt_id, station_id=station_id))
+            s.flush()
+        elif att.station_id != station_id:
+            raise ApiError(409, f"attempt {attempt_id!r} belongs to another station", "URL attempt_id")
+        row = s.get(CprFigures, attempt_id)
+        if row is not None and row.sha256 == sha:
+            return {"attempt_id": attempt_id, "sha256": sha, "stored": False}
+        details = {"sha256": sha, "replaces": row.sha256 if row is not None else None}
+        if row is None:
+            s.add(CprFigures(attempt_id=attempt_id, body=raw.decode("utf-8"), sha256=sha, uploaded_by=who.actor))
+        else:
+            row.body, row.sha256, row.uploaded_by, row.uploaded_at = raw.decode("utf-8"), sha, who.actor, utcnow()
+        audit.append(s, who.actor, audit.CPR_FIGURES, attempt_id, details)
+        return {"attempt_id": attempt_id, "sha256": sha, "stored": True}
+
+    return web.json_response(await db_run(request, store))
 
 
 def _attempt_for_examiner(s: Session, who: Identity, attempt_id: str) -> tuple[Attempt, Station]:

@@ -96,6 +96,14 @@ function renderItems() {
       c.textContent = item.done_criteria;
       text.append(c);
     }
+    const figures = (state.figures || {})[String(item.number)] || [];
+    if (figures.length) {
+      // Measured CPR figures (video/manikin): information only, the marks stay the examiner's.
+      const f = document.createElement("div");
+      f.className = "figures";
+      f.textContent = figures.join(" · ");
+      text.append(f);
+    }
     if (item.critical) {
       const c = document.createElement("div");
       c.className = "critical";

@@ -27,9 +27,10 @@ PINS = "ivanova:2468,petrov:1357"
 class AgentProcess:
     """`osce agent marking` in a child process on a free port; start, kill -9 and start again."""
 
-    def __init__(self, db: Path, checklist: Path = CPR) -> None:
+    def __init__(self, db: Path, checklist: Path = CPR, figures: Path | None = None) -> None:
         self.db = db
         self.checklist = checklist
+        self.figures = figures
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
 
@@ -55,6 +56,8 @@ class AgentProcess:
             "--port",
             "0",
         ]
+        if self.figures is not None:
+            cmd += ["--figures", str(self.figures)]
         env = {**os.environ, "OSCE_MARKING_PINS": PINS}
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         assert self.proc.stdout is not None

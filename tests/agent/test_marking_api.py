@@ -231,3 +231,61 @@ def _pin_file(tmp_path: Path) -> Path:
     path = tmp_path / "pins"
     path.write_text("ivanova:2468\n", "utf-8")
     return path
+
+
+def _figures_report(path: Path, checklist: str = "01_basic_cpr_adult") -> Path:
+    import json
+
+    report = {
+        "format": "osce-cpr-figures/1",
+        "checklist": checklist,
+        "video": None,
+        "manikin": None,
+        "alignment": None,
+        "items": {"16": ["Частота (видео): 112/мин (цель 100–120)"], "13": ["Глубина (тренажёр): 5,4 см"], "99": ["x"]},
+    }
+    path.write_text(json.dumps(report, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+async def test_state_carries_cpr_figures_when_the_report_exists(tmp_path: Path) -> None:
+    figures = tmp_path / "cpr_figures.json"
+    c = await _client(config(tmp_path, figures_path=figures))
+    try:
+        await login(c)
+        assert "figures" not in await (await c.get("/api/state")).json()  # not written yet
+        _figures_report(figures)  # written beside the recording later: picked up on the next request
+        state = await (await c.get("/api/state")).json()
+        assert state["figures"] == {
+            "13": ["Глубина (тренажёр): 5,4 см"],
+            "16": ["Частота (видео): 112/мин (цель 100–120)"],
+        }  # item 99 is not in the checklist
+        assert state["sheet"]["marks"] == {} and state["score"]["done"] == 0  # figures never mark
+        figures.write_text('{"format": "osce-cpr-figures/1", "items": ', encoding="utf-8")  # half-written
+        state = await (await c.get("/api/state")).json()
+        assert "figures" not in state
+        _figures_report(figures, checklist="03_blood_pressure")  # a report for another checklist
+        assert "figures" not in await (await c.get("/api/state")).json()
+    finally:
+        await c.close()
+
+
+async def test_no_figures_for_another_checklist(tmp_path: Path) -> None:
+    from checklists.loader import DATA_DIR
+
+    cfg = config(tmp_path, figures_path=_figures_report(tmp_path / "cpr_figures.json"))
+    cfg.checklist = load_checklist(DATA_DIR / "03_blood_pressure.yaml")
+    c = await _client(cfg)
+    try:
+        await login(c)
+        assert "figures" not in await (await c.get("/api/state")).json()
+    finally:
+        await c.close()
+
+
+def test_the_daemon_looks_for_figures_beside_the_recording(tmp_path: Path) -> None:
+    from station_agent.marking_host import MarkingHost
+
+    args = (load_checklist(CPR), tmp_path / "m.db", {"a": "1"}, "st1", "127.0.0.1", 0)
+    assert MarkingHost(*args, tmp_path / "rec").figures_path("A1") == tmp_path / "rec" / "A1" / "cpr_figures.json"
+    assert MarkingHost(*args).figures_path("A1") is None

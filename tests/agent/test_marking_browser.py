@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -43,7 +45,13 @@ def _pressed(page: Page, item: int, done: bool) -> None:
     )
 
 
-def test_mark_score_finalise_reload_correct(agent: AgentProcess, browser: Browser) -> None:
+RATE = "Частота (тренажёр): 112/мин, в диапазоне 100–120: 85 %"
+
+
+def test_mark_score_finalise_reload_correct(agent: AgentProcess, browser: Browser, tmp_path: Path) -> None:
+    agent.figures = tmp_path / "cpr_figures.json"
+    report = {"format": "osce-cpr-figures/1", "checklist": "01_basic_cpr_adult", "items": {"16": [RATE]}}
+    agent.figures.write_text(json.dumps(report, ensure_ascii=False), encoding="utf-8")
     url = agent.start()
     page = browser.new_page(viewport={"width": 1024, "height": 768})
     external: list[str] = []
@@ -63,6 +71,11 @@ def test_mark_score_finalise_reload_correct(agent: AgentProcess, browser: Browse
     expect(page.locator("#task-title")).to_have_text("Базовая сердечно-лёгочная реанимация взрослого")
     expect(page.locator("#score")).to_contain_text("Выполнено 0 из 19")
     expect(page.locator("#items > li")).to_have_count(19)
+    # The measured CPR figures under the rate item, as a muted line; no marks from them.
+    expect(page.locator("#item-16 .figures")).to_have_text(RATE)
+    expect(page.locator("#item-16 .figures")).to_be_visible()
+    expect(page.locator("#items .figures")).to_have_count(1)
+    expect(page.locator("#items button.mark[aria-pressed='true']")).to_have_count(0)
     # Large touch targets.
     box = page.locator("#item-1 button.mark.yes").bounding_box()
     assert box is not None and box["height"] >= 60 and box["width"] >= 80

@@ -48,6 +48,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str | None]] = {
     ("DELETE", "/api/recordings/{key}"): frozenset({ADMIN}),
     ("GET", "/api/media/{sha256}"): frozenset({OBSERVER, ARCHIVIST, EXAMINER}),
     ("POST", "/api/marks"): frozenset({STATION}),
+    ("PUT", "/api/attempts/{attempt_id}/cpr-figures"): frozenset({STATION}),
     ("GET", "/api/attempts/{attempt_id}/marks"): frozenset({EXAMINER, ARCHIVIST}),
     ("POST", "/api/attempts/{attempt_id}/marks"): frozenset({EXAMINER}),
     ("GET", "/api/attempts/{attempt_id}/sheets"): frozenset({EXAMINER, ARCHIVIST}),
