@@ -36,13 +36,12 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .app import CONFIG, STORAGE, ApiError, db_run, identity
 from .auth import Identity
-from .models import Attempt, Fragment, Recording
+from .fragment_rows import IncomingFragment, Where, already_recorded, record_fragment
 from .roles import requires
 from .storage import HashMismatch
 from .validate import CODE_RE, SHA256_RE
@@ -198,64 +197,26 @@ def _fragment_meta(meta: dict[str, str]) -> dict[str, Any]:
 # ---------------------------------------------------------------- database
 
 
-def _existing(s: Session, who: Identity, frag: dict[str, Any]) -> bool:
-    """True if this exact fragment is recorded already; 409 if it conflicts with what the server holds."""
-    attempt_id = frag["attempt_id"]
-    if attempt_id is not None:
-        att = s.get(Attempt, attempt_id)
-        if att is not None and att.station_id != who.station_id:
-            raise ApiError(409, f"attempt {attempt_id!r} belongs to another station", "Upload-Metadata attempt_id")
-    rec = s.scalar(select(Recording).where(Recording.key == frag["recording"]))
-    if rec is None:
-        return False
-    if rec.station_id != who.station_id:
-        raise ApiError(409, f"recording {frag['recording']!r} belongs to another station", "Upload-Metadata")
-    row = s.scalar(
-        select(Fragment).where(
-            Fragment.recording_id == rec.id, Fragment.track == frag["track"], Fragment.seq == frag["seq"]
-        )
-    )
-    if row is None:
-        return False
-    if row.sha256 != frag["sha256"]:
-        raise ApiError(409, f"fragment {frag['track']}/{frag['seq']} is stored with other content", "Upload-Metadata")
-    return True
+TUS_WHERE = Where(attempt="Upload-Metadata attempt_id", recording="Upload-Metadata", seq="Upload-Metadata")
 
 
-def _record(s: Session, who: Identity, frag: dict[str, Any], size: int) -> None:
-    if _existing(s, who, frag):
-        return
-    attempt_id = frag["attempt_id"]
-    if attempt_id is not None and s.get(Attempt, attempt_id) is None:
-        s.add(Attempt(id=attempt_id, station_id=who.station_id))
-    rec = s.scalar(select(Recording).where(Recording.key == frag["recording"]))
-    if rec is None:
-        rec = Recording(key=frag["recording"], station_id=who.station_id, attempt_id=attempt_id)
-        s.add(rec)
-        s.flush()
-    elif attempt_id is not None and rec.attempt_id is None:
-        rec.attempt_id = attempt_id
-    s.add(
-        Fragment(
-            recording_id=rec.id,
-            track=frag["track"],
-            kind=frag["kind"],
-            seq=frag["seq"],
-            sha256=frag["sha256"],
-            size=size,
-            start_s=frag["start"],
-            end_s=frag["end"],
-        )
-    )
-    s.flush()
+def _incoming(frag: dict[str, Any], size: int) -> IncomingFragment:
+    return IncomingFragment(recording=frag["recording"], track=frag["track"], seq=frag["seq"], kind=frag["kind"],
+                            sha256=frag["sha256"], size=size, attempt_id=frag["attempt_id"],
+                            start_s=frag["start"], end_s=frag["end"])
+
+
+def _existing(s: Session, who: Identity, frag: dict[str, Any], size: int) -> bool:
+    assert who.station_id is not None
+    return already_recorded(s, who.station_id, _incoming(frag, size), TUS_WHERE)
 
 
 async def _record_fragment(request: web.Request, frag: dict[str, Any], size: int) -> None:
     who = identity(request)
     try:
-        await db_run(request, lambda s: _record(s, who, frag, size))
+        await db_run(request, lambda s: record_fragment(s, who.station_id, _incoming(frag, size), TUS_WHERE))
     except IntegrityError:  # a concurrent upload of the same fragment: fine if it holds the same hash
-        if not await db_run(request, lambda s: _existing(s, who, frag)):
+        if not await db_run(request, lambda s: _existing(s, who, frag, size)):
             raise ApiError(409, "conflicting concurrent upload", "Upload-Metadata") from None
 
 
@@ -313,7 +274,7 @@ async def tus_create(request: web.Request) -> web.Response:
         raise ApiError(400, "creation-with-upload is not supported; send the bytes with PATCH", "body")
     frag = _fragment_meta(parse_metadata(request.headers.get("Upload-Metadata", "")))
     who = identity(request)
-    already = await db_run(request, lambda s: _existing(s, who, frag))
+    already = await db_run(request, lambda s: _existing(s, who, frag, length))
     storage = request.app[STORAGE]
     have_bytes = await asyncio.to_thread(storage.exists, frag["sha256"])
     if have_bytes and not already:

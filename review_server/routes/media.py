@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from .. import audit
 from ..app import STORAGE, ApiError, db_run, identity
+from ..fragment_rows import IncomingFragment, Where, already_recorded, record_fragment
 from ..models import Attempt, Candidate, Fragment, Recording, Station
 from ..roles import requires
 from ..storage import NotFound
@@ -41,6 +42,9 @@ def _query_float(request: web.Request, name: str) -> float | None:
 def _streaming(handler):  # type: ignore[no-untyped-def]
     handler.osce_streaming_body = True  # the body-size middleware uses the fragment limit here
     return handler
+
+
+PUT_WHERE = Where(attempt="query attempt_id", recording="URL key", seq="URL seq")
 
 
 @routes.put("/api/recordings/{key}/tracks/{track}/fragments/{seq}")
@@ -70,28 +74,13 @@ async def put_fragment(request: web.Request) -> web.Response:
         raise ApiError(400, "end is before start", "query end")
     who = identity(request)
 
+    frag = IncomingFragment(recording=key, track=track, seq=seq, kind=kind, sha256=expected, size=length,
+                            attempt_id=attempt_id, start_s=start_s, end_s=end_s)
+
     def precheck(s: Session) -> bool:
-        """True if this exact fragment is already stored (an idempotent retry); a 409 before any byte is
-        stored if it conflicts with what the server holds."""
-        if attempt_id is not None:
-            att = s.get(Attempt, attempt_id)
-            if att is not None and att.station_id != who.station_id:
-                raise ApiError(409, f"attempt {attempt_id!r} belongs to another station", "query attempt_id")
-        rec = s.scalar(select(Recording).where(Recording.key == key))
-        if rec is None:
-            return False
-        if rec.station_id != who.station_id:
-            raise ApiError(409, f"recording {key!r} belongs to another station", "URL key")
-        if attempt_id is not None and rec.attempt_id not in (None, attempt_id):
-            raise ApiError(409, f"recording {key!r} belongs to attempt {rec.attempt_id!r}", "query attempt_id")
-        frag = s.scalar(
-            select(Fragment).where(Fragment.recording_id == rec.id, Fragment.track == track, Fragment.seq == seq)
-        )
-        if frag is None:
-            return False
-        if frag.sha256 != expected:
-            raise ApiError(409, f"fragment {track}/{seq} of {key!r} is already stored with other content", "URL seq")
-        return True
+        """An idempotent retry (True), or a 409 before any byte is stored if it conflicts."""
+        assert who.station_id is not None
+        return already_recorded(s, who.station_id, frag, PUT_WHERE)
 
     def _reply(stored: bool) -> dict[str, object]:
         return {"recording": key, "track": track, "seq": seq, "sha256": expected, "size": length, "stored": stored}
@@ -126,39 +115,13 @@ async def put_fragment(request: web.Request) -> web.Response:
         spool.seek(0)
         await asyncio.to_thread(storage.put, spool, expected)
 
-    def record(s: Session) -> int:
-        rec = s.scalar(select(Recording).where(Recording.key == key))
-        if attempt_id is not None:
-            att = s.get(Attempt, attempt_id)
-            if att is None:
-                s.add(Attempt(id=attempt_id, station_id=who.station_id))
-            elif att.station_id != who.station_id:
-                raise ApiError(409, f"attempt {attempt_id!r} belongs to another station", "query attempt_id")
-        if rec is None:
-            rec = Recording(key=key, station_id=who.station_id, attempt_id=attempt_id)
-            s.add(rec)
-            s.flush()
-        elif attempt_id is not None and rec.attempt_id not in (None, attempt_id):
-            raise ApiError(409, f"recording {key!r} belongs to attempt {rec.attempt_id!r}", "query attempt_id")
-        elif attempt_id is not None:
-            rec.attempt_id = attempt_id
-        s.add(
-            Fragment(
-                recording_id=rec.id,
-                track=track,
-                kind=kind,
-                seq=seq,
-                sha256=expected,
-                size=length,
-                start_s=start_s,
-                end_s=end_s,
-            )
-        )
-        s.flush()
-        return rec.id
+    def record(s: Session) -> bool:
+        assert who.station_id is not None
+        return record_fragment(s, who.station_id, frag, PUT_WHERE)
 
     try:
-        await db_run(request, record)
+        if not await db_run(request, record):
+            return web.json_response(_reply(False))  # a parallel retry recorded it meanwhile
     except IntegrityError:
         # A concurrent upload of the same fragment won the race; the bytes are content-addressed anyway.
         if await db_run(request, precheck):

@@ -1,0 +1,80 @@
+"""Recording a received fragment in the database: one rule for both ways media arrives (tus and PUT).
+
+A fragment is (recording, track, seq) -> SHA-256. A retry of the same bytes is a no-op; the same
+place with other bytes, a recording or attempt of another station, or a recording moved to another
+attempt is a 409, checked before any byte is stored and again when the row is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .app import ApiError
+from .models import Attempt, Fragment, Recording
+
+
+@dataclass(frozen=True)
+class IncomingFragment:
+    recording: str
+    track: str
+    seq: int
+    kind: str  # "init" | "media"
+    sha256: str
+    size: int
+    attempt_id: str | None
+    start_s: float | None
+    end_s: float | None
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a refusal points the client: the header, query or URL part that carried each value."""
+
+    attempt: str
+    recording: str
+    seq: str
+
+
+def already_recorded(s: Session, station_id: int, frag: IncomingFragment, where: Where) -> bool:
+    """True if this exact fragment is recorded already; ApiError 409 if it conflicts with what is held."""
+    if frag.attempt_id is not None:
+        att = s.get(Attempt, frag.attempt_id)
+        if att is not None and att.station_id != station_id:
+            raise ApiError(409, f"attempt {frag.attempt_id!r} belongs to another station", where.attempt)
+    rec = s.scalar(select(Recording).where(Recording.key == frag.recording))
+    if rec is None:
+        return False
+    if rec.station_id != station_id:
+        raise ApiError(409, f"recording {frag.recording!r} belongs to another station", where.recording)
+    if frag.attempt_id is not None and rec.attempt_id not in (None, frag.attempt_id):
+        raise ApiError(409, f"recording {frag.recording!r} belongs to attempt {rec.attempt_id!r}", where.attempt)
+    row = s.scalar(select(Fragment).where(
+        Fragment.recording_id == rec.id, Fragment.track == frag.track, Fragment.seq == frag.seq))
+    if row is None:
+        return False
+    if row.sha256 != frag.sha256:
+        raise ApiError(409, f"fragment {frag.track}/{frag.seq} of {frag.recording!r} is already stored with other "
+                       "content", where.seq)
+    return True
+
+
+def record_fragment(s: Session, station_id: int, frag: IncomingFragment, where: Where) -> bool:
+    """Write the fragment's row (and its recording and attempt if new); False if it was there already."""
+    if already_recorded(s, station_id, frag, where):
+        return False
+    if frag.attempt_id is not None and s.get(Attempt, frag.attempt_id) is None:
+        s.add(Attempt(id=frag.attempt_id, station_id=station_id))
+    rec = s.scalar(select(Recording).where(Recording.key == frag.recording))
+    if rec is None:
+        rec = Recording(key=frag.recording, station_id=station_id, attempt_id=frag.attempt_id)
+        s.add(rec)
+        s.flush()
+    elif frag.attempt_id is not None:
+        rec.attempt_id = frag.attempt_id
+    s.add(Fragment(recording_id=rec.id, track=frag.track, kind=frag.kind, seq=frag.seq, sha256=frag.sha256,
+                   size=frag.size, start_s=frag.start_s, end_s=frag.end_s))
+    s.flush()
+    return True
