@@ -167,18 +167,26 @@ def _station_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def _station_issue(args: argparse.Namespace) -> int:
+def _find_station(s, code: str, action: str):  # type: ignore[no-untyped-def]
+    """The station with this code, or None after saying so on stderr."""
     from sqlalchemy import select
 
-    from . import audit, auth
     from .models import Station
+
+    st = s.scalar(select(Station).where(Station.code == code))
+    if st is None:
+        print(f"osce server station {action}: no station {code!r}", file=sys.stderr)
+    return st
+
+
+def _station_issue(args: argparse.Namespace) -> int:
+    from . import audit, auth
 
     db = _db(args)
     try:
         with db.transaction() as s:
-            st = s.scalar(select(Station).where(Station.code == args.code))
+            st = _find_station(s, args.code, "issue-token")
             if st is None:
-                print(f"osce server station issue-token: no station {args.code!r}", file=sys.stderr)
                 return 2
             token, row = auth.issue_station_token(s, st)
             audit.append(s, "cli", audit.STATION_TOKEN_ISSUE, args.code, {"token_id": row.id})
@@ -189,17 +197,13 @@ def _station_issue(args: argparse.Namespace) -> int:
 
 
 def _station_revoke(args: argparse.Namespace) -> int:
-    from sqlalchemy import select
-
     from . import audit, auth
-    from .models import Station
 
     db = _db(args)
     try:
         with db.transaction() as s:
-            st = s.scalar(select(Station).where(Station.code == args.code))
+            st = _find_station(s, args.code, "revoke-token")
             if st is None:
-                print(f"osce server station revoke-token: no station {args.code!r}", file=sys.stderr)
                 return 2
             n = auth.revoke_station_tokens(s, st, args.id)
             audit.append(s, "cli", audit.STATION_TOKEN_REVOKE, args.code, {"token_id": args.id, "revoked": n})
