@@ -199,11 +199,13 @@ async def main_async() -> None:
     try:
         for rep in range(args.repeats):
             path, sha = make_fragment(root / f"tus-{rep}", size)
+            os.sync()  # neither run pays for the other's (or the generator's) write-back
             started = time.perf_counter()
             await upload_tus(root, path.parent, url, token)
             tus_s.append(time.perf_counter() - started)
             path.unlink()
             path, sha = make_fragment(root / f"put-{rep}", size)
+            os.sync()
             started = time.perf_counter()
             await upload_put(path, sha, url, token)
             put_s.append(time.perf_counter() - started)

@@ -14,8 +14,14 @@ Routes (station bearer token, permission ``station.upload``):
   it differs), stores it in media storage by hash, records the fragment, and answers with X-Stored-SHA256.
 - ``DELETE /api/tus/{upload_id}``: termination.
 
-Partial uploads live in ``<upload_dir>/<id>.part`` (the bytes; offset = its size, every append fsynced)
-beside ``<id>.json`` (length, metadata, owner; written atomically). Both survive a server restart. Ids are
+Partial uploads live in ``<upload_dir>/<id>.part`` (the bytes; offset = its size) beside ``<id>.json``
+(length, metadata, owner; written atomically). Both survive a server restart. A chunk is written to the
+part file as it arrives and hashed on the way (its own SHA-256 for Upload-Checksum, and a running SHA-256 of
+the whole file kept in memory), so that the completing PATCH needs neither a re-read nor a re-hash; a chunk
+whose checksum fails is cut off again. Appends are not fsynced one by one: the file is fsynced once, before
+it is stored and confirmed, and the station keeps its copy until that confirmation. So a server power loss
+can only make a station re-send bytes (the offset it reads with HEAD is then lower), never lose them; and if
+unverified bytes survived a crash, the whole-file hash at the end catches them (422, the upload restarts). Ids are
 128 random bits in hex and are checked against that pattern before any path is built, so an id can never
 name a file outside the folder. An upload is visible only to the station that created it.
 """
@@ -32,8 +38,9 @@ import os
 import re
 import secrets
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from aiohttp import web
 from sqlalchemy.exc import IntegrityError
@@ -51,13 +58,14 @@ TUS_EXTENSIONS = "creation,checksum,termination"
 BASE = "/api/tus"
 STORED_HEADER = "X-Stored-SHA256"
 CHECKSUM_MISMATCH = 460
-MAX_CHECKED_CHUNK = 32 * 1024 * 1024  # a PATCH with Upload-Checksum is held in memory until verified
+PIECE = 1024 * 1024  # bytes taken from the socket at a time
 READ_TIMEOUT_S = 60.0  # a silent peer releases the upload after this long
 _ID_RE = re.compile(r"[0-9a-f]{32}")
 _FLOAT_RE = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9})?")
 
 TUS_DIR = web.AppKey("tus_dir", Path)
 TUS_LOCKS = web.AppKey("tus_locks", dict)
+TUS_HASHES = web.AppKey("tus_hashes", dict)  # upload id -> RunningHash of its part file
 
 
 # ---------------------------------------------------------------- state on disk
@@ -103,19 +111,6 @@ class UploadState:
             return self.part_path.stat().st_size
         except FileNotFoundError:
             return 0
-
-    def append(self, data: bytes) -> None:
-        with open(self.part_path, "ab") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-
-    def append_checked(self, data: bytes, sha256_digest: bytes) -> bool:
-        """Append (and fsync) only if the bytes have this SHA-256; False, nothing written, if not."""
-        if hashlib.sha256(data).digest() != sha256_digest:
-            return False
-        self.append(data)
-        return True
 
     def remove(self) -> None:
         for path in (self.part_path, self.info_path):
@@ -221,11 +216,17 @@ async def _record_fragment(request: web.Request, frag: dict[str, Any], size: int
 
 
 async def _finish(request: web.Request, state: UploadState, info: dict[str, Any]) -> None:
-    """All bytes are here: verify the SHA-256 while storing, record the fragment, mark the upload stored."""
+    """All bytes are here: fsync, verify the SHA-256, store, record the fragment, mark the upload stored."""
     frag = info["fragment"]
+    known = _whole_file_hash(request, state, info["length"])
 
     def put() -> None:
-        request.app[STORAGE].put(state.part_path, frag["sha256"])  # already fsynced chunk by chunk
+        with open(state.part_path, "rb") as fh:
+            os.fsync(fh.fileno())
+        if known is not None and known != frag["sha256"]:
+            raise HashMismatch(frag["sha256"], known, info["length"])
+        # With the running hash there is nothing to re-read; without it (after a restart) the store hashes.
+        request.app[STORAGE].put(state.part_path, frag["sha256"], verified=known is not None)
 
     try:
         await asyncio.to_thread(put)
@@ -333,17 +334,13 @@ async def tus_patch(request: web.Request) -> web.Response:
             return web.Response(status=204, headers=_headers(**done))
         if request.content_length is not None and request.content_length > room:
             raise ApiError(400, f"{request.content_length} bytes would pass Upload-Length", "Content-Length")
-        if checksum is not None:
-            data = await _read_all(request, min(room, MAX_CHECKED_CHUNK))
-            if not await asyncio.to_thread(state.append_checked, data, checksum):
-                return web.json_response(
-                    {"error": "Upload-Checksum does not match the body; nothing appended", "where": "Upload-Checksum"},
-                    status=CHECKSUM_MISMATCH,
-                    reason="Checksum Mismatch",
-                    headers=_headers(**{"Upload-Offset": str(offset)}),
-                )
-        else:
-            await _stream_to(request, state, room)
+        if not await _receive(request, state, offset, room, checksum):
+            return web.json_response(
+                {"error": "Upload-Checksum does not match the body; nothing appended", "where": "Upload-Checksum"},
+                status=CHECKSUM_MISMATCH,
+                reason="Checksum Mismatch",
+                headers=_headers(**{"Upload-Offset": str(offset)}),
+            )
         offset = state.offset(info)  # a stat: no thread needed
         headers = _headers(**{"Upload-Offset": str(offset)})
         if offset == info["length"] and not info.get("stored"):
@@ -361,6 +358,7 @@ async def tus_delete(request: web.Request) -> web.Response:
         _load_own(request, state)
         await asyncio.to_thread(state.remove)
     request.app[TUS_LOCKS].pop(state.id, None)
+    request.app[TUS_HASHES].pop(state.id, None)
     return web.Response(status=204, headers=_headers())
 
 
@@ -396,36 +394,81 @@ async def _read_piece(request: web.Request, n: int) -> bytes:
         raise ApiError(400, f"body cut short ({type(exc).__name__})", "body") from None
 
 
-async def _read_all(request: web.Request, room: int) -> bytes:
-    pieces, size = [], 0
-    while piece := await _read_piece(request, 1024 * 1024):
-        pieces.append(piece)
-        size += len(piece)
-        if size > room:
-            raise ApiError(400, f"body is longer than the {room} bytes this upload can take", "body")
-    return b"".join(pieces)
+@dataclass
+class RunningHash:
+    """The SHA-256 of a part file's first `covered` bytes, carried from PATCH to PATCH in memory (lost on a
+    restart, when the completing PATCH hashes the file once instead)."""
+
+    covered: int
+    sha: Any  # hashlib's sha256 object
 
 
-async def _stream_to(request: web.Request, state: UploadState, room: int) -> None:
-    """Append the body as it arrives (no checksum given): whatever arrived before a cut is kept."""
-    received = 0
-    with open(state.part_path, "ab") as fh:
-        try:
-            while True:
-                try:
-                    piece = await _read_piece(request, 256 * 1024)
-                except ApiError:
-                    break  # keep what arrived: the client resumes from HEAD
-                if not piece:
-                    break
-                piece = piece[: room - received]
-                await asyncio.to_thread(fh.write, piece)
-                received += len(piece)
-                if received >= room:
-                    break
-        finally:
-            fh.flush()
-            await asyncio.to_thread(os.fsync, fh.fileno())
+def _write_piece(fh: BinaryIO, piece: bytes, *hashes: Any) -> None:
+    for h in hashes:
+        h.update(piece)
+    start = fh.tell()
+    view = memoryview(piece)
+    while view:
+        view = view[fh.write(view) or 0 :]
+    # Start writing this piece to disk now (Linux starts write-back for dirty pages on DONTNEED), so that
+    # the fsync before the store does not wait for the whole file; the page cache has no use for it.
+    os.posix_fadvise(fh.fileno(), start, len(piece), os.POSIX_FADV_DONTNEED)
+
+
+async def _receive(request: web.Request, state: UploadState, offset: int, room: int, checksum: bytes | None) -> bool:
+    """Append the body to the part file as it arrives, hashing it on the way; the next piece is read from the
+    socket while the last one is written. With a checksum, a body that does not match it (or is cut short)
+    is cut off again and False returned; without one, whatever arrived before a cut is kept."""
+    hashes: dict[str, RunningHash] = request.app[TUS_HASHES]
+    running = hashes.pop(state.id, None)
+    whole = running.sha.copy() if running is not None and running.covered == offset else None
+    if offset == 0:
+        whole = hashlib.sha256()
+    chunk = hashlib.sha256() if checksum is not None else None
+    updates = [h for h in (whole, chunk) if h is not None]
+    received, ok = 0, True
+    fh = await asyncio.to_thread(open, state.part_path, "ab", buffering=0)
+    writing: asyncio.Future[None] | None = None
+    try:
+        while received < room:
+            try:
+                piece = await _read_piece(request, min(PIECE, room - received))
+            except ApiError:
+                ok = checksum is None  # keep an unchecked partial body: the client resumes from HEAD
+                break
+            if not piece:
+                break
+            if writing is not None:
+                await writing
+            writing = asyncio.ensure_future(asyncio.to_thread(_write_piece, fh, piece, *updates))
+            received += len(piece)
+        if writing is not None:
+            await writing
+        if chunk is not None and chunk.digest() != checksum:
+            ok = False
+    except BaseException:  # a full disk, a cancelled request: no unchecked bytes stay behind a checksum
+        if writing is not None and not writing.done():
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(writing)
+        if checksum is not None:
+            with contextlib.suppress(OSError):
+                fh.truncate(offset)
+        raise
+    finally:
+        await asyncio.to_thread(fh.close)
+    if not ok:
+        await asyncio.to_thread(os.truncate, state.part_path, offset)  # nothing of a failed chunk stays
+        if running is not None:
+            hashes[state.id] = running
+    elif whole is not None:
+        hashes[state.id] = RunningHash(offset + received, whole)
+    return ok
+
+
+def _whole_file_hash(request: web.Request, state: UploadState, length: int) -> str | None:
+    """The running hash if it covers the whole file; None if it must be computed from the file."""
+    running = request.app[TUS_HASHES].pop(state.id, None)
+    return running.sha.hexdigest() if running is not None and running.covered == length else None
 
 
 # ---------------------------------------------------------------- wiring
@@ -464,6 +507,7 @@ def add_tus_routes(
     expire_uploads(folder, expire_after_s)
     app[TUS_DIR] = folder
     app[TUS_LOCKS] = {}
+    app[TUS_HASHES] = {}
     app.router.add_route("OPTIONS", BASE, tus_options)
     app.router.add_route("POST", BASE, tus_create)
     app.router.add_route("HEAD", BASE + "/{upload_id}", tus_head)
