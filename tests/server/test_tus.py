@@ -358,6 +358,31 @@ async def test_state_survives_a_new_server_and_head_finishes_a_complete_upload(e
         await server2.close()
 
 
+async def test_after_a_restart_the_whole_file_is_hashed_again(env: Env) -> None:
+    """The running hash lives in memory only: a new server process hashes the part file at the end, so bytes
+    damaged on disk meanwhile (or left unverified by a crash) are refused (422), never stored."""
+    data = os.urandom(60_000)
+    loc = (await create(env, data)).headers["Location"]
+    assert (await patch(env, loc, 0, data[:30_000])).status == 204
+    part = env.app[TUS_DIR] / (loc.rsplit("/", 1)[1] + ".part")
+    with open(part, "r+b") as fh:  # one byte damaged while the server was down
+        fh.seek(100)
+        fh.write(bytes([data[100] ^ 0xFF]))
+    config = env.app[CONFIG]
+    app2 = create_app(config, storage=LocalStorage(config.media_dir))
+    add_tus_routes(app2)
+    server2 = TestServer(app2, host="127.0.0.1")
+    await server2.start_server()
+    try:
+        env2 = Env(str(server2.make_url("")).rstrip("/"), env.token, env.other_token, app2, env.http)
+        r = await patch(env2, loc, 30_000, data[30_000:])
+        assert r.status == 422
+        assert not app2[STORAGE].exists(hashlib.sha256(data).hexdigest())
+        assert fragment_rows(env2) == []
+    finally:
+        await server2.close()
+
+
 async def test_old_uploads_expire_at_startup(env: Env) -> None:
     data = os.urandom(1000)
     old = (await create(env, data)).headers["Location"]
