@@ -12,6 +12,7 @@ import sys
 from checklists import commands as checklist_commands
 from media import commands as media_commands
 from review_server import commands as server_commands
+from review_server import demo as demo_command
 from station_agent import commands as agent_commands
 
 
@@ -19,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="osce", description="OSCE station recording and scoring")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for part in (media_commands, checklist_commands, agent_commands, server_commands):
+    for part in (media_commands, checklist_commands, agent_commands, server_commands, demo_command):
         part.register(sub)
     return parser
 

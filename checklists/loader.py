@@ -26,6 +26,8 @@ from .model import (
 )
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
+MAX_NODES = 100_000  # far above any real checklist
+MAX_DEPTH = 50
 
 TOP_KEYS = {
     "specialty": True,  # key: required?
@@ -90,6 +92,7 @@ class _Reader:
         self.lines: dict[str, int] = {}
         self.problems: list[Problem] = []
         self._constructor = SafeConstructor()
+        self.nodes = 0  # nodes read so far, aliases counted each time they are expanded
 
     def problem(self, path: str, message: str, line: int | None = None) -> None:
         if line is None:
@@ -101,10 +104,14 @@ class _Reader:
 
     def data(self, node: Node, path: str, line: int | None = None) -> Any:
         self.lines[path] = line or node.start_mark.line + 1  # a mapping's entry is found on its key's line
+        # Aliases are expanded: a self-referencing one, or aliases of aliases ("billion laughs"), would never end.
+        self.nodes += 1
+        if self.nodes > MAX_NODES or path.count(".") + path.count("[") > MAX_DEPTH:
+            raise ChecklistError([Problem(self.name, self.lines[path], path, "too large or nested too deeply")])
         if isinstance(node, MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
-                key = self._constructor.construct_object(key_node) if isinstance(key_node, ScalarNode) else None
+                key = self.scalar(key_node, path) if isinstance(key_node, ScalarNode) else None
                 if not isinstance(key, str | int) or isinstance(key, bool):
                     self.problem(path, f"key {key!r} is not a name", key_node.start_mark.line + 1)
                     continue
@@ -116,7 +123,16 @@ class _Reader:
             return out
         if isinstance(node, SequenceNode):
             return [self.data(v, f"{path}[{i}]") for i, v in enumerate(node.value)]
-        return self._constructor.construct_object(node)
+        return self.scalar(node, path)
+
+    def scalar(self, node: Node, path: str) -> Any:
+        """A scalar's value; a bad tag or an impossible value (`!foo`, 2026-13-45, !!int x) is a problem, no crash."""
+        try:
+            return self._constructor.construct_object(node)
+        except Exception as exc:  # noqa: BLE001 - PyYAML's constructors raise anything on a bad tagged scalar
+            self.problem(path or "(file)", f"cannot read {node.value!r:.60}: {str(exc).splitlines()[0]}",
+                         node.start_mark.line + 1)
+            return None
 
     # field checks: each returns the value or None after recording a problem
 
@@ -168,6 +184,8 @@ def parse_checklist(text: str, name: str = "<checklist>") -> Checklist:
     reader = _Reader(name)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise ChecklistError([Problem(name, 1, "(yaml)", "not valid YAML: nested too deeply")]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = mark.line + 1 if mark is not None else 1

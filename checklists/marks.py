@@ -118,7 +118,7 @@ class MarkEvent:
         if offset is not None:
             if isinstance(offset, bool) or not isinstance(offset, int | float):
                 raise MarkEventError("recording_offset_s", f"must be a number, not {type(offset).__name__}")
-            if not math.isfinite(offset) or offset < 0:
+            if isinstance(offset, int) and offset > 1e9 or not math.isfinite(offset) or offset < 0:  # no float overflow
                 raise MarkEventError("recording_offset_s", f"must be a finite number >= 0, got {offset}")
             object.__setattr__(self, "recording_offset_s", float(offset))
         _int("seq", self.seq, minimum=0)

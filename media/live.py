@@ -113,6 +113,7 @@ class LiveMuxer:
         self._gop: list[Chunk] = []
         self._listeners: list[Callable[[Chunk], None]] = []
         self._held: list[tuple[av.Packet, int, float, bool]] = []
+        self._start_t: float | None = None  # the first key frame's time: nothing earlier goes live
         self._calls = 0
         self.chunks = 0
         self.closed = False
@@ -124,12 +125,17 @@ class LiveMuxer:
         is_video = packet.stream is self._src_video
         with self._lock:
             self._calls += 1
+            if not is_video and self._start_t is not None and packet.pts * packet.time_base < self._start_t:
+                # Audio from before the first key frame (it often arrives after it) would start the audio
+                # track before the video one; movenc aborts the whole process on that (next_dts >= 0).
+                return
             if self._out is None:
                 # The live stream starts at a key frame, and only once the Track's own muxer has written
                 # its header (its first packet comes after this tap): the stream parameters we copy
                 # (extradata: SPS/PPS, AudioSpecificConfig) are filled in then.
                 if is_video and packet.is_keyframe:
                     self._held = []
+                    self._start_t = packet.pts * packet.time_base
                 elif not self._held:
                     return
                 self._held.append(self._copy(packet, is_video))

@@ -1,4 +1,5 @@
 """systemd's notify protocol (Type=notify, WatchdogSec): datagrams such as READY=1 to $NOTIFY_SOCKET.
+Shared by both programs (the station agent and the review server), hence here.
 
 Without $NOTIFY_SOCKET (not run by systemd) every call is a no-op. An address starting with '@' is an
 abstract socket (the '@' stands for a leading NUL byte).

@@ -54,6 +54,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     _config_option(srev)
     srev.set_defaults(func=_station_revoke)
 
+    sch = ssub.add_parser("schedule", help="the exam day's schedule")
+    schsub = sch.add_subparsers(dest="schedule_command", required=True, metavar="ACTION")
+    simp = schsub.add_parser("import", help="create the day, candidates, tasks, checklist versions and attempts")
+    simp.add_argument("file", type=Path, help="the schedule JSON (the file the exam clock serves)")
+    simp.add_argument("--specialty", required=True, help="specialty code, e.g. nursing")
+    simp.add_argument("--specialty-name", default="", help="its name, e.g. Сестринское дело")
+    simp.add_argument("--title", default="", help="the exam day's title")
+    simp.add_argument("--checklists", type=Path, default=None, help="folder of checklist YAML (default: shipped)")
+    _config_option(simp)
+    simp.set_defaults(func=_schedule_import)
+
     _register_archive(sub, ssub)
 
     run = ssub.add_parser("run", help="serve HTTP")
@@ -213,10 +224,32 @@ def _station_revoke(args: argparse.Namespace) -> int:
     return 0 if n else 1
 
 
-def _run(args: argparse.Namespace) -> int:
-    from aiohttp import web
+def _schedule_import(args: argparse.Namespace) -> int:
+    from .day_import import SHIPPED_CHECKLISTS, ScheduleImportError, import_day
 
+    try:
+        schedule = json.loads(args.file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        print(f"osce server schedule import: {args.file}: {exc}", file=sys.stderr)
+        return 2
+    db = _db(args)
+    try:
+        with db.transaction() as s:
+            r = import_day(s, schedule, args.specialty, args.specialty_name, args.title,
+                           f"cli:{getpass.getuser()}", args.checklists or SHIPPED_CHECKLISTS)
+    except ScheduleImportError as exc:
+        print(f"osce server schedule import: {args.file}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        db.dispose()
+    print(f"exam day {r.exam_day_id}: {r.attempts_new} attempts added, {r.attempts_updated} updated, "
+          f"{r.candidates_new} new candidates, tasks {', '.join(r.tasks)}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
     from .app import create_app
+    from .service import serve
 
     cfg = _config(args)
     host = args.host or cfg.host
@@ -224,7 +257,7 @@ def _run(args: argparse.Namespace) -> int:
     if cfg.insecure_cookies and host not in ("127.0.0.1", "localhost", "::1"):
         print("osce server run: insecure_cookies is only for plain http on localhost", file=sys.stderr)
         return 2
-    web.run_app(create_app(cfg), host=host, port=port)
+    serve(create_app(cfg), host, port, keepalive_timeout_s=cfg.idle_timeout_s)
     return 0
 
 
@@ -279,11 +312,16 @@ def _export(args: argparse.Namespace) -> int:
     db = _db(args)
     shown = [-1]
 
-    def progress(done: int, total: int, path: str) -> None:
-        pct = min(100, 100 * done // total) if total else 100
+    def progress(p) -> None:  # type: ignore[no-untyped-def]  # export.ExportProgress, once per whole percent
+        pct = int(p.percent)
         if pct != shown[0]:
             shown[0] = pct
-            print(f"export: {pct:3d}% {done / 1e6:.1f} of {total / 1e6:.1f} MB  {path}", file=sys.stderr, flush=True)
+            print(
+                f"export: {pct:3d}% {p.bytes_done / 1e6:.1f} of {p.bytes_total / 1e6:.1f} MB, "
+                f"{p.files_done} of {p.files_total} files  {p.current}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     try:
         pkg = run_export(db, storage_from_config(cfg), cfg, args.request, f"cli:{getpass.getuser()}", progress)

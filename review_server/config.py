@@ -10,6 +10,7 @@ Example `server.toml` (every key optional):
     s3_credentials_file = "/etc/osce/s3.toml"              # access_key_id = "...", secret_access_key = "..."
     insecure_cookies = false                               # true only for plain-http demo on localhost
     argon2_time_cost = 3                                   # Argon2id cost; lower only in tests
+    idle_timeout_s = 30                                    # close a connection silent or mid-header this long
 
 Secrets never live in this file: the database password may come from OSCE_DATABASE_URL, S3 keys from
 OSCE_S3_ACCESS_KEY_ID / OSCE_S3_SECRET_ACCESS_KEY or from `s3_credentials_file`.
@@ -50,6 +51,9 @@ class ServerConfig:
     max_json_bytes: int = 1024 * 1024
     max_fragment_bytes: int = 256 * 1024 * 1024
     max_mark_batch: int = 1000
+    # A connection that has not sent a whole request head within this many seconds (slowloris), or sits idle
+    # between requests this long, is closed; a request being handled is not cut (aiohttp's keep-alive timer).
+    idle_timeout_s: int = 30
     # Argon2id cost (argon2-cffi's RFC 9106 low-memory defaults). Lower them ONLY in tests, where hashing
     # every test user with 64 MiB would take minutes; a production config should keep or raise them.
     argon2_time_cost: int = 3

@@ -5,15 +5,28 @@ station's CPR figures report where one was uploaded (`attempts/<id>/cpr_figures.
 
 The ZIP is written to `<data dir>/exports/` through a write-only stream (constant memory; its SHA-256 is
 computed on the way) and then served with HTTP Range support, so a download can resume.
+
+An export is a job: `start_export` records the package (sha256 still empty) and audits the start;
+`write_export` writes it, reporting progress (bytes of the members and files, out of totals known in advance)
+and keeping a small state file `<name>.zip.job.json` beside it (status, progress, owning process), so another
+process (the server's page while `osce server export` runs) sees the progress and a package whose process died
+(server restart, killed CLI) shows as interrupted. `restart_export` takes such a package up again (audited);
+it is written anew from the start (a ZIP stream cannot be continued without its central directory's state),
+and a finished package is downloaded again at any time, with Range.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import io
 import json
 import os
+import secrets
+import socket
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,12 +53,10 @@ from .models import (
     Station,
     Task,
 )
-from .package import HashingWriter, PackageWriter
+from .package import PackageWriter, ThreadedHashingWriter
 from .scores import Outcome, attempt_outcome, wire
 from .signing import data_dir, load_or_create
 from .storage import MediaStorage, NotFound
-
-Progress = Callable[[int, int, str], None]  # (bytes done, bytes in all, current file)
 
 
 class ExportError(Exception):
@@ -248,24 +259,30 @@ def _json(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8") + b"\n"
 
 
-def write_package(
-    out: Any,
-    g: Gathered,
-    storage: MediaStorage,
-    key: Any,
-    actor: str,
-    now: dt.datetime,
-    progress: Progress | None = None,
-) -> dict[str, Any]:
-    total = g.total_bytes
-    pw = PackageWriter(out, now.timetuple()[:6], (lambda done, path: progress(done, total, path)) if progress else None)
-    pw.add_bytes("request.json", _json(g.request))
-    absent: list[dict[str, Any]] = []
+# --- the package's members, written in this order -----------------------------------------------------
+
+
+@dataclass
+class Member:
+    """One file of the package: metadata rendered in memory (`data`), or a recording file from media storage."""
+
+    path: str
+    data: bytes | None = None
+    sha256: str = ""  # media: the storage key (its bytes' SHA-256)
+    size: int = 0
+
+
+ENVELOPE = 4  # public_key.pem, manifest.json, manifest.sig, SHA256SUMS: written by PackageWriter.finish
+
+
+def plan(g: Gathered) -> list[Member]:
+    """Every member but the envelope, with its size, so progress has a true total before the first byte."""
+    members = [Member("request.json", _json(g.request))]
     for att in g.attempts:
         base = f"attempts/{att['attempt_id']}"
         out_ = g.outcomes[att["attempt_id"]]
         info = {k: v for k, v in att.items() if k != "events"}
-        pw.add_bytes(f"{base}/attempt.json", _json(info))
+        members.append(Member(f"{base}/attempt.json", _json(info)))
         sheets = {
             ex: {
                 "checklist_hash": sh.checklist_hash,
@@ -277,29 +294,119 @@ def write_package(
             }
             for ex, sh in sorted(out_.sheets.items())
         }
-        pw.add_bytes(f"{base}/marks.json", _json({"events": att["events"], "sheets": sheets, "result": out_.to_json()}))
-        pw.add_bytes(f"{base}/marks.txt", marks_text(att, out_).encode("utf-8"))
+        marks = {"events": att["events"], "sheets": sheets, "result": out_.to_json()}
+        members.append(Member(f"{base}/marks.json", _json(marks)))
+        members.append(Member(f"{base}/marks.txt", marks_text(att, out_).encode("utf-8")))
         if att["attempt_id"] in g.cpr_figures:  # measured CPR figures, as the station sent them
-            pw.add_bytes(f"{base}/cpr_figures.json", g.cpr_figures[att["attempt_id"]])
+            members.append(Member(f"{base}/cpr_figures.json", g.cpr_figures[att["attempt_id"]]))
         for rec in att["recordings"]:
             for track, frags in rec["tracks"].items():
                 for f in frags:
                     path = f"{base}/recordings/{rec['key']}/{track}/{f['file']}"
-                    try:
-                        fh = storage.open(f["sha256"])
-                    except NotFound:
-                        absent.append({"path": path, "sha256": f["sha256"], "reason": "not in media storage"})
-                        continue
-                    try:
-                        sha, size = pw.add_stream(path, fh)
-                    finally:
-                        fh.close()
-                    if sha != f["sha256"] or size != f["size"]:
-                        raise ExportError(f"{path}: media storage returned other bytes than sha256 {f['sha256']}")
-    pw.add_bytes("protocol.csv", protocol_csv(g))
-    pw.add_bytes(
-        "audit.jsonl", b"".join(json.dumps(e, ensure_ascii=False, sort_keys=True).encode() + b"\n" for e in g.audit)
-    )
+                    members.append(Member(path, None, f["sha256"], f["size"]))
+    members.append(Member("protocol.csv", protocol_csv(g)))
+    audit_lines = b"".join(json.dumps(e, ensure_ascii=False, sort_keys=True).encode() + b"\n" for e in g.audit)
+    members.append(Member("audit.jsonl", audit_lines))
+    for m in members:
+        if m.data is not None:
+            m.size = len(m.data)
+    return members
+
+
+@dataclass
+class ExportProgress:
+    """Bytes of the members written (ZIP headers not counted) and files done, out of the totals."""
+
+    bytes_done: int = 0
+    bytes_total: int = 0
+    files_done: int = 0
+    files_total: int = 0
+    current: str = ""
+
+    @property
+    def percent(self) -> float:
+        if not self.bytes_total:  # nothing known yet (0 %), or a package of empty files only
+            return 100.0 if self.files_total and self.files_done >= self.files_total else 0.0
+        return min(100.0, 100.0 * self.bytes_done / self.bytes_total)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "bytes_done": self.bytes_done,
+            "bytes_total": self.bytes_total,
+            "files_done": self.files_done,
+            "files_total": self.files_total,
+            "percent": round(self.percent, 2),
+            "current": self.current,
+        }
+
+
+ProgressFn = Callable[[ExportProgress], None]
+
+
+def write_package(
+    out: Any,
+    g: Gathered,
+    storage: MediaStorage,
+    key: Any,
+    actor: str,
+    now: dt.datetime,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    members = plan(g)
+    prog = ExportProgress(bytes_total=sum(m.size for m in members), files_total=len(members) + ENVELOPE)
+    skipped = [0, 0]  # bytes and files of media that storage no longer holds: accounted for, not written
+
+    def on_write(written: int, files: int, path: str) -> None:
+        assert progress is not None
+        prog.bytes_done = min(written + skipped[0], prog.bytes_total)  # the envelope is not in the total
+        prog.files_done = min(files + skipped[1], prog.files_total)
+        prog.current = path
+        progress(prog)
+
+    pw = PackageWriter(out, now.timetuple()[:6], on_write if progress else None)
+    try:
+        manifest = _write_members(pw, members, g, storage, key, actor, now, prog, skipped, progress)
+    except BaseException:
+        pw.abort()
+        raise
+    if progress:
+        prog.bytes_done, prog.files_done, prog.current = prog.bytes_total, prog.files_total, "(written)"
+        progress(prog)
+    return manifest
+
+
+def _write_members(
+    pw: PackageWriter,
+    members: list[Member],
+    g: Gathered,
+    storage: MediaStorage,
+    key: Any,
+    actor: str,
+    now: dt.datetime,
+    prog: ExportProgress,
+    skipped: list[int],
+    progress: ProgressFn | None,
+) -> dict[str, Any]:
+    if progress:
+        progress(prog)
+    absent: list[dict[str, Any]] = []
+    for m in members:
+        if m.data is not None:
+            pw.add_bytes(m.path, m.data)
+            continue
+        try:
+            fh = storage.open(m.sha256)
+        except NotFound:
+            absent.append({"path": m.path, "sha256": m.sha256, "reason": "not in media storage"})
+            skipped[0] += m.size
+            skipped[1] += 1
+            continue
+        try:
+            sha, size = pw.add_stream(m.path, fh)
+        finally:
+            fh.close()
+        if sha != m.sha256 or size != m.size:
+            raise ExportError(f"{m.path}: media storage returned other bytes than sha256 {m.sha256}")
     meta = {
         "request": g.request,
         "created_at": now.isoformat(),
@@ -307,44 +414,233 @@ def write_package(
         "attempts": [a["attempt_id"] for a in g.attempts],
         "absent_media": absent,
     }
-    manifest = pw.finish(key, meta)
-    if progress:
-        progress(total, total, "(written)")
-    return manifest
+    return pw.finish(key, meta)
 
 
-def run_export(
-    db: Database, storage: MediaStorage, config: Any, request_id: int, actor: str, progress: Progress | None = None
-) -> dict[str, Any]:
-    """Write a package for the request into the exports folder; record and audit it. Returns its row as JSON."""
-    g = db.run(lambda s: gather(s, request_id))
-    key = load_or_create(data_dir(config))
-    now = dt.datetime.now(dt.UTC)
-    folder = exports_dir(config)
-    folder.mkdir(parents=True, exist_ok=True)
-    name = f"request-{request_id}-{now.strftime('%Y%m%dT%H%M%S%fZ')}.zip"
-    partial = folder / (name + ".partial")
+# --- export jobs: a package row while it is written, its state file, resume ---------------------------
+
+EXPORT_START = "archive.export.start"
+EXPORT_RESUME = "archive.export.resume"
+EXPORT_FAIL = "archive.export.fail"
+PENDING = ""  # export_packages.sha256 of a package not written yet
+STATE_SUFFIX = ".job.json"
+STATE_EVERY_S = 0.5  # how often a running export rewrites its state file (progress seen by other processes)
+PROCESS_TOKEN = secrets.token_hex(8)  # tells this process's jobs from those of an earlier one with the same pid
+
+
+class ExportNotFound(ExportError):
+    """No such export package."""
+
+
+class ExportConflict(ExportError):
+    """The package is not in a state where this can be done (e.g. resume a running export)."""
+
+
+@dataclass
+class Job:
+    """An export running in this process (the server's background thread)."""
+
+    package_id: int
+    progress: ExportProgress = field(default_factory=ExportProgress)
+    done: threading.Event = field(default_factory=threading.Event)
+    result: dict[str, Any] | None = None
+    error: BaseException | None = None
+
+
+JOBS: dict[tuple[str, int], Job] = {}  # (exports folder, package id) -> live job of this process
+_JOBS_LOCK = threading.Lock()
+
+
+def _job_key(config: Any, package_id: int) -> tuple[str, int]:
+    return (str(exports_dir(config)), package_id)
+
+
+def state_path(config: Any, file_name: str) -> Path:
+    return exports_dir(config) / (file_name + STATE_SUFFIX)
+
+
+def read_state(config: Any, file_name: str) -> dict[str, Any] | None:
     try:
-        with partial.open("wb") as fh:
-            hw = HashingWriter(fh)
-            manifest = write_package(hw, g, storage, key, actor, now, progress)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(partial, folder / name)
-    finally:
-        partial.unlink(missing_ok=True)
+        return json.loads(state_path(config, file_name).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
-    def record(s: Session) -> dict[str, Any]:
+
+class _State:
+    """The job's state file: status, progress, owner (host, pid, process token); replaced atomically."""
+
+    def __init__(self, config: Any, file_name: str, base: dict[str, Any]) -> None:
+        self.path = state_path(config, file_name)
+        self.data = base | {"host": socket.gethostname(), "pid": os.getpid(), "token": PROCESS_TOKEN}
+        self.last = 0.0
+
+    def save(self, **changes: Any) -> None:
+        self.data.update(changes, updated_at=dt.datetime.now(dt.UTC).isoformat())
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(self.data, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, self.path)
+        self.last = time.monotonic()
+
+    def progress(self, p: ExportProgress) -> None:
+        if time.monotonic() - self.last >= STATE_EVERY_S:
+            self.save(progress=p.to_json())
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def package_status(config: Any, pkg: ExportPackage) -> dict[str, Any]:
+    """done | missing (file gone from the exports folder) | running | failed | interrupted, with progress."""
+    if pkg.sha256 != PENDING:
+        there = (exports_dir(config) / pkg.file_name).is_file()
+        state = read_state(config, pkg.file_name) or {}
+        full = state.get("progress")  # the job's own last figures (saved before the row was completed)
+        full = full or ExportProgress(pkg.size, pkg.size, pkg.files, pkg.files, "").to_json()
+        return {"status": "done" if there else "missing", "progress": full, "error": ""}
+    job = JOBS.get(_job_key(config, pkg.id))
+    if job is not None and not job.done.is_set():
+        return {"status": "running", "progress": job.progress.to_json(), "error": ""}
+    state = read_state(config, pkg.file_name) or {}
+    progress = state.get("progress") or ExportProgress().to_json()
+    status = state.get("status", "interrupted")
+    if status == "running":
+        other = state.get("token") != PROCESS_TOKEN and state.get("host") == socket.gethostname()
+        alive = other and isinstance(state.get("pid"), int) and _pid_alive(state["pid"])
+        status = "running" if alive else "interrupted"  # its process is gone (server restart, killed CLI)
+    return {"status": status, "progress": progress, "error": state.get("error", "")}
+
+
+def package_json(pkg: ExportPackage, config: Any | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": pkg.id,
+        "request_id": pkg.request_id,
+        "file_name": pkg.file_name,
+        "sha256": pkg.sha256 or None,
+        "size": pkg.size,
+        "files": pkg.files,
+        "created_by": pkg.created_by,
+        "created_at": pkg.created_at.isoformat(),
+        "url": f"/api/exports/{pkg.id}/download",
+        "status_url": f"/api/exports/{pkg.id}",
+    }
+    if config is not None:
+        out |= package_status(config, pkg)
+    return out
+
+
+def start_export(db: Database, config: Any, request_id: int, actor: str) -> tuple[int, Gathered]:
+    """Gather what the request selected and record the package as started (audited); nothing written yet."""
+    g = db.run(lambda s: gather(s, request_id))
+    now = dt.datetime.now(dt.UTC)
+    name = f"request-{request_id}-{now.strftime('%Y%m%dT%H%M%S%fZ')}.zip"
+
+    def add(s: Session) -> int:
         pkg = ExportPackage(
-            request_id=request_id,
-            file_name=name,
-            sha256=hw.sha.hexdigest(),
-            size=hw.size,
-            files=len(manifest["files"]),
-            created_by=actor,
-            created_at=now,
+            request_id=request_id, file_name=name, sha256=PENDING, size=0, files=0, created_by=actor, created_at=now
         )
         s.add(pkg)
+        s.flush()
+        details = {"package_id": pkg.id, "file": name, "attempts": [a["attempt_id"] for a in g.attempts],
+                   "media_bytes": g.total_bytes}
+        audit.append(s, actor, EXPORT_START, f"request:{request_id}", details)
+        return pkg.id
+
+    package_id = db.run(add)
+    _State(config, name, {"package_id": package_id, "request_id": request_id, "actor": actor, "runs": 1}).save(
+        status="running", progress=ExportProgress(bytes_total=g.total_bytes).to_json(), error=""
+    )
+    return package_id, g
+
+
+def restart_export(db: Database, config: Any, package_id: int, actor: str) -> Gathered:
+    """Take up an interrupted or failed export again under the same package id (audited). The ZIP is written
+    again from its first byte with what the request selects now; the finished package's download resumes."""
+
+    def take(s: Session) -> tuple[ExportPackage, Gathered, int]:
+        pkg = s.get(ExportPackage, package_id)
+        if pkg is None:
+            raise ExportNotFound(f"no export package {package_id}")
+        st = package_status(config, pkg)
+        if st["status"] not in ("interrupted", "failed"):
+            raise ExportConflict(f"export package {package_id} is {st['status']}; only an interrupted or failed "
+                                 "export can be resumed")
+        g = gather(s, pkg.request_id)
+        runs = int((read_state(config, pkg.file_name) or {}).get("runs", 1)) + 1
+        details = {"package_id": pkg.id, "file": pkg.file_name, "was": st["status"], "run": runs,
+                   "progress_before": st["progress"]}
+        audit.append(s, actor, EXPORT_RESUME, f"request:{pkg.request_id}", details)
+        return pkg, g, runs
+
+    pkg, g, runs = db.run(take)
+    base = {"package_id": pkg.id, "request_id": pkg.request_id, "actor": actor, "runs": runs}
+    _State(config, pkg.file_name, base).save(
+        status="running", progress=ExportProgress(bytes_total=g.total_bytes).to_json(), error=""
+    )
+    return g
+
+
+def write_export(
+    db: Database,
+    storage: MediaStorage,
+    config: Any,
+    package_id: int,
+    g: Gathered,
+    actor: str,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """Write the started package's ZIP (to `<name>.partial`, renamed when complete and fsynced), then record
+    its hash and size and audit the export. A failure is audited and leaves the package resumable."""
+    pkg = db.run(lambda s: s.get(ExportPackage, package_id))
+    if pkg is None:
+        raise ExportNotFound(f"no export package {package_id}")
+    request_id, name, now = pkg.request_id, pkg.file_name, pkg.created_at
+    state = _State(config, name, read_state(config, name) or {"package_id": package_id, "request_id": request_id})
+    key = load_or_create(data_dir(config))
+    folder = exports_dir(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / (name + ".partial")
+
+    last = [ExportProgress()]
+
+    def report(p: ExportProgress) -> None:
+        last[0] = p
+        state.progress(p)
+        if progress:
+            progress(p)
+
+    try:
+        with partial.open("wb") as fh:
+            hw = ThreadedHashingWriter(fh)
+            try:
+                manifest = write_package(hw, g, storage, key, actor, now, report)
+            finally:
+                hw.close()
+            os.fsync(fh.fileno())
+        os.replace(partial, folder / name)
+    except BaseException as exc:
+        partial.unlink(missing_ok=True)
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"  # Ctrl-C in the CLI
+        error = str(exc) or type(exc).__name__
+        state.save(status=status, error=error)
+        with contextlib.suppress(Exception):  # the failure itself must not be hidden by a database error
+            db.run(lambda s: audit.append(s, actor, EXPORT_FAIL, f"request:{request_id}",
+                                          {"package_id": package_id, "status": status, "error": error[:500]}))
+        raise
+
+    state.save(progress=last[0].to_json())  # final figures first: the row below says "done" once committed
+
+    def record(s: Session) -> dict[str, Any]:
+        row = s.get(ExportPackage, package_id)
+        assert row is not None
+        row.sha256, row.size, row.files = hw.sha.hexdigest(), hw.size, len(manifest["files"])
         s.flush()
         audit.append(
             s,
@@ -352,29 +648,53 @@ def run_export(
             audit.EXPORT,
             f"request:{request_id}",
             {
-                "package_id": pkg.id,
+                "package_id": row.id,
                 "file": name,
-                "sha256": pkg.sha256,
-                "size": pkg.size,
+                "sha256": row.sha256,
+                "size": row.size,
                 "attempts": manifest["attempts"],
-                "files": pkg.files,
+                "files": row.files,
                 "absent_media": len(manifest["absent_media"]),
             },
         )
-        return package_json(pkg)
+        return package_json(row)
 
-    return db.run(record)
+    out = db.run(record)
+    state.save(status="done")
+    return out | {"status": "done"}
 
 
-def package_json(pkg: ExportPackage) -> dict[str, Any]:
-    return {
-        "id": pkg.id,
-        "request_id": pkg.request_id,
-        "file_name": pkg.file_name,
-        "sha256": pkg.sha256,
-        "size": pkg.size,
-        "files": pkg.files,
-        "created_by": pkg.created_by,
-        "created_at": pkg.created_at.isoformat(),
-        "url": f"/api/exports/{pkg.id}/download",
-    }
+def run_export(
+    db: Database, storage: MediaStorage, config: Any, request_id: int, actor: str, progress: ProgressFn | None = None
+) -> dict[str, Any]:
+    """Start and write a package for the request in this thread (the CLI, tests). Returns its row as JSON."""
+    package_id, g = start_export(db, config, request_id, actor)
+    return write_export(db, storage, config, package_id, g, actor, progress)
+
+
+def start_job(db: Database, storage: MediaStorage, config: Any, package_id: int, g: Gathered, actor: str) -> Job:
+    """Write the package on a background thread of this process (a daemon: if the server stops, the package is
+    left interrupted and can be resumed); its progress is read from the returned Job."""
+    key = _job_key(config, package_id)
+    with _JOBS_LOCK:
+        running = JOBS.get(key)
+        if running is not None and not running.done.is_set():
+            raise ExportConflict(f"export package {package_id} is already being written")
+        job = JOBS[key] = Job(package_id)
+
+    def progress(p: ExportProgress) -> None:
+        job.progress = p
+
+    def target() -> None:
+        try:
+            job.result = write_export(db, storage, config, package_id, g, actor, progress)
+        except BaseException as exc:  # kept for whoever waits; the state file and audit say it too
+            job.error = exc
+        finally:
+            job.done.set()
+            with _JOBS_LOCK:
+                if JOBS.get(key) is job:
+                    del JOBS[key]
+
+    threading.Thread(target=target, name=f"export-{package_id}", daemon=True).start()
+    return job

@@ -1,5 +1,8 @@
 """Recording a received fragment in the database: one rule for both ways media arrives (tus and PUT).
 
+Before any byte is stored, its structure is checked (media/fmp4_check.py): what is not an fMP4 init or media
+fragment, or names a track its init does not declare, is refused with 422.
+
 A fragment is (recording, track, seq) -> SHA-256. A retry of the same bytes is a no-op; the same
 place with other bytes, a recording or attempt of another station, or a recording moved to another
 attempt is a 409, checked before any byte is stored and again when the row is written.
@@ -8,12 +11,16 @@ attempt is a 409, checked before any byte is stored and again when the row is wr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from media import fmp4_check
+
 from .app import ApiError
 from .models import Attempt, Fragment, Recording
+from .storage import MediaStorage
 
 
 @dataclass(frozen=True)
@@ -78,3 +85,25 @@ def record_fragment(s: Session, station_id: int, frag: IncomingFragment, where: 
                    size=frag.size, start_s=frag.start_s, end_s=frag.end_s))
     s.flush()
     return True
+
+
+def init_sha(s: Session, frag: IncomingFragment) -> str | None:
+    """The SHA-256 of the init segment already stored for this fragment's recording and track, if any."""
+    return s.scalar(select(Fragment.sha256).join(Recording).where(
+        Recording.key == frag.recording, Fragment.track == frag.track, Fragment.kind == "init"))
+
+
+def check_content(storage: MediaStorage, fh: BinaryIO, size: int, frag: IncomingFragment,
+                  init: str | None, where: str) -> None:
+    """Refuse (422) bytes that are not the fMP4 file the metadata says: garbage, a cut-short file, a fragment
+    naming a track its recording's init does not have (checked when the init is stored already)."""
+    try:
+        if frag.kind == "media" and init is not None:
+            with storage.open(init) as init_fh:
+                fmp4_check.check(fh, size, "media", init_fh, storage.size(init))
+        else:
+            fmp4_check.check(fh, size, frag.kind)
+    except fmp4_check.Fmp4Error as exc:
+        raise ApiError(422, f"not an fMP4 {frag.kind} fragment: {exc}", where) from None
+    finally:
+        fh.seek(0)

@@ -11,7 +11,13 @@ Routes (`add_live_routes(app, who)`), with the permission each declares (roles.p
 - ``GET /live/{station}/{camera}/index.m3u8``, ``…/init.mp4``, ``…/{seq}.m4s``: public at the middleware;
   the handler wants a session allowed recordings.view OR ``?token=`` from the route above (HMAC of
   station/camera/expiry with a per-process secret, valid LIVE_TOKEN_TTL_S): `ffmpeg -i "<url>"` plays it.
-- ``GET /live`` and ``GET /live/assets/{name}``   recordings.view: the observation grid page.
+- ``GET /live`` and ``GET /live/assets/{name}``   recordings.view: the observation grid page (with the session's
+  CSRF token and role from `page_meta`, an examiner marks the enlarged station's checklist beside it; the
+  attempt and checklist come from routes/live_attempt.py, marks go to ``POST /api/attempts/{id}/marks``).
+
+A station's text messages are its meta (META_KEYS; anything else is dropped): station name, candidate number,
+recording, warnings (``{"code", "text"}`` or plain strings), attempt_id and checklist_hash, phase and time_left,
+and on the CPR station ``cpr`` ``{"rate_per_min", "compressions", "ccf", "confidence", "estimate"}``.
 
 Back-pressure: every viewer has a bounded queue; a publisher's message is offered to each viewer without
 waiting. A viewer whose queue is full loses what is queued and resumes at the next key frame (nothing
@@ -35,6 +41,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +63,10 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 LIVE_TOKEN_TTL_S = 3600
 HLS_WINDOW = 6
 MAX_MESSAGE = 16 * 1024 * 1024
+# What a station's meta may tell the grid (anything else is dropped): the attempt and its checklist version
+# (for marking beside the picture), phase and seconds left, health warnings, and the CPR estimate if any.
+META_KEYS = ("station_name", "candidate", "recording", "warnings", "attempt_id", "checklist_hash", "phase",
+             "time_left", "cpr")
 
 
 class Viewer:
@@ -195,6 +206,9 @@ LIVE_HUB = web.AppKey("live_hub", LiveHub)
 LIVE_WHO = web.AppKey("live_who", object)
 LIVE_DAY = web.AppKey("live_day_stations", object)
 LIVE_MAY_VIEW = web.AppKey("live_may_view", object)
+LIVE_PAGE_META = web.AppKey("live_page_meta", object)
+LIVE_STILL_OK = web.AppKey("live_still_ok", object)
+TOKEN_RECHECK_S = 5.0
 _background: set[asyncio.Future[Any]] = set()
 
 
@@ -233,6 +247,7 @@ async def publish(request: web.Request) -> web.StreamResponse:
         task.add_done_callback(_background.discard)
     channel.publisher = ws
     log.info("live %s/%s: station publishing", station, camera)
+    recheck = asyncio.ensure_future(_close_when_revoked(request, ws))
     try:
         async for msg in ws:
             if msg.type == WSMsgType.BINARY and len(msg.data) >= HEADER.size:
@@ -240,12 +255,30 @@ async def publish(request: web.Request) -> web.StreamResponse:
             elif msg.type == WSMsgType.TEXT:
                 with contextlib.suppress(ValueError, AttributeError):
                     meta = json.loads(msg.data)
-                    channel.meta = {k: meta[k] for k in ("station_name", "candidate", "recording", "warnings")
-                                    if k in meta}
+                    channel.meta = {k: meta[k] for k in META_KEYS if k in meta}
     finally:
+        recheck.cancel()
         if channel.publisher is ws:
             channel.publisher = None
     return ws
+
+
+async def _close_when_revoked(request: web.Request, ws: web.WebSocketResponse) -> None:
+    """A publisher's token is checked again every TOKEN_RECHECK_S: revoking a station ends its live stream."""
+    still_ok = request.app.get(LIVE_STILL_OK)
+    if still_ok is None:
+        return
+    while not ws.closed:
+        await asyncio.sleep(TOKEN_RECHECK_S)
+        try:
+            ok = await still_ok(request)
+        except Exception:  # a database hiccup is not a revocation
+            log.warning("live: cannot re-check a publisher's token", exc_info=True)
+            continue
+        if not ok:
+            log.warning("live %s: station token revoked; publishing closed", request.match_info.get("station"))
+            await ws.close(code=4401, message=b"station token revoked")
+            return
 
 
 @requires("recordings.view")
@@ -350,8 +383,15 @@ async def hls_segment(request: web.Request) -> web.Response:
 
 
 @requires("recordings.view")
-async def page(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+async def page(request: web.Request) -> web.Response:
+    """The grid page; `page_meta(request)` (if given) adds <meta> tags: the CSRF token and who is watching,
+    which turn on marking beside the enlarged picture."""
+    html = (STATIC / "index.html").read_text(encoding="utf-8")
+    meta_fn = request.app.get(LIVE_PAGE_META)
+    tags = "".join(f'<meta name="{escape(k)}" content="{escape(v)}">'
+                   for k, v in (meta_fn(request) if meta_fn is not None else {}).items())  # type: ignore[operator]
+    return web.Response(text=html.replace("<!--page-meta-->", tags), content_type="text/html",
+                        headers={"Cache-Control": "no-store"})
 
 
 @requires("recordings.view")
@@ -363,16 +403,23 @@ async def asset(request: web.Request) -> web.FileResponse:
 
 
 def add_live_routes(app: web.Application, who: Who, day_stations: DayStations | None = None,
-                    may_view: MayView | None = None, hub: LiveHub | None = None) -> LiveHub:
+                    may_view: MayView | None = None, hub: LiveHub | None = None,
+                    page_meta: Callable[[web.Request], dict[str, str]] | None = None,
+                    still_ok: Callable[[web.Request], Awaitable[bool]] | None = None) -> LiveHub:
     """Add the live routes; `who(request)` gives (principal, station code) as the auth middleware found
     them; `day_stations(request)` lists the day's stations ([{"code", "name"}]) so that silent ones show;
-    `may_view(request, station)` narrows viewers further (examiners: their assigned stations only)."""
+    `may_view(request, station)` narrows viewers further (examiners: their assigned stations only);
+    `still_ok(request)` re-checks a publisher's credentials while it streams (a revoked token ends it)."""
     app[LIVE_HUB] = hub = hub or LiveHub()
     app[LIVE_WHO] = who
     if day_stations is not None:
         app[LIVE_DAY] = day_stations
     if may_view is not None:
         app[LIVE_MAY_VIEW] = may_view
+    if page_meta is not None:
+        app[LIVE_PAGE_META] = page_meta
+    if still_ok is not None:
+        app[LIVE_STILL_OK] = still_ok
     app.router.add_get("/api/live/streams", streams, allow_head=False)
     app.router.add_get("/api/live/{station}/{camera}/publish", publish, allow_head=False)
     app.router.add_get("/api/live/{station}/{camera}/ws", watch, allow_head=False)

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
+import threading
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -32,7 +35,7 @@ FORMAT = "osce-export/1"
 MANIFEST, SIGNATURE, SUMS, PUBLIC_KEY = "manifest.json", "manifest.sig", "SHA256SUMS", "public_key.pem"
 UNLISTED = frozenset({MANIFEST, SIGNATURE, SUMS})  # not in the manifest's file list (they are its envelope)
 CHUNK = 1024 * 1024
-Progress = Callable[[int, str], None]  # (bytes written so far, current file)
+Progress = Callable[[int, int, str], None]  # (bytes of members written so far, members done, current file)
 
 
 class HashingWriter:
@@ -51,6 +54,45 @@ class HashingWriter:
         self.out.flush()
 
 
+class ThreadedHashingWriter(HashingWriter):
+    """A HashingWriter whose hashing and writing run on a thread of their own, so that the package's SHA-256
+    and the copy into the file take a second core while the caller reads, hashes each file and CRCs it. At most
+    `depth` writes wait in between (memory stays constant: ~depth × CHUNK). Call close() to drain it."""
+
+    def __init__(self, out: BinaryIO, depth: int = 8) -> None:
+        super().__init__(out)
+        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="package-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (data := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    HashingWriter.write(self, data)
+                except BaseException as exc:  # raised to the caller at its next write or at close()
+                    self.error = exc
+
+    def write(self, data: bytes) -> int:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(bytes(data))  # a copy if it is a view: the caller may reuse its buffer
+        return len(data)
+
+    def flush(self) -> None:
+        """Not a barrier: the file is flushed by close()."""
+
+    def close(self) -> None:
+        """Wait until everything written has been hashed and written; raise what went wrong on the way."""
+        if self.thread.is_alive():
+            self.queue.put(None)
+            self.thread.join()
+        if self.error is not None:
+            raise self.error
+        self.out.flush()
+
+
 @dataclass
 class PackageWriter:
     out: BinaryIO
@@ -60,7 +102,10 @@ class PackageWriter:
 
     def __post_init__(self) -> None:
         self.zf = zipfile.ZipFile(self.out, "w")
+        # Each file's SHA-256 runs here beside the CRC-32 and the write (hashlib and zlib release the GIL).
+        self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="package-hash")
         self.written = 0
+        self.files_done = 0
         self._paths: set[str] = set()
 
     def _info(self, path: str, compress: bool) -> zipfile.ZipInfo:
@@ -77,13 +122,18 @@ class PackageWriter:
 
     def add_stream(self, path: str, src: BinaryIO, *, compress: bool = False) -> tuple[str, int]:
         h, size = hashlib.sha256(), 0
+        hashing: Future[None] | None = None
         with self.zf.open(self._info(path, compress), "w", force_zip64=True) as dst:
             while chunk := src.read(CHUNK):
-                h.update(chunk)
+                if hashing is not None:
+                    hashing.result()  # one chunk at a time: the updates stay in order
+                hashing = self._hasher.submit(h.update, chunk)
                 dst.write(chunk)
                 size += len(chunk)
                 if self.progress:
-                    self.progress(self.written + size, path)
+                    self.progress(self.written + size, self.files_done, path)
+            if hashing is not None:
+                hashing.result()
         self._done(path, h.hexdigest(), size, True)
         return h.hexdigest(), size
 
@@ -92,10 +142,16 @@ class PackageWriter:
             raise ValueError(f"{path}: already in the package")
         self._paths.add(path)
         self.written += size
+        self.files_done += 1
         if listed:
             self.files.append({"path": path, "sha256": sha, "size": size})
         if self.progress:
-            self.progress(self.written, path)
+            self.progress(self.written, self.files_done, path)
+
+    def abort(self) -> None:
+        """Give the package up: no central directory is written (the output is being thrown away)."""
+        self.zf.fp = None  # ZipFile.close() and __del__ then write nothing to an output that may be closed
+        self._hasher.shutdown(wait=True)
 
     def finish(self, key: Ed25519PrivateKey, meta: dict[str, Any]) -> dict[str, Any]:
         """Add the public key, the manifest, its signature and SHA256SUMS; close the ZIP. Returns the manifest."""
@@ -107,6 +163,7 @@ class PackageWriter:
         sums.append((self.add_bytes(SIGNATURE, key.sign(body), listed=False), SIGNATURE))
         self.add_bytes(SUMS, "".join(f"{sha}  {path}\n" for sha, path in sums).encode("ascii"), listed=False)
         self.zf.close()
+        self._hasher.shutdown(wait=True)
         return manifest
 
 

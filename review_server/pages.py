@@ -96,6 +96,8 @@ def index_page(lang: str, login: str, role: str, csrf: str) -> str:
     if role == "admin":
         items = "".join(f'<li><a href="{href}">{escape(label)}</a></li>' for href, label in t["links"])
         links = f"<h2>{escape(t['admin'])}</h2><ul>{items}</ul>"
+    if role == "archivist":  # the archive search page (routes/archive_page.py)
+        links = f'<p><a href="/archive?lang={lang}">{"Archive" if lang == "en" else "Архив попыток"}</a></p>'
     body = (
         f"<h1>{escape(t['title'])}</h1>"
         f"<p>{escape(t['welcome'])} <b>{escape(login)}</b> ({escape(t['role.' + role])})</p>{links}"

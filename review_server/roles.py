@@ -39,10 +39,14 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "recordings.view": frozenset({Role.OBSERVER, Role.ARCHIVIST, Role.EXAMINER}),
     "recordings.delete": frozenset({Role.ADMIN}),  # retention
     "marks.view": frozenset({Role.EXAMINER, Role.ARCHIVIST}),
+    # The attempt page shows video and marks together: recordings.view and marks.view both (admins issue review
+    # links but do not watch). Examiners: their assigned stations only (checked in the handler).
+    "attempts.review": frozenset({Role.EXAMINER, Role.ARCHIVIST}),
     "marks.correct": frozenset({Role.EXAMINER}),  # assignment checked in the handler
     "archive.search": frozenset({Role.ARCHIVIST}),
     "archive.export": frozenset({Role.ARCHIVIST}),
     "protocol.view": frozenset({Role.ADMIN, Role.ARCHIVIST}),  # results protocols (accreditation numbers only)
+    "reports.quality": frozenset({Role.ADMIN, Role.ARCHIVIST}),  # station quality report for methodologists
     "checklists.manage": frozenset({Role.ADMIN}),  # upload checklist versions (YAML) for scoring
     "retention.manage": frozenset({Role.ADMIN}),  # retention periods per specialty
     "holds.manage": frozenset({Role.ADMIN, Role.ARCHIVIST}),  # legal holds (appeals, requests)

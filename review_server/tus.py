@@ -48,7 +48,7 @@ from sqlalchemy.orm import Session
 
 from .app import CONFIG, STORAGE, ApiError, db_run, identity
 from .auth import Identity
-from .fragment_rows import IncomingFragment, Where, already_recorded, record_fragment
+from .fragment_rows import IncomingFragment, Where, already_recorded, check_content, init_sha, record_fragment
 from .roles import requires
 from .storage import HashMismatch
 from .validate import CODE_RE, SHA256_RE
@@ -156,7 +156,7 @@ def parse_metadata(header: str) -> dict[str, str]:
             raise ApiError(400, f"bad or repeated metadata key {key[:64]!r}", "Upload-Metadata")
         try:
             out[key] = base64.b64decode(b64.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII text given to b64decode
             raise ApiError(400, f"metadata {key!r} is not base64 of UTF-8", "Upload-Metadata") from None
     return out
 
@@ -219,10 +219,13 @@ async def _finish(request: web.Request, state: UploadState, info: dict[str, Any]
     """All bytes are here: fsync, verify the SHA-256, store, record the fragment, mark the upload stored."""
     frag = info["fragment"]
     known = _whole_file_hash(request, state, info["length"])
+    incoming = _incoming(frag, info["length"])
+    init = await db_run(request, lambda s: init_sha(s, incoming))
 
     def put() -> None:
         with open(state.part_path, "rb") as fh:
             os.fsync(fh.fileno())
+            check_content(request.app[STORAGE], fh, info["length"], incoming, init, "body")
         if known is not None and known != frag["sha256"]:
             raise HashMismatch(frag["sha256"], known, info["length"])
         # With the running hash there is nothing to re-read; without it (after a restart) the store hashes.
@@ -233,6 +236,9 @@ async def _finish(request: web.Request, state: UploadState, info: dict[str, Any]
     except HashMismatch as exc:
         await asyncio.to_thread(state.remove)
         raise ApiError(422, f"upload discarded: {exc}", "Upload-Metadata sha256") from None
+    except ApiError:  # not an fMP4 fragment: discarded, and the station learns why
+        await asyncio.to_thread(state.remove)
+        raise
     await _record_fragment(request, frag, info["length"])
     info["stored"] = True
     await asyncio.to_thread(state.save, info)

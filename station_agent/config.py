@@ -47,6 +47,15 @@ port = 8090
 frozen_s = 3                    # a picture unchanged this long is reported frozen
 silence_s = 30                  # sound under silence_dbfs this long is reported silent
 silence_dbfs = -60
+
+[cpr]                           # the CPR station only (station_agent/cpr_analysis.py)
+analysis = false                # true: CPR figures from the camera after each attempt, sent to the server
+camera = 0                      # which [[cameras]] entry (from 0) sees the manikin's chest
+live = true                     # rolling figures to the observation room while the attempt runs
+live_fps = 10                   # pictures per second the live analyser looks at (160 px grey)
+roi = [0.3, 0.3, 0.4, 0.4]      # optional: the chest as x, y, w, h fractions of the picture (default: found)
+manikin_dir = "/srv/manikin"    # optional: where the manikin's export file appears (media/cpr/FORMATS.md)
+manikin_wait_s = 300            # how long after an attempt its manikin file is waited for
 ```
 """
 
@@ -64,7 +73,7 @@ from media.recorder import SourceConfig
 
 DEFAULT_TOKEN_ENV = "OSCE_STATION_TOKEN"
 PINS_ENV = "OSCE_MARKING_PINS"
-STATION_ID_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{0,63}$")
+STATION_ID_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{0,63}\Z")  # \Z: "$" would let a trailing newline in
 
 
 class ConfigError(ValueError):
@@ -102,6 +111,13 @@ class AgentConfig:
     frozen_s: float = 3.0
     silence_s: float = 30.0
     silence_dbfs: float = -60.0
+    cpr_analysis: bool = False
+    cpr_camera: int = 0
+    cpr_live: bool = True
+    cpr_live_fps: float = 10.0
+    cpr_roi: tuple[float, float, float, float] | None = None
+    cpr_manikin_dir: Path | None = None
+    cpr_manikin_wait_s: float = 300.0
 
     @property
     def reserve_bytes(self) -> int:
@@ -118,6 +134,7 @@ SECTIONS: dict[str, set[str]] = {
     "exam": {"checklist", "pins_file", "schedule_file", "warn_before_end_s", "marking_port"},
     "http": {"host", "port"},
     "health": {"frozen_s", "silence_s", "silence_dbfs"},
+    "cpr": {"analysis", "camera", "live", "live_fps", "roi", "manikin_dir", "manikin_wait_s"},
 }
 
 
@@ -173,7 +190,12 @@ class _Reader:
             return default
         if not text.strip():
             raise self.error(f"{section}.{key}", "empty path")
-        path = Path(text).expanduser()
+        if "\0" in text:
+            raise self.error(f"{section}.{key}", "a path cannot contain a NUL character")
+        try:
+            path = Path(text).expanduser()
+        except RuntimeError:  # ~user of an unknown user
+            raise self.error(f"{section}.{key}", f"cannot expand '~' in {text!r}") from None
         path = path if path.is_absolute() else self.base / path
         if must_exist and not path.is_file():
             raise self.error(f"{section}.{key}", f"no such file: {path}")
@@ -285,4 +307,26 @@ def _build(r: _Reader, env: Any) -> AgentConfig:
     cfg.frozen_s = r.get(health, "health", "frozen_s", float, cfg.frozen_s, minimum=0.5)
     cfg.silence_s = r.get(health, "health", "silence_s", float, cfg.silence_s, minimum=0.5)
     cfg.silence_dbfs = r.get(health, "health", "silence_dbfs", float, cfg.silence_dbfs)
+    _cpr(r, cfg)
     return cfg
+
+
+def _cpr(r: _Reader, cfg: AgentConfig) -> None:
+    cpr = r.table("cpr")
+    cfg.cpr_analysis = r.get(cpr, "cpr", "analysis", bool, False)
+    cfg.cpr_camera = r.get(cpr, "cpr", "camera", int, 0, minimum=0)
+    if cfg.cpr_analysis and cfg.cpr_camera >= len(cfg.cameras):
+        raise r.error("cpr.camera", f"camera {cfg.cpr_camera} is not configured ({len(cfg.cameras)} [[cameras]], "
+                                    "counted from 0)")
+    cfg.cpr_live = r.get(cpr, "cpr", "live", bool, True)
+    cfg.cpr_live_fps = r.get(cpr, "cpr", "live_fps", float, cfg.cpr_live_fps, minimum=2)
+    roi = cpr.get("roi")
+    if roi is not None:
+        ok = isinstance(roi, list) and len(roi) == 4 and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in roi)
+        x, y, w, h = (float(v) for v in roi) if ok else (0.0, 0.0, 0.0, 0.0)
+        if not ok or not (0 <= x < 1 and 0 <= y < 1 and 0 < w <= 1 - x and 0 < h <= 1 - y):
+            raise r.error("cpr.roi", f"must be [x, y, w, h] fractions of the picture inside it, got {roi!r}")
+        cfg.cpr_roi = (x, y, w, h)
+    cfg.cpr_manikin_dir = r.path(cpr, "cpr", "manikin_dir", None)
+    cfg.cpr_manikin_wait_s = r.get(cpr, "cpr", "manikin_wait_s", float, cfg.cpr_manikin_wait_s, minimum=0)

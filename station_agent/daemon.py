@@ -26,12 +26,13 @@ from typing import Any
 from checklists.loader import ChecklistError, load_checklist
 from checklists.model import Checklist
 from media import clock as media_clock
+from media import sdnotify
 from media.durable import write_atomic
-from media.manifest import read_manifest
+from media.manifest import MANIFEST_NAME, read_manifest
 from media.recorder import Recorder, RecorderConfig, tap_sources
 from media.sources import SourceError
 
-from . import sdnotify
+from . import live_status, mark_pull
 from .config import AgentConfig, ConfigError, load_config
 from .health import CameraWatch, MicWatch, SourceWatch, disk_status, problems
 from .lifecycle import (
@@ -97,6 +98,12 @@ class Agent:
         if cfg.pins:
             self.marking = MarkingHost(checklist, self.marks_db, cfg.pins, cfg.station_id, cfg.host, cfg.marking_port,
                                        recordings=self.recordings)
+        self.cpr: Any = None  # the CPR station's figures (station_agent/cpr_analysis.py)
+        if cfg.cpr_analysis:
+            from .cpr_analysis import CprStation
+
+            self.cpr = CprStation(cfg, self.recordings, self.state_dir, Path(cfg.checklist).stem,
+                                  lambda: self.live, self._fail)
         self._load_cached_schedule()
 
     # -- setup -----------------------------------------------------------------------------
@@ -138,6 +145,11 @@ class Agent:
                 self.upload_note = "queued only: no server configured"
         except Exception as exc:  # noqa: BLE001 - recording must go on without uploads
             self._fail(f"upload: cannot start: {exc}")
+            return
+        # A part cut short by a crash or a power loss has fragments its manifest lists but the queue never
+        # saw (they are queued every few seconds while recording): queue every recording found (idempotent).
+        for manifest in sorted(self.recordings.glob(f"*/*/{MANIFEST_NAME}")):
+            self._queue_part(manifest.parent)
 
     def setup_live(self) -> None:
         """The live view for the observation room: the recorder's own packets, sent as they are made."""
@@ -274,6 +286,8 @@ class Agent:
             await self._stop_recorder("completed")
         self.attempt_log(attempt).write("attempt_done", ended_at=iso(attempt.ends_at),
                                         stopped_by_hand=attempt.stopped_at is not None)
+        if self.cpr is not None:
+            self.cpr.attempt_done(attempt, self.clock.offset_s)
         log.info("attempt %s done", attempt.attempt_id)
         self.current, self.phase = None, None
 
@@ -320,6 +334,8 @@ class Agent:
         if tracks and tracks[0]["audio"] is not None:
             watch.mic = MicWatch(tracks[0]["audio"]["source"])
         tap_sources(recorder, watch.observe)
+        if self.cpr is not None:
+            self.cpr.recording_started(recorder, attempt, self.clock.offset_s)
         self.recorder, self.watch, self.part = recorder, watch, number
         if self.live is not None:
             self.live.set_meta(candidate=attempt.candidate, recording=True)
@@ -341,6 +357,8 @@ class Agent:
         assert recorder is not None
         self.recorder, self.watch = None, None
         stats = await asyncio.to_thread(recorder.stop, reason)
+        if self.cpr is not None:
+            await asyncio.to_thread(self.cpr.recording_stopped)
         if self.live is not None:
             self.live.set_meta(recording=False)
         if attempt is not None:
@@ -419,6 +437,8 @@ class Agent:
             "disk": self.disk, "clock": self.clock.to_json(), "upload": self.upload_status(),
             "failures": (list(self.recorder.failures[-5:]) if self.recorder else []) + self.failures[-5:],
         }
+        if self.cpr is not None:
+            report["cpr"] = self.cpr.status()
         report["problems"] = problems(report)
         report["ok"] = not report["problems"]
         return report
@@ -507,6 +527,10 @@ async def serve(agent: Agent) -> None:
         tasks.append(asyncio.create_task(agent.uploader.run(uploader_stop)))
     if agent.live is not None:
         tasks.append(asyncio.create_task(agent.live.run()))
+    if agent.cpr is not None:
+        tasks.append(asyncio.create_task(agent.cpr.run()))
+    # The grid's meta (attempt, phase, warnings) and marks made on the server back into the journal.
+    tasks += [asyncio.create_task(loop) for loop in (*live_status.loops(agent), *mark_pull.loops(agent))]
     sdnotify.notify("READY=1")
     try:
         await stop.wait()

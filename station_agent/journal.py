@@ -90,6 +90,27 @@ class Journal:
             )
         return True
 
+    def add_from_server(self, events: Iterable[MarkEvent]) -> tuple[list[str], list[str]]:
+        """Store events the server already holds (e.g. marked in the observation room): stored as synced, so the
+        uploader never sends them back, and without the local seq/finalise checks (the server applied them;
+        the shared merge rule orders them). Returns (new ids, ids known here with a different content)."""
+        new: list[str] = []
+        conflicts: list[str] = []
+        with Session(self.engine) as session, session.begin():
+            for event in events:
+                row = session.get(JournalRow, event.event_id)
+                if row is not None:
+                    if MarkEvent.from_json(json.loads(row.body)) != event:
+                        conflicts.append(event.event_id)
+                    continue
+                session.add(JournalRow(event_id=event.event_id, attempt_id=event.attempt_id, examiner=event.examiner,
+                                       seq=event.seq, body=json.dumps(event.to_json(), ensure_ascii=False,
+                                                                      sort_keys=True),
+                                       stored_at=datetime.now(UTC).isoformat(), synced=True))
+                session.flush()
+                new.append(event.event_id)
+        return new, conflicts
+
     def next_seq(self, attempt_id: str, examiner: str) -> int:
         with Session(self.engine) as session:
             known = self._events(session, attempt_id, examiner)

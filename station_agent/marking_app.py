@@ -44,6 +44,7 @@ CANDIDATE_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z-]{0,39}$")
 CLIENT_FIELDS = ("event_id", "kind", "item", "done", "rating", "reason")
 MAX_FAILED_LOGINS = 5
 LOCKOUT_S = 30.0
+PENDING_NOTE = "Показатели СЛР по видео: идёт анализ записи…"
 
 
 @dataclass
@@ -163,7 +164,10 @@ def _figures(config: MarkingConfig) -> dict[str, list[str]]:
         items = check_report(data)
         if data["checklist"] != stem:
             raise ValueError(f"checklist: {data['checklist']!r}, not {stem!r}")
-    except FileNotFoundError:
+    except FileNotFoundError:  # the station's own analysis may be running (station_agent/cpr_analysis.py)
+        first = min(CHECKLIST_FIGURES[stem])
+        if path.with_suffix(".pending").exists() and first in config.checklist.item_numbers:
+            return {str(first): [PENDING_NOTE]}
         return {}
     except (OSError, ValueError) as exc:  # a half-written or foreign file: show nothing rather than fail the page
         log.warning("CPR figures %s ignored: %s", path, exc)

@@ -46,6 +46,7 @@ REASONS_RU = {
     "not_periodic": "движение не похоже на компрессии",
     "too_few_compressions": "слишком мало компрессий",
     "too_short": "слишком короткая запись",
+    "no_recording": "нет записи этой камеры",
 }
 LONG_PAUSE_S = 10.0
 

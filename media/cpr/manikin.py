@@ -89,7 +89,7 @@ def _clock(text: str, where: str) -> float:
         values = [float(p) for p in parts]
     except ValueError:
         raise FeedbackError(f"{where}: time {text!r} is not seconds or [HH:]MM:SS.fff") from None
-    if len(values) > 3 or any(v < 0 for v in values):
+    if len(values) > 3 or any(not 0 <= v < float("inf") for v in values):  # also refuses nan
         raise FeedbackError(f"{where}: time {text!r} is not seconds or [HH:]MM:SS.fff")
     return sum(v * 60 ** i for i, v in enumerate(reversed(values)))
 
@@ -166,7 +166,10 @@ def _read_trainer(lines: list[str], name: str) -> Feedback:
 def read_feedback(path: Path) -> Feedback:
     """A manikin export in either documented format (detected from its first line)."""
     raw = Path(path).read_bytes()
-    text = raw.decode("utf-8-sig") if not raw.startswith(b"\xff\xfe") else raw.decode("utf-16")
+    try:
+        text = raw.decode("utf-8-sig") if not raw.startswith(b"\xff\xfe") else raw.decode("utf-16")
+    except UnicodeDecodeError as exc:
+        raise FeedbackError(f"{path}: not UTF-8 or UTF-16 text (byte {exc.start})") from None
     lines = io.StringIO(text).read().splitlines()
     if lines and lines[0].strip() == OSCE_HEADER:
         feedback = _read_osce(lines, str(path))

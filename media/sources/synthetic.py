@@ -10,7 +10,14 @@ is T exactly, and a checker can place it to a fraction of a frame.
 
 Spec string: ``synthetic:skew_ppm=100,jitter_ms=5,latency_ms=0,seed=1,label=Станция 1``.
 Faults for health checks: ``freeze_after_s=N`` (camera: the picture stops changing, frames still
-arrive) and ``mute_after_s=N`` (microphone: digital silence), counted from `open()`.
+arrive) and ``mute_after_s=N`` (microphone: digital silence), counted from `open()`; with
+``freeze_for_s=D`` / ``mute_for_s=D`` the fault ends after D seconds (default: never).
+
+Chest compressions (the CPR station's tests and demo): ``cpr_rate=110`` makes the camera hold still and show
+a textured "chest" in the middle moving down and up at that rate per minute, from ``cpr_after_s`` (default 0)
+after `open()`, in cycles of ``cpr_cycle`` compressions (default 30) separated by ``cpr_pause_s`` seconds
+of stillness (default 0: no pauses). It does not flash then (``flash=1`` to flash anyway); ``flash=0``
+turns the flash off in any mode.
 """
 
 from __future__ import annotations
@@ -67,6 +74,10 @@ def _imperfection(params: dict[str, str]) -> Imperfection:
 IMPERFECTION_KEYS = {"skew_ppm", "jitter_ms", "latency_ms", "seed"}
 
 
+def _in_fault(since_open: float, after: float | None, lasts: float | None) -> bool:
+    return after is not None and since_open >= after and (lasts is None or since_open < after + lasts)
+
+
 def _fault_time(params: dict[str, str], key: str) -> float | None:
     if key not in params:
         return None
@@ -116,9 +127,13 @@ class SyntheticCamera:
 
     def __init__(self, params: str = "", width: int = 1280, height: int = 720, fps: float = 25.0,
                  label: str = "OSCE") -> None:
-        p = parse_params(params, IMPERFECTION_KEYS | {"label", "freeze_after_s"})
+        p = parse_params(params, IMPERFECTION_KEYS | {"label", "freeze_after_s", "freeze_for_s", "flash"} | CPR_KEYS)
         self.imp = _imperfection(p)
         self.freeze_after_s = _fault_time(p, "freeze_after_s")
+        self.freeze_for_s = _fault_time(p, "freeze_for_s")
+        self.chest = _ChestMotion.from_params(p, width, height)
+        # A real camera does not flash; a flash every second would also read as motion at 60/min.
+        self.flash = p.get("flash", "0" if self.chest is not None else "1") != "0"
         self._frozen: np.ndarray | None = None
         self.label = p.get("label", label)
         self.width, self.height, self.fps = width, height, fps
@@ -138,19 +153,23 @@ class SyntheticCamera:
         observed = self._pacer.wait_delivery(captured_at, timeout)
         if observed is None:
             return None
-        if self.freeze_after_s is not None and captured_at - self._pacer.start >= self.freeze_after_s:
+        if _in_fault(captured_at - self._pacer.start, self.freeze_after_s, self.freeze_for_s):
             if self._frozen is None:
                 self._frozen = self._render(captured_at)
             image = self._frozen
         else:
-            image = self._render(captured_at)
+            image, self._frozen = self._render(captured_at), None
         frame = RawFrame(image=image, device_t=self._k / self.fps, observed_t=observed)
         self._k += 1
         return frame
 
     def _render(self, t: float) -> np.ndarray:
-        shift = int(t * 160) % self.width  # 160 px/s: visibly moving, mean brightness constant
-        image = np.roll(self._pattern, shift, axis=1)
+        if self.chest is not None:  # a still camera over a moving chest
+            image = self._pattern.copy()
+            self.chest.draw(image, t - self._pacer.start)
+        else:
+            shift = int(t * 160) % self.width  # 160 px/s: visibly moving, mean brightness constant
+            image = np.roll(self._pattern, shift, axis=1)
         h = self.height
         scale = h / 720
         cv2.putText(image, self.label, (int(30 * scale), int(60 * scale)), cv2.FONT_HERSHEY_SIMPLEX,
@@ -159,13 +178,64 @@ class SyntheticCamera:
         cv2.putText(image, stamp, (int(30 * scale), h - int(30 * scale)), cv2.FONT_HERSHEY_SIMPLEX,
                     1.4 * scale, (255, 255, 255), max(1, int(3 * scale)), cv2.LINE_AA)
         nearest = round(t / FLASH_PERIOD_S) * FLASH_PERIOD_S
-        w = max(0.0, 1.0 - abs(t - nearest) * self.fps)
+        w = max(0.0, 1.0 - abs(t - nearest) * self.fps) if self.flash else 0.0
         if w > 0:
             image = cv2.addWeighted(image, 1.0 - w, np.full_like(image, 255), w, 0.0)
         return image
 
     def close(self) -> None:
         self._pacer.stop.set()
+
+
+CPR_KEYS = {"cpr_rate", "cpr_after_s", "cpr_cycle", "cpr_pause_s"}
+
+
+class _ChestMotion:
+    """A textured chest seen through a fixed window in the middle of the picture, pushed down and let up."""
+
+    AMPLITUDE = 0.05  # peak travel as a fraction of the picture height
+
+    def __init__(self, rate: float, after_s: float, cycle: int, pause_s: float, width: int, height: int) -> None:
+        self.period, self.after_s, self.cycle, self.pause_s = 60.0 / rate, after_s, cycle, pause_s
+        self.height = height
+        self.box = (width // 3, height // 3, max(8, width // 3), max(8, height // 3))  # x, y, w, h
+        rng = np.random.default_rng(7)
+        bw, bh = self.box[2], self.box[3] + 2 * int(self.AMPLITUDE * height + 4)
+        self.texture = cv2.GaussianBlur(rng.integers(0, 255, (bh, bw, 3), dtype=np.uint8), (0, 0), 1.5)
+
+    @classmethod
+    def from_params(cls, p: dict[str, str], width: int, height: int) -> _ChestMotion | None:
+        if "cpr_rate" not in p:
+            return None
+        try:
+            rate, after = float(p["cpr_rate"]), float(p.get("cpr_after_s", 0))
+            cycle, pause = int(p.get("cpr_cycle", 30)), float(p.get("cpr_pause_s", 0))
+        except ValueError as exc:
+            raise SourceError(f"synthetic source: bad number in cpr parameters: {exc}") from exc
+        if not 10 <= rate <= 300 or cycle < 1 or pause < 0 or after < 0:
+            raise SourceError("synthetic source: cpr_rate must be 10..300 per minute, cpr_cycle >= 1, "
+                              "cpr_pause_s and cpr_after_s >= 0")
+        return cls(rate, after, cycle, pause, width, height)
+
+    def depth(self, t: float) -> float:
+        """Downward displacement 0..1 at t s after open: a fast 40 % down stroke, a slower recoil."""
+        u = t - self.after_s
+        if u < 0:
+            return 0.0
+        if self.pause_s > 0:
+            within = u % (self.cycle * self.period + self.pause_s)
+            if within >= self.cycle * self.period:
+                return 0.0
+        else:
+            within = u
+        phase = (within % self.period) / self.period
+        return math.sin(math.pi * phase / 0.8) if phase < 0.4 else math.sin(math.pi * (0.5 + (phase - 0.4) / 1.2))
+
+    def draw(self, image: np.ndarray, t: float) -> None:
+        x, y, w, h = self.box
+        dy = self.depth(t) * self.AMPLITUDE * self.height
+        centre = (w / 2 - 0.5, self.texture.shape[0] / 2 - 0.5 - dy)  # the texture moves down by dy
+        image[y: y + h, x: x + w] = cv2.getRectSubPix(self.texture, (w, h), centre)
 
 
 def _test_pattern(width: int, height: int) -> np.ndarray:
@@ -187,9 +257,10 @@ class SyntheticMicrophone:
     """Quiet noise with a 1 kHz, 100 ms tone burst starting at every whole second."""
 
     def __init__(self, params: str = "", rate: int = 48000, block: int = 480) -> None:
-        p = parse_params(params, IMPERFECTION_KEYS | {"mute_after_s"})
+        p = parse_params(params, IMPERFECTION_KEYS | {"mute_after_s", "mute_for_s"})
         self.imp = _imperfection(p)
         self.mute_after_s = _fault_time(p, "mute_after_s")
+        self.mute_for_s = _fault_time(p, "mute_for_s")
         self.rate = rate
         self.block = block
         self.name = "synthetic microphone"
@@ -214,7 +285,7 @@ class SyntheticMicrophone:
         since = t - np.floor(t / FLASH_PERIOD_S) * FLASH_PERIOD_S
         tone = np.where(since < BEEP_S, 0.5 * np.sin(2 * math.pi * BEEP_HZ * since), 0.0)
         samples = (tone + self._noise.normal(0.0, 0.002, self.block)).astype(np.float32)
-        if self.mute_after_s is not None and t[0] - self._pacer.start >= self.mute_after_s:
+        if _in_fault(t[0] - self._pacer.start, self.mute_after_s, self.mute_for_s):
             samples[:] = 0.0
         self._n = n1
         # Like a PortAudio input: the block's first sample was captured one block length

@@ -6,19 +6,48 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from .. import auth
 from ..app import db_run, identity
 from ..live import add_live_routes
 from ..models import Station
 from ..tus import add_tus_routes
-from . import admin, archive, exam_clock, marks, media, schedule, session
+from . import (
+    admin,
+    archive,
+    archive_page,
+    attempt_page,
+    exam_clock,
+    live_attempt,
+    marks,
+    media,
+    quality,
+    schedule,
+    session,
+)
 from .scope import examiner_may
 
 
 def setup_routes(app: web.Application) -> None:
-    for module in (session, admin, schedule, exam_clock, media, marks, archive):
+    for module in (session, admin, schedule, exam_clock, media, marks, archive, live_attempt, quality, attempt_page,
+                   archive_page):
         app.router.add_routes(module.routes)
     add_tus_routes(app)
-    add_live_routes(app, who=_live_who, day_stations=_stations, may_view=_may_view)
+    add_live_routes(app, who=_live_who, day_stations=_stations, may_view=_may_view, page_meta=_page_meta,
+                    still_ok=_token_still_valid)
+
+
+async def _token_still_valid(request: web.Request) -> bool:
+    """The station token that opened a live publish socket is still valid (not revoked)."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return await db_run(request, lambda s: auth.identity_from_station_token(s, token.strip()) is not None)
+
+
+def _page_meta(request: web.Request) -> dict[str, str]:
+    """For marking on the grid page: the session's CSRF token, login and role."""
+    who = identity(request)
+    return {"csrf-token": who.csrf_token or "", "osce-login": who.login or "", "osce-role": who.principal or ""}
 
 
 def _live_who(request: web.Request) -> tuple[str | None, str | None]:

@@ -1,4 +1,5 @@
-"""Export requests (e.g. from the Ministry), their packages, download with resume, and the public key.
+"""Export requests (e.g. from the Ministry), their packages (background jobs with progress, resumable), download
+with resume, the request's page (archivists) and the public key.
 
 Registered through routes/archive.py (ROUTES below). Every request, selection, export and download is
 written to the audit log.
@@ -7,16 +8,31 @@ written to the audit log.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from html import escape
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .. import audit
 from ..app import CONFIG, DB, STORAGE, ApiError, db_run, identity
-from ..export import ExportError, exports_dir, package_json, request_json, run_export
-from ..models import Attempt, ExportPackage, ExportRequest, ExportRequestAttempt
+from ..export import (
+    PENDING,
+    ExportError,
+    ExportNotFound,
+    Gathered,
+    exports_dir,
+    package_json,
+    package_status,
+    request_json,
+    restart_export,
+    start_export,
+    start_job,
+)
+from ..models import Attempt, Candidate, ExamDay, ExportPackage, ExportRequest, ExportRequestAttempt, Station, Task
 from ..retention import add_hold
 from ..roles import PUBLIC, requires
 from ..signing import data_dir, fingerprint, load_or_create, public_pem
@@ -58,6 +74,24 @@ async def add_request(request: web.Request) -> web.Response:
     return web.json_response(await db_run(request, add), status=201)
 
 
+def _attempt_rows(s: Session, ids: Sequence[str]) -> list[dict[str, Any]]:
+    """What the request page shows of each selected attempt (accreditation number, never a name)."""
+    rows = []
+    for i in range(0, len(ids), 500):
+        q = (
+            select(Attempt.id, Candidate.accreditation_number, ExamDay.day, Station.code, Task.code)
+            .join(Station, Station.id == Attempt.station_id)
+            .outerjoin(Candidate, Candidate.id == Attempt.candidate_id)
+            .outerjoin(ExamDay, ExamDay.id == Attempt.exam_day_id)
+            .outerjoin(Task, Task.id == func.coalesce(Attempt.task_id, Station.task_id))
+            .where(Attempt.id.in_(ids[i : i + 500]))
+        )
+        for attempt_id, number, day, station, task in s.execute(q):
+            rows.append({"attempt_id": attempt_id, "accreditation_number": number,
+                         "exam_day": day.isoformat() if day else None, "station": station, "task": task})
+    return sorted(rows, key=lambda r: r["attempt_id"])
+
+
 @requires("archive.export")
 async def list_requests(request: web.Request) -> web.Response:
     def q(s: Session) -> list[dict[str, Any]]:
@@ -69,6 +103,7 @@ async def list_requests(request: web.Request) -> web.Response:
 @requires("archive.export")
 async def get_request(request: web.Request) -> web.Response:
     request_id = path_int(request, "request_id")
+    config = request.app[CONFIG]
 
     def q(s: Session) -> dict[str, Any]:
         req = _request(s, request_id)
@@ -78,7 +113,8 @@ async def get_request(request: web.Request) -> web.Response:
             .order_by(ExportRequestAttempt.attempt_id)
         ).all()
         pkgs = s.scalars(select(ExportPackage).where(ExportPackage.request_id == request_id).order_by(ExportPackage.id))
-        return request_json(req) | {"attempts": list(ids), "packages": [package_json(p) for p in pkgs]}
+        packages = [package_json(p, config) for p in pkgs]
+        return request_json(req) | {"attempts": list(ids), "attempt_rows": _attempt_rows(s, ids), "packages": packages}
 
     return web.json_response(await db_run(request, q))
 
@@ -119,17 +155,69 @@ async def select_attempts(request: web.Request) -> web.Response:
     return web.json_response(await db_run(request, add))
 
 
+def _job_error(exc: ExportError) -> ApiError:
+    return ApiError(404 if isinstance(exc, ExportNotFound) else 409, str(exc), "URL package_id")
+
+
+async def _run_job(request: web.Request, package_id: int, g: Gathered, actor: str) -> web.Response:
+    """Start writing on a background thread; ?background=1 replies 202 at once (the page polls the status
+    URL), otherwise the reply waits for the package (201). A client that goes away does not stop the export."""
+    app = request.app
+    try:
+        job = start_job(app[DB], app[STORAGE], app[CONFIG], package_id, g, actor)
+    except ExportError as exc:
+        raise _job_error(exc) from None
+    if request.query.get("background") in ("1", "true"):
+        pkg = await db_run(request, lambda s: s.get(ExportPackage, package_id))
+        body = package_json(pkg, app[CONFIG])
+        return web.json_response(body, status=202, headers={"Location": body["status_url"]})
+    await asyncio.shield(asyncio.to_thread(job.done.wait))
+    if job.error is not None:
+        raise ApiError(500, f"export failed: {job.error}", f"export package {package_id}")
+    assert job.result is not None
+    return web.json_response(job.result, status=201)
+
+
 @requires("archive.export")
 async def export(request: web.Request) -> web.Response:
-    """Write the request's package now (the reply comes when it is written); 201 with its download URL."""
+    """Start a package for the request: written by a background job with progress at GET /api/exports/{id}.
+    ?background=1: 202 at once with the status URL; otherwise 201 with the package when it is written."""
     request_id = path_int(request, "request_id")
     await db_run(request, lambda s: _request(s, request_id))
     app, who = request.app, identity(request)
     try:
-        pkg = await asyncio.to_thread(run_export, app[DB], app[STORAGE], app[CONFIG], request_id, who.actor)
+        package_id, g = await asyncio.to_thread(start_export, app[DB], app[CONFIG], request_id, who.actor)
     except ExportError as exc:
         raise ApiError(409, str(exc), "URL request_id") from None
-    return web.json_response(pkg, status=201)
+    return await _run_job(request, package_id, g, who.actor)
+
+
+@requires("archive.export")
+async def export_status(request: web.Request) -> web.Response:
+    """The package with its status (running, done, failed, interrupted, missing) and progress: bytes of the
+    member files written of their total, files done of all."""
+    package_id = path_int(request, "package_id")
+    config = request.app[CONFIG]
+
+    def q(s: Session) -> dict[str, Any]:
+        pkg = s.get(ExportPackage, package_id)
+        if pkg is None:
+            raise ApiError(404, f"no export package {package_id}", "URL package_id")
+        return package_json(pkg, config)
+
+    return web.json_response(await db_run(request, q), headers={"Cache-Control": "no-store"})
+
+
+@requires("archive.export")
+async def resume(request: web.Request) -> web.Response:
+    """Take up an interrupted or failed export again (same package id; audited); 202, or 201 when waited for."""
+    package_id = path_int(request, "package_id")
+    app, who = request.app, identity(request)
+    try:
+        g = await asyncio.to_thread(restart_export, app[DB], app[CONFIG], package_id, who.actor)
+    except ExportError as exc:
+        raise _job_error(exc) from None
+    return await _run_job(request, package_id, g, who.actor)
 
 
 @requires("archive.export")
@@ -137,17 +225,22 @@ async def download(request: web.Request) -> web.StreamResponse:
     """The package's ZIP; supports Range / If-Range, so an interrupted download can resume. Audited."""
     package_id = path_int(request, "package_id")
     who = identity(request)
+    config = request.app[CONFIG]
 
     def q(s: Session) -> ExportPackage:
         pkg = s.get(ExportPackage, package_id)
         if pkg is None:
             raise ApiError(404, f"no export package {package_id}", "URL package_id")
+        if pkg.sha256 == PENDING:
+            st = package_status(config, pkg)
+            raise ApiError(409, f"the package is not written yet ({st['status']}, {st['progress']['percent']} %)",
+                           "URL package_id", export_status=st["status"])
         details = {"package_id": pkg.id, "range": request.headers.get("Range")}
         audit.append(s, who.actor, EXPORT_DOWNLOAD, f"request:{pkg.request_id}", details)
         return pkg
 
     pkg = await db_run(request, q)
-    path = exports_dir(request.app[CONFIG]) / pkg.file_name
+    path = exports_dir(config) / pkg.file_name
     if not path.is_file():
         raise ApiError(410, "the package file is no longer in the exports folder; export again", "URL package_id")
     return web.FileResponse(
@@ -159,6 +252,32 @@ async def download(request: web.Request) -> web.StreamResponse:
             "X-Content-SHA256": pkg.sha256,
         },
     )
+
+
+STATIC = Path(__file__).resolve().parent.parent / "static" / "exports"
+ASSETS = {"export.js": "text/javascript; charset=utf-8", "export.css": "text/css; charset=utf-8"}
+
+
+@requires("archive.export")
+async def request_page(request: web.Request) -> web.Response:
+    """The request's page: what was asked, the attempts selected, its packages with a progress bar that polls
+    GET /api/exports/{id}, download links when done, resume for an interrupted export (static/exports/)."""
+    request_id = path_int(request, "request_id")
+    await db_run(request, lambda s: _request(s, request_id))
+    lang = "en" if request.query.get("lang") == "en" else "ru"
+    meta = {"csrf-token": identity(request).csrf_token or "", "export-request-id": str(request_id)}
+    tags = "".join(f'<meta name="{k}" content="{escape(v)}">' for k, v in meta.items())
+    html = (STATIC / "request.html").read_text(encoding="utf-8")
+    html = html.replace('<html lang="ru">', f'<html lang="{lang}">').replace("<!--page-meta-->", tags)
+    return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-store"})
+
+
+@requires("archive.export")
+async def page_asset(request: web.Request) -> web.FileResponse:
+    name = request.match_info["name"]
+    if name not in ASSETS:  # a fixed list: no path from the URL reaches the file system
+        raise ApiError(404, f"no asset {name!r}", "URL name")
+    return web.FileResponse(STATIC / name, headers={"Content-Type": ASSETS[name], "Cache-Control": "no-cache"})
 
 
 @requires(PUBLIC)
@@ -176,6 +295,10 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("GET", "/api/export-requests/{request_id}", get_request),
     ("POST", "/api/export-requests/{request_id}/attempts", select_attempts),
     ("POST", "/api/export-requests/{request_id}/exports", export),
+    ("GET", "/api/exports/{package_id}", export_status),
+    ("POST", "/api/exports/{package_id}/resume", resume),
     ("GET", "/api/exports/{package_id}/download", download),
+    ("GET", "/export-requests/{request_id}", request_page),
+    ("GET", "/exports/assets/{name}", page_asset),
     ("GET", "/api/export-key", export_key),
 ]

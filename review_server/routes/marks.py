@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from checklists.marks import WIRE_FIELDS
 from media.cpr.figures import MAX_REPORT_BYTES, check_report
 
-from .. import audit
+from .. import audit, scores
 from ..app import CONFIG, ApiError, db_run, identity
 from ..auth import Identity
 from ..markformat import check_with_contract, merged_sheets
@@ -120,6 +120,9 @@ def store_events(
         _audit_new_event(s, source, ev)
         new.append(eid)
     s.flush()
+    # The stored result (protocol, archive search) follows every new event: a finalise, reopen or correction.
+    fresh = set(new)
+    scores.refresh(s, sorted({ev["attempt_id"] for ev in events if ev["event_id"] in fresh}))
     return new, dup
 
 
@@ -190,6 +193,13 @@ async def put_cpr_figures(request: web.Request) -> web.Response:
     return web.json_response(await db_run(request, store))
 
 
+def _signed_by(s: Session, attempt_id: str, examiner: str | None) -> bool:
+    """Whether the examiner's sheet for the attempt is signed now (merge rule of checklists/marks.py)."""
+    rows = s.scalars(select(MarkEvent).where(MarkEvent.attempt_id == attempt_id, MarkEvent.examiner == examiner))
+    sheet = merged_sheets([_as_dict(r) for r in rows]).get(examiner or "")
+    return sheet is not None and bool(sheet["finalised"])
+
+
 def _attempt_for_examiner(s: Session, who: Identity, attempt_id: str) -> tuple[Attempt, Station]:
     att = s.get(Attempt, attempt_id)
     if att is None:
@@ -229,11 +239,13 @@ async def _examiner_event(request: web.Request, kinds: tuple[str, ...], correcti
     ev = parse_event(body, "")
     if ev["kind"] not in kinds:
         raise ApiError(422, f"expected kind {' or '.join(kinds)}", "kind")
-    if correction and not (ev["reason"] or "").strip():
-        raise ApiError(422, "a correction needs a reason", "reason")
 
     def store(s: Session) -> dict[str, Any]:
         _att, station = _attempt_for_examiner(s, who, attempt_id)
+        # Marking beside the live picture is ordinary marking; once this examiner has signed the sheet, a
+        # change is a correction and needs a reason (the merge rule would not apply it otherwise).
+        if correction and not (ev["reason"] or "").strip() and _signed_by(s, attempt_id, who.login):
+            raise ApiError(422, "the sheet is signed: a correction needs a reason", "reason")
         new, dup = store_events(s, [ev], who.actor, station, where="body")
         return {"accepted": new, "duplicates": dup}
 
@@ -243,7 +255,7 @@ async def _examiner_event(request: web.Request, kinds: tuple[str, ...], correcti
 @routes.post("/api/attempts/{attempt_id}/marks")
 @requires("marks.correct")
 async def correct_mark(request: web.Request) -> web.Response:
-    """An examiner's correction: one 'mark' or 'rating' event with a reason; audited."""
+    """An examiner's mark from the observation room, or, after signing, a correction with a reason (audited)."""
     return await _examiner_event(request, ("mark", "rating"), correction=True)
 
 

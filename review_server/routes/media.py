@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from .. import audit
 from ..app import STORAGE, ApiError, db_run, identity
-from ..fragment_rows import IncomingFragment, Where, already_recorded, record_fragment
+from ..fragment_rows import IncomingFragment, Where, already_recorded, check_content, init_sha, record_fragment
 from ..models import Attempt, Candidate, Fragment, Recording, Station
 from ..roles import requires
 from ..storage import NotFound
@@ -113,6 +113,8 @@ async def put_fragment(request: web.Request) -> web.Response:
         if actual != expected:
             raise ApiError(422, f"content SHA-256 is {actual}, not the one declared", SHA_HEADER)
         spool.seek(0)
+        init = await db_run(request, lambda s: init_sha(s, frag))
+        await asyncio.to_thread(check_content, storage, spool, length, frag, init, "body")
         await asyncio.to_thread(storage.put, spool, expected)
 
     def record(s: Session) -> bool:

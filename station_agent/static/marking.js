@@ -286,3 +286,6 @@ $("login-form").addEventListener("submit", async (ev) => {
 
 setInterval(tick, 500);
 load();
+// Marks made in the observation room reach the journal through the agent's pull (mark_pull.py): re-read
+// the sheet now and then, but not while the examiner is in a dialog.
+setInterval(() => { if (state && $("modal").hidden && !$("sheet").hidden) load(); }, 3000);

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from media import sdnotify
 from media.manifest import read_manifest, verify_recording
-from station_agent import sdnotify
 from station_agent.config import ConfigError, load_config
+from station_agent.upload_queue import UploadQueue
 
 from .conftest import Client
 from .daemon_process import TOKEN, Daemon, events, wait_for, write_config
@@ -140,6 +141,11 @@ def test_scheduled_attempt_resumes_after_kill9_in_part_2_with_the_gap_logged(tmp
     assert media_count(part1) == fragments_before  # part-1 is left as the kill left it
     assert read_manifest(part1).end is None
     assert verify_recording(part1) == []
+    # every fragment part-1's manifest lists is in the upload queue, also those the kill kept from it
+    queue = UploadQueue(tmp_path / "data" / "state" / "upload-queue.db")
+    queued = {(i.track, i.seq) for i in queue.items() if Path(i.folder) == part1.resolve()}
+    queue.close()
+    assert queued == {(f.track, f.seq) for f in read_manifest(part1).fragments}
     log = events(folder)
     assert [e["event"] for e in log].count("attempt") == 1
     assert any(e["event"] == "agent_resumed" and e["phase"] in ("reading", "performing") for e in log)

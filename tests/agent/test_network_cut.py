@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from media.manifest import ManifestError, read_manifest, verify_recording
 from station_agent.journal import Journal
 from station_agent.upload_queue import UploadQueue
@@ -88,6 +90,7 @@ class CutProxy:
         await self.start()
 
 
+@pytest.mark.timeout(int(2 * SECONDS) + 240)  # the recording itself, then the drain, under a loaded machine
 async def test_network_cuts_during_a_recording(tmp_path: Path) -> None:
     from .test_upload import server_setup
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -141,7 +142,10 @@ def test_the_osce_command_is_installed_and_reads_the_password_from_stdin(cfg_fil
     assert b"added with role admin" in done.stdout
 
 
-def test_osce_server_run_serves_health(cfg_file: Path) -> None:
+def test_osce_server_run_notifies_systemd_and_feeds_the_watchdog(cfg_file: Path, tmp_path: Path) -> None:
+    """`osce server run` under a stand-in for systemd's notify socket (a real AF_UNIX datagram socket):
+    READY=1 comes when /health answers, WATCHDOG=1 every half WatchdogSec, STOPPING=1 and exit 0 on SIGTERM."""
+    import signal
     import socket
     import time
     import urllib.request
@@ -150,19 +154,28 @@ def test_osce_server_run_serves_health(cfg_file: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(30)
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "1000000"}
     cmd = [sys.executable, "-m", "osce_cli", "server", "run", "--port", str(port), "--config", str(cfg_file)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
-                    assert resp.status == 200 and json.loads(resp.read()) == {"ok": True}
-                    break
-            except OSError:
-                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-                assert time.monotonic() < deadline, "server did not answer within 30 s"
-                time.sleep(0.2)
+        assert notify.recv(4096) == b"READY=1", proc.stderr.read() if proc.poll() is not None else ""
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as resp:  # ready means serving
+            assert resp.status == 200 and json.loads(resp.read()) == {"ok": True}
+        started, pings = time.monotonic(), 0
+        while pings < 3:
+            if notify.recv(4096) == b"WATCHDOG=1":
+                pings += 1
+        assert time.monotonic() - started < 3.0, "three pings at a 0.5 s interval took too long"
+        proc.send_signal(signal.SIGTERM)
+        messages = []
+        while b"STOPPING=1" not in messages:
+            messages.append(notify.recv(4096))
+        assert proc.wait(timeout=15) == 0
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        notify.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pypdfium2
 from openpyxl import load_workbook
 from pypdf import PdfReader
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from checklists.marks import MarkEvent as WireEvent
 from osce_cli import main
@@ -125,7 +125,10 @@ async def test_scores_refresh_feeds_the_result_search(
     await _setup(world)
     client, arch = world.api.client, world.headers("archivist")
     found = await (await client.get("/api/archive/attempts?result=failed", headers=arch)).json()
-    assert found["attempts"] == []  # nothing derived yet
+    assert [a["attempt_id"] for a in found["attempts"]] == ["P1C"]  # stored as the marks arrived (routes/marks.py)
+    world.api.run(lambda s: s.execute(delete(Score)))  # as in a database filled before results were stored
+    found = await (await client.get("/api/archive/attempts?result=failed", headers=arch)).json()
+    assert found["attempts"] == []  # nothing derived now
     cfg = tmp_path / "server.toml"
     cfg.write_text(f"database_url = {json.dumps(config.database_url)}\n", encoding="utf-8")
     capsys.readouterr()

@@ -64,6 +64,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str | None]] = {
     ("GET", "/live/{station}/{camera}/init.mp4"): VIEWERS,
     ("GET", "/live/{station}/{camera}/{seq}.m4s"): VIEWERS,
     ("GET", "/api/stations/{code}/schedule"): frozenset({STATION}),
+    ("GET", "/api/stations/{code}/marks"): frozenset({STATION}),
+    ("GET", "/api/live/{station}/attempt"): VIEWERS,
     ("OPTIONS", "/api/tus"): frozenset({STATION}),
     ("POST", "/api/tus"): frozenset({STATION}),
     ("HEAD", "/api/tus/{upload_id}"): frozenset({STATION}),
@@ -77,6 +79,12 @@ EXPECTED: dict[tuple[str, str], frozenset[str | None]] = {
     ("POST", "/api/export-requests/{request_id}/attempts"): frozenset({ARCHIVIST}),
     ("POST", "/api/export-requests/{request_id}/exports"): frozenset({ARCHIVIST}),
     ("GET", "/api/exports/{package_id}/download"): frozenset({ARCHIVIST}),
+    ("GET", "/api/exports/{package_id}"): frozenset({ARCHIVIST}),  # export progress
+    ("POST", "/api/exports/{package_id}/resume"): frozenset({ARCHIVIST}),
+    ("GET", "/export-requests/{request_id}"): frozenset({ARCHIVIST}),  # request page with progress bars
+    ("GET", "/exports/assets/{name}"): frozenset({ARCHIVIST}),
+    ("GET", "/api/reports/quality"): frozenset({ADMIN, ARCHIVIST}),  # station quality report
+    ("GET", "/reports/quality"): frozenset({ADMIN, ARCHIVIST}),
     ("GET", "/api/export-key"): EVERYONE,  # the key that signs export packages is published
     ("GET", "/api/protocols"): frozenset({ADMIN, ARCHIVIST}),
     ("POST", "/api/checklist-versions"): frozenset({ADMIN}),
@@ -90,6 +98,9 @@ EXPECTED: dict[tuple[str, str], frozenset[str | None]] = {
     ("DELETE", "/api/review-links/{link_id}"): frozenset({ADMIN}),
     ("GET", "/review/{token}"): EVERYONE,  # the unguessable, expiring token is the credential (checked inside)
     ("GET", "/review/{token}/recordings/{key}/{track}"): EVERYONE,
+    ("GET", "/attempts/{attempt_id}"): frozenset({EXAMINER, ARCHIVIST}),  # attempt page: video and marks
+    ("GET", "/attempts/{attempt_id}/recordings/{key}/{track}"): frozenset({EXAMINER, ARCHIVIST}),
+    ("GET", "/archive"): frozenset({ARCHIVIST}),
 }
 
 # Values for the URL's variable parts: well-formed, naming nothing that exists (so nothing is changed).

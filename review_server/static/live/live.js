@@ -1,6 +1,8 @@
 "use strict";
 // Observation grid: one <video> per station fed through Media Source Extensions from the server's live
-// WebSocket (messages: 1-byte kind I/K/C, 8-byte time, then fMP4 bytes). Russian UI.
+// WebSocket (messages: 1-byte kind I/K/C, 8-byte time, then fMP4 bytes). Russian UI. An examiner marks the
+// station's current attempt beside the enlarged picture: each mark is a mark event (checklists/marks.py) with a
+// client-made event_id, posted to /api/attempts/{id}/marks and retried until the server has it (idempotent).
 
 const LIVE_EDGE_S = 1.0;     // further behind than this: jump to the live edge
 const KEEP_S = 20;           // seconds of buffer kept behind the playhead
@@ -98,17 +100,30 @@ class Player {
   }
 }
 
+const PHASES = { idle: "нет попытки", scheduled: "ожидание", reading: "ознакомление", performing: "выполнение",
+                 done: "время вышло" };
+
+function clock(seconds) {
+  const s = Math.max(0, Math.ceil(seconds));
+  return `${String(Math.floor(s / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
+}
+
+function number(value, digits) {
+  return value === null || value === undefined ? "—" : Number(value).toLocaleString("ru-RU", { maximumFractionDigits: digits });
+}
+
 class Tile {
   constructor(station) {
     this.station = station;
     this.cameras = [];
+    this.info = {};
     this.el = document.createElement("section");
     this.el.className = "tile";
     this.el.dataset.station = station;
     this.el.innerHTML = `<video muted playsinline></video><div class="meter"><div></div></div>
-      <div class="info"><span class="name"></span><span class="candidate"></span>
+      <div class="info"><span class="name"></span><span class="candidate"></span><span class="phase"></span>
       <span class="rec" hidden>● ЗАПИСЬ</span><span class="offline" hidden>нет сигнала</span></div>
-      <div class="warnings"></div>`;
+      <div class="cpr"></div><div class="warnings"></div>`;
     this.video = this.el.querySelector("video");
     this.meter = this.el.querySelector(".meter > div");
     this.level = 0;
@@ -117,14 +132,36 @@ class Tile {
   }
 
   update(info) {
+    this.info = info;
     this.cameras = info.cameras.map((c) => c.camera);
     const q = (s) => this.el.querySelector(s);
     q(".name").textContent = info.station_name || info.station;
     q(".candidate").textContent = info.candidate ? `Кандидат № ${info.candidate}` : "";
+    const phase = PHASES[info.phase] || info.phase || "";
+    const left = typeof info.time_left === "number" && ["reading", "performing"].includes(info.phase)
+      ? ` ${clock(info.time_left)}` : "";
+    q(".phase").textContent = info.phase && info.phase !== "idle" ? phase + left : "";
     q(".rec").hidden = !info.recording;
     q(".offline").hidden = info.live;
-    q(".warnings").textContent = (info.warnings || []).join("; ");
+    q(".warnings").replaceChildren(...(info.warnings || []).map((w) => {
+      const b = document.createElement("span");
+      b.className = "badge";
+      b.dataset.code = typeof w === "string" ? "other" : (w.code || "other");
+      b.textContent = typeof w === "string" ? w : (w.text || w.code);
+      return b;
+    }));
+    const cpr = q(".cpr");
+    const c = info.cpr;
+    cpr.classList.toggle("none", !!c && !c.estimate);
+    if (!c) cpr.textContent = "";
+    else if (!c.estimate) cpr.textContent = "СЛР: нет оценки";
+    else {
+      cpr.textContent = `СЛР: ${number(c.rate_per_min, 0)} в мин · ${number(c.compressions, 0)} компрессий · ` +
+        `доля компрессий ${c.ccf === null || c.ccf === undefined ? "—" : number(c.ccf * 100, 0) + " %"}` +
+        ` · достоверность ${number((c.confidence || 0) * 100, 0)} %`;
+    }
     if (!this.player && info.live && this.cameras.length) this.show(this.cameras[0]);
+    if (current === this) sheet.title();
   }
 
   show(camera) {
@@ -139,7 +176,7 @@ class Tile {
     this.analyser = audioCtx.createAnalyser();
     this.analyser.fftSize = 1024;
     this.gain = audioCtx.createGain();
-    this.gain.gain.value = 0;   // the grid is silent; the enlarged tile is heard
+    this.gain.gain.value = current === this ? 1 : 0;   // the grid is silent; the enlarged tile is heard
     source.connect(this.analyser).connect(this.gain).connect(audioCtx.destination);
     this.video.muted = false;
     this.samples = new Float32Array(this.analyser.fftSize);
@@ -169,32 +206,264 @@ function enableAudio() {
   }
 }
 
+let current = null;   // the enlarged tile
+
 function enlarge(tile) {
   const overlay = document.getElementById("overlay");
   const slot = document.getElementById("big-slot");
-  document.getElementById("big-title").textContent = tile.el.querySelector(".name").textContent;
   const cams = document.getElementById("big-cameras");
   cams.replaceChildren(...tile.cameras.map((camera, i) => {
     const b = document.createElement("button");
     b.textContent = `Камера ${i + 1}`;
     b.setAttribute("aria-pressed", String(tile.player && tile.player.camera === camera));
-    b.onclick = () => { tile.show(camera); enlarge(tile); };
+    b.onclick = (e) => { e.stopPropagation(); tile.show(camera); enlarge(tile); };
     return b;
   }));
+  if (current && current !== tile) shrink();
   tile.placeholder = tile.placeholder || document.createComment("tile");
   if (tile.el.parentNode !== slot) {
     tile.el.replaceWith(tile.placeholder);
     slot.append(tile.el);
   }
+  current = tile;
+  // The click is the user gesture browsers want before sound: resume here, then un-mute this tile only.
   if (audioCtx && audioCtx.state !== "running") audioCtx.resume().then(() => enableAudio());
   if (tile.gain) tile.gain.gain.value = 1;
   overlay.hidden = false;
-  document.getElementById("big-close").onclick = () => {
-    if (tile.gain) tile.gain.gain.value = 0;
-    tile.placeholder.replaceWith(tile.el);
-    overlay.hidden = true;
-  };
+  document.getElementById("big-close").onclick = shrink;
+  sheet.open(tile);
 }
+
+function shrink() {
+  const tile = current;
+  if (!tile) return;
+  if (tile.gain) tile.gain.gain.value = 0;
+  tile.placeholder.replaceWith(tile.el);
+  document.getElementById("overlay").hidden = true;
+  current = null;
+  sheet.close();
+}
+
+function uuid4() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+function metaOf(name) {
+  const el = document.querySelector(`meta[name="${name}"]`);
+  return el ? el.content : "";
+}
+
+// The checklist beside the enlarged picture: the station's current attempt from /api/live/{station}/attempt,
+// marks as events through an outbox that retries each event (same event_id) until the server stored it.
+const sheet = {
+  role: metaOf("osce-role"),
+  tile: null,
+  data: null,        // the last answer of /api/live/{station}/attempt
+  selected: 0,       // index into the items
+  seq: 0,            // the next seq for this examiner on this attempt
+  outbox: [],        // events not yet stored on the server, oldest first
+  saved: 0,
+  lastError: "",
+  timer: null,
+
+  enabled() { return this.role === "examiner"; },
+
+  open(tile) {
+    if (!this.enabled()) return;
+    if (this.tile !== tile) { this.data = null; this.selected = 0; }
+    this.tile = tile;
+    document.getElementById("panel").hidden = false;
+    this.title();
+    this.poll();
+    clearInterval(this.timer);
+    this.timer = setInterval(() => this.poll(), 2000);
+  },
+
+  close() {
+    clearInterval(this.timer);
+    this.tile = null;
+    document.getElementById("panel").hidden = true;
+  },
+
+  title() {
+    const d = this.data, a = d && d.attempt;
+    document.getElementById("big-title").textContent = current ? current.el.querySelector(".name").textContent : "";
+    if (!this.enabled()) return;
+    const info = current ? current.info : {};
+    let text = "";
+    if (a) {
+      const phase = PHASES[a.phase] || a.phase || "";
+      const left = typeof info.time_left === "number" && ["reading", "performing"].includes(info.phase)
+        ? info.time_left : a.time_left_s;
+      text = `Попытка ${a.attempt_id} · кандидат № ${a.candidate || "—"} · ${phase}` +
+        (["reading", "performing"].includes(a.phase) && typeof left === "number" ? ` ${clock(left)}` : "");
+    }
+    document.getElementById("sheet-attempt").textContent = text;
+  },
+
+  async poll() {
+    const tile = this.tile;
+    if (!tile) return;
+    try {
+      const r = await fetch(`/api/live/${tile.station}/attempt`, { cache: "no-store" });
+      const body = await r.json().catch(() => ({}));
+      if (!r.ok) throw new Error(body.error || `HTTP ${r.status}`);
+      if (this.tile !== tile) return;
+      const before = this.data && this.data.attempt ? this.data.attempt.attempt_id : null;
+      this.data = body;
+      const now = body.attempt ? body.attempt.attempt_id : null;
+      if (now !== before) { this.selected = 0; this.seq = 0; }
+      if (body.sheet) this.seq = Math.max(this.seq, body.sheet.next_seq);
+      this.render();
+    } catch (err) {
+      document.getElementById("sheet-note").textContent = `Нет связи с сервером (${err.message})`;
+    }
+  },
+
+  items() {
+    return this.data && this.data.checklist ? this.data.checklist.items : [];
+  },
+
+  marks() {   // the server's sheet, then what is still on its way
+    const a = this.data && this.data.attempt;
+    const out = Object.assign({}, this.data && this.data.sheet ? this.data.sheet.marks : {});
+    for (const e of this.outbox) if (a && e.attempt === a.attempt_id) out[String(e.body.item)] = e.body.done;
+    return out;
+  },
+
+  render() {
+    this.title();
+    const d = this.data;
+    const note = document.getElementById("sheet-note");
+    const list = document.getElementById("items");
+    document.getElementById("sheet-title").textContent = d && d.checklist ? d.checklist.title : "Оценочный лист";
+    if (!d || !d.attempt) {
+      note.textContent = "На станции сейчас нет попытки";
+      list.replaceChildren();
+      this.footer();
+      return;
+    }
+    note.textContent = !d.checklist ? "Оценочный лист этой попытки не найден на сервере"
+      : !d.can_mark ? "Отмечать могут только члены комиссии"
+      : d.sheet && d.sheet.finalised ? "Лист подписан: изменения — только с указанием причины" : "";
+    const marks = this.marks();
+    const pending = new Set(this.outbox.map((e) => String(e.body.item)));
+    this.selected = Math.min(this.selected, Math.max(0, this.items().length - 1));
+    list.replaceChildren(...this.items().map((item, i) => {
+      const li = document.createElement("li");
+      li.dataset.item = item.number;
+      li.className = (i === this.selected ? "current " : "") + (pending.has(String(item.number)) ? "pending" : "");
+      const done = marks[String(item.number)];
+      li.innerHTML = `<span class="num"></span><span class="text"><span class="act"></span><span class="how"></span></span>
+        <span class="yn"><button class="yes">Да</button><button class="no">Нет</button></span>`;
+      li.querySelector(".num").textContent = item.number + ".";
+      li.querySelector(".act").textContent = item.action + (item.critical ? " *" : "");
+      li.querySelector(".how").textContent = item.presentation;
+      const yes = li.querySelector(".yes"), no = li.querySelector(".no");
+      yes.setAttribute("aria-pressed", String(done === true));
+      no.setAttribute("aria-pressed", String(done === false));
+      yes.onclick = (e) => { e.stopPropagation(); this.selected = i; this.mark(true); };
+      no.onclick = (e) => { e.stopPropagation(); this.selected = i; this.mark(false); };
+      li.onclick = () => { this.selected = i; this.render(); };
+      return li;
+    }));
+    const cur = list.querySelector("li.current");
+    if (cur && cur.scrollIntoView) cur.scrollIntoView({ block: "nearest" });
+    this.footer();
+  },
+
+  footer() {
+    const marks = this.marks(), total = this.items().length;
+    const done = Object.values(marks).filter((v) => v === true).length;
+    document.getElementById("sheet-count").textContent =
+      total ? `Отмечено ${Object.keys(marks).length} из ${total}, «да»: ${done}` : "";
+    const sync = document.getElementById("sheet-sync");
+    sync.className = this.lastError ? "error" : "";
+    sync.textContent = this.outbox.length
+      ? `Отправляется: ${this.outbox.length}${this.lastError ? ` (${this.lastError}; повтор)` : ""}`
+      : this.lastError || (this.saved ? `Сохранено на сервере: ${this.saved}` : "");
+  },
+
+  move(step) {
+    const n = this.items().length;
+    if (!n) return;
+    this.selected = Math.max(0, Math.min(n - 1, this.selected + step));
+    this.render();
+  },
+
+  mark(done) {
+    const d = this.data, item = this.items()[this.selected];
+    if (!d || !d.attempt || !d.checklist || !d.can_mark || !item) return;
+    let reason = null;  // a mark before the sheet is signed is an ordinary mark; after it, a correction
+    if (d.sheet && d.sheet.finalised) {
+      reason = window.prompt("Лист подписан. Причина исправления:", "");
+      if (!reason || !reason.trim()) return;
+      reason = reason.trim();
+    }
+    const body = { event_id: uuid4(), kind: "mark", item: item.number, done, rating: null, reason,
+                   checklist_hash: d.checklist.content_hash, wall_time: new Date().toISOString(),
+                   recording_offset_s: null, seq: this.seq++ };
+    this.outbox.push({ attempt: d.attempt.attempt_id, body });
+    this.move(1);
+    this.flush();
+  },
+
+  async flush() {
+    if (this.sending) return;
+    this.sending = true;
+    try {
+      while (this.outbox.length) {
+        const e = this.outbox[0];
+        let r;
+        try {
+          r = await fetch(`/api/attempts/${encodeURIComponent(e.attempt)}/marks`, {
+            method: "POST", credentials: "same-origin",
+            headers: { "Content-Type": "application/json", "X-CSRF-Token": metaOf("csrf-token") },
+            body: JSON.stringify(e.body) });
+        } catch (err) {
+          r = null;
+        }
+        const answer = r ? await r.json().catch(() => ({})) : {};
+        if (r && r.ok) {
+          this.outbox.shift();
+          this.saved++;
+          this.lastError = "";
+        } else if (!r || r.status >= 500 || r.status === 404) {
+          // No network, or the attempt is not on the server yet (its first upload is on the way): same event later.
+          this.lastError = r ? answer.error || `HTTP ${r.status}` : "нет связи";
+          this.footer();
+          await new Promise((res) => setTimeout(res, 2000));
+          continue;
+        } else {
+          this.outbox.shift();   // refused for good: say what and where
+          this.lastError = `Не сохранено: ${answer.error || r.status}${answer.where ? ` (${answer.where})` : ""}`;
+        }
+        this.render();
+      }
+    } finally {
+      this.sending = false;
+    }
+    this.poll();
+  },
+};
+
+document.addEventListener("keydown", (e) => {
+  if (document.getElementById("overlay").hidden) return;
+  if (e.key === "Escape") { shrink(); return; }
+  if (!sheet.tile || e.ctrlKey || e.altKey || e.metaKey || /^(INPUT|TEXTAREA|SELECT)$/.test(e.target.tagName)) return;
+  // By physical key (e.code), so that Y and N work in the Russian layout too.
+  const keys = { ArrowDown: () => sheet.move(1), ArrowUp: () => sheet.move(-1), Home: () => sheet.move(-1e6),
+                 End: () => sheet.move(1e6), KeyY: () => sheet.mark(true), Digit1: () => sheet.mark(true),
+                 Numpad1: () => sheet.mark(true), KeyN: () => sheet.mark(false), Digit0: () => sheet.mark(false),
+                 Numpad0: () => sheet.mark(false) };
+  const act = keys[e.code];
+  if (act) { e.preventDefault(); act(); }
+});
 
 async function refresh() {
   const status = document.getElementById("status");
@@ -219,6 +488,6 @@ async function refresh() {
 }
 
 refresh();
-setInterval(refresh, 3000);
+setInterval(refresh, 2000);
 enableAudio();
 setInterval(() => { for (const t of tiles.values()) t.measure(); }, 100);
