@@ -9,8 +9,9 @@ publisher notes each chunk's send time (CLOCK_MONOTONIC, the same clock in every
 
 The viewers (this process, asyncio, signed in as an observer with a session cookie) read every message and
 note its arrival. Added latency = arrival − the publisher's send time of the same (station, t): the server's
-fan-out plus both clients' event loops and the loopback. A stall = a gap > STALL_S between media messages
-while the publisher is sending (the stream's own longest gap is about one video frame, 40 ms).
+fan-out plus both clients' event loops and the loopback. A stall = a gap > STALL_S (1 s) between media messages
+while the publisher is sending (its own gap between the same two messages ≤ 1 s; the recording's longest pause
+between chunks is about one video frame, 40 ms, and is printed).
 One extra viewer on the first station reads through a raw socket with a small SO_RCVBUF at SLOW_RATE bytes/s:
 the server must move it to the live edge (it skips: a jump in the chunk sequence) without delaying the others.
 
@@ -101,9 +102,10 @@ def record_stream(folder: Path, seconds: float, width: int, height: int) -> Stre
         recorder.stop()
     init = next(c.data for _, c in got if c.kind == INIT)
     keys = [i for i, (_, c) in enumerate(got) if c.kind == KEY]
-    if len(keys) < 3:
-        raise RuntimeError(f"the recording has {len(keys)} key frames; record longer")
-    first, last = keys[1], keys[-1]  # skip the first GOP: the encoder's start-up pacing
+    if len(keys) < 2:
+        raise RuntimeError(f"the recording has {len(keys)} key frame(s); record longer")
+    # Skip the first GOP if there are more (the encoder's start-up pacing); loop up to the last key frame.
+    first, last = keys[1 if len(keys) > 2 else 0], keys[-1]
     w0, t0 = got[first][0], got[first][1].t
     chunks = [(w - w0, c.kind, c.t, c.data) for w, c in got[first:last]]
     return Stream(init, chunks, got[last][0] - w0, got[last][1].t - t0)
@@ -169,7 +171,8 @@ class Process:
                         if r.status < 500:
                             return
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{self.url} did not start:\n{self.log_path.read_text(errors='replace')[-2000:]}")
+                    tail = self.log_path.read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"{self.url} did not start:\n{tail}")
                 await asyncio.sleep(0.2)
 
     def stop(self) -> None:
@@ -336,8 +339,9 @@ async def normal_viewer(url: str, cookie: str, seen: Seen, end: float) -> None:
         seen.error = repr(exc)
 
 
-async def slow_viewer(url: str, cookie: str, seen: Seen, end: float, rate: int, rcvbuf: int) -> None:
-    """A WebSocket client over a raw socket with a small receive buffer, read at `rate` bytes/s."""
+async def slow_viewer(url: str, cookie: str, seen: Seen, end: float, rate: int, rcvbuf: int, pause: float) -> None:
+    """A WebSocket client over a raw socket with a small receive buffer that reads nothing for `pause` seconds
+    after the upgrade (a frozen tablet), then reads at `rate` bytes/s."""
     loop = asyncio.get_running_loop()
     host, port = url.split("//", 1)[1].split(":")
     sock = socket.socket()
@@ -358,6 +362,12 @@ async def slow_viewer(url: str, cookie: str, seen: Seen, end: float, rate: int, 
             seen.error = head.split(b"\r\n", 1)[0].decode()
             return
         step = 0.02
+        # Frozen, but the socket is alive: an unsolicited pong (RFC 6455 5.5.3) every 5 s keeps the server's
+        # heartbeat from closing us, so what is measured is the queue's overflow. Reading, we only answer pings.
+        thawed = time.monotonic() + pause
+        while (left := thawed - time.monotonic()) > 0:
+            await loop.sock_sendall(sock, _ws_masked(0xA, b"frozen"))
+            await asyncio.sleep(min(5.0, left))
         tick = time.monotonic()
         while time.monotonic() < end:
             data = await loop.sock_recv(sock, int(rate * step))
@@ -425,7 +435,7 @@ class RunResult:
 
 
 async def run_load(url: str, server: Process, tokens: dict[str, str], stream: Stream, viewers: int, slow: int,
-                   duration: float, folder: Path, cookie: str, warmup: float) -> RunResult:
+                   duration: float, folder: Path, cookie: str, warmup: float, slow_pause: float = 0.0) -> RunResult:
     """`slow`: the throttled viewer's read rate in bytes/s (0: none)."""
     seen = [Seen(code, "normal") for code in tokens for _ in range(viewers)]
     start = time.monotonic() + START_S  # viewers join first, then the stations start
@@ -438,7 +448,7 @@ async def run_load(url: str, server: Process, tokens: dict[str, str], stream: St
     tasks = [asyncio.create_task(normal_viewer(url, cookie, s, end)) for s in seen]
     if slow:
         seen.append(Seen(next(iter(tokens)), "slow"))
-        tasks.append(asyncio.create_task(slow_viewer(url, cookie, seen[-1], end, slow, SLOW_RCVBUF)))
+        tasks.append(asyncio.create_task(slow_viewer(url, cookie, seen[-1], end, slow, SLOW_RCVBUF, slow_pause)))
     await asyncio.sleep(max(0.0, window[0] - time.monotonic()))
     cpu0, mine0 = server.cpu(), time.process_time()
     await asyncio.sleep(max(0.0, window[1] - time.monotonic()))
@@ -467,6 +477,7 @@ class ViewerFigures:
     skips: int
     stalls: int
     max_gap_s: float
+    end_lag_ms: float  # latency of the last message that arrived in the window: how far from the live edge
 
 
 def figures(run: RunResult, seen: Seen) -> ViewerFigures:
@@ -475,9 +486,19 @@ def figures(run: RunResult, seen: Seen) -> ViewerFigures:
     sent = run.sent[seen.station]
     table = {sent[i]: (i // 2, sent[i + 1]) for i in range(0, len(sent), 2)}
     expected = sum(1 for i in range(1, len(sent), 2) if w0 <= sent[i] <= w1)
-    lat, skips, received, last_seq = [], 0, 0, None
+    lat, end_lag, skips, received, last_seq = [], float("nan"), 0, 0, None
+    stalls, max_gap, last = 0, 0.0, (w0, w0)  # (arrival, send time) of the previous message
     for recv, t in zip(seen.recv, seen.t, strict=True):
         seq, at = table.get(t, (None, 0.0))
+        if seq is not None and recv <= w1:
+            end_lag = (recv - at) * 1000
+        if w0 <= recv <= w1:
+            gap = recv - last[0]
+            max_gap = max(max_gap, gap)
+            # A stall: nothing arrived for STALL_S while the publisher was sending (its own gap was shorter),
+            # so a pause of the replayed recording itself is not counted against the server.
+            stalls += gap > STALL_S and seq is not None and at - last[1] <= STALL_S
+            last = (recv, at if seq is not None else recv)
         if seq is None or not w0 <= at <= w1:
             continue
         received += 1
@@ -485,9 +506,8 @@ def figures(run: RunResult, seen: Seen) -> ViewerFigures:
         if last_seq is not None and seq != last_seq + 1:
             skips += 1
         last_seq = seq
-    times = [w0] + [r for r in seen.recv if w0 <= r <= w1] + [w1]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    return ViewerFigures(lat, received, expected, skips, sum(1 for g in gaps if g > STALL_S), max(gaps))
+    max_gap = max(max_gap, w1 - last[0])
+    return ViewerFigures(lat, received, expected, skips, stalls, max_gap, end_lag)
 
 
 def summarize(run: RunResult, duration: float) -> dict[str, Any]:
@@ -498,7 +518,11 @@ def summarize(run: RunResult, duration: float) -> dict[str, Any]:
         name = "slow" if s.kind == "slow" else "slow_station_normal" if s.station == slow_station else "normal"
         classes[name].append(figures(run, s))
     delivered = sum(s.bytes for s in run.seen)
+    w0, w1 = run.window
+    source_gap = max((sent[i + 2] - sent[i] for sent in run.sent.values() for i in range(1, len(sent) - 2, 2)
+                      if w0 <= sent[i] <= w1), default=0.0)
     out: dict[str, Any] = {"errors": errors, "delivered_mb": round(delivered / 1e6, 1),
+                           "publisher_max_gap_s": round(source_gap, 3),
                            "server_cpu_pct": round(100 * run.server_cpu / duration, 1),
                            "client_cpu_pct": round(100 * run.client_cpu / duration, 1),
                            "publisher_cpu_pct": round(100 * run.publisher_cpu / duration, 1),
@@ -509,8 +533,20 @@ def summarize(run: RunResult, duration: float) -> dict[str, Any]:
                      "expected": sum(f.expected for f in figs), "skips": sum(f.skips for f in figs),
                      "stalls": sum(f.stalls for f in figs), "max_gap_s": round(max(f.max_gap_s for f in figs), 3),
                      "p50_ms": round(pct(lat, 50), 1), "p95_ms": round(pct(lat, 95), 1),
-                     "max_ms": round(max(lat, default=float("nan")), 1)}
+                     "max_ms": round(max(lat, default=float("nan")), 1),
+                     "end_lag_ms": round(max(f.end_lag_ms for f in figs), 1)}
     return out
+
+
+def overflow_pause(stream: Stream) -> float:
+    """How long a frozen viewer (joined START_S before the stations) takes to overflow the server's queue for it:
+    the socket buffers below the queue (aiohttp's writer limit + the kernel's doubled SO_SNDBUF), then the queue's
+    messages; plus a margin."""
+    from review_server.live import LiveHub
+
+    hub = LiveHub()
+    rate = len(stream.chunks) / stream.period_s
+    return START_S + 3 * hub.viewer_sndbuf / stream.bytes_per_s + hub.viewer_queue / rate + 2.0
 
 
 # --- main --------------------------------------------------------------------------------------------------
@@ -525,8 +561,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=WARMUP_S, help="seconds of load before the window")
     parser.add_argument("--size", default="1280x720", help="the recorded camera's size")
     parser.add_argument("--slow-rate", type=int, default=SLOW_RATE, help="bytes/s the throttled viewer reads")
+    parser.add_argument("--slow-pause", default="0", help="the slow viewer first reads nothing this long (seconds, "
+                        "or 'auto': until the server's queue for it must have overflowed; the window is extended)")
     parser.add_argument("--record-seconds", type=float, default=20.0, help="length of the recorded stream")
-    parser.add_argument("--baseline-seconds", type=float, help="the relay baseline's window (default min(60, duration))")
+    parser.add_argument("--baseline-seconds", type=float, help="the relay's window (default min(60, duration))")
     parser.add_argument("--no-baseline", action="store_true", help="skip the relay baseline (the test does)")
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a new one under /tmp)")
     parser.add_argument("--publishers", type=Path, help=argparse.SUPPRESS)  # internal: the publisher process
@@ -547,7 +585,7 @@ async def measure(args: argparse.Namespace, folder: Path, stream: Stream, server
         cookie = await login(server.url)
         log(f"ours: {args.stations} stations × {args.viewers} viewers + 1 slow, {args.duration:g} s")
         ours = summarize(await run_load(server.url, server, tokens, stream, args.viewers, args.slow_rate, args.duration,
-                                        folder, cookie, args.warmup), args.duration)
+                                        folder, cookie, args.warmup, args.slow_pause), args.duration)
     finally:
         server.stop()
     base: dict[str, Any] = {}
@@ -574,6 +612,8 @@ def main() -> None:
     folder = args.workdir or Path(tempfile.mkdtemp(prefix="osce-live-load-"))
     folder.mkdir(parents=True, exist_ok=True)
     width, height = (int(x) for x in args.size.split("x"))
+    if args.slow_pause != "auto":
+        args.slow_pause = float(args.slow_pause)
     server, tokens = start_server(folder, [f"L{i + 1:02d}" for i in range(args.stations)])  # starts meanwhile
     log(f"recording {args.record_seconds:g} s of {args.size} live stream")
     try:
@@ -583,6 +623,10 @@ def main() -> None:
         raise
     log(f"stream: {len(stream.chunks)} chunks per {stream.period_s:.2f} s loop, "
         f"{stream.bytes_per_s * 8 / 1000:.0f} kbit/s")
+    if args.slow_pause == "auto":
+        args.slow_pause = overflow_pause(stream)
+        args.duration = max(args.duration, args.slow_pause + 1.5 - START_S - args.warmup)
+        log(f"the slow viewer freezes for {args.slow_pause:.1f} s; window {args.duration:.1f} s")
     load_avg = [round(x, 2) for x in os.getloadavg()]
     ours, base = asyncio.run(measure(args, folder, stream, server, tokens))
     n_viewers = args.stations * args.viewers + 1
@@ -590,7 +634,7 @@ def main() -> None:
         "duration_s": args.duration, "stations": args.stations, "viewers_per_station": args.viewers,
         "size": args.size, "stream_kbit_s": round(stream.bytes_per_s * 8 / 1000),
         "chunks_per_s": round(len(stream.chunks) / stream.period_s, 1), "stall_s": STALL_S,
-        "slow_rate_bytes_s": args.slow_rate, "load_avg_before": load_avg, "ours": ours,
+        "slow_rate_bytes_s": args.slow_rate, "slow_pause_s": args.slow_pause, "load_avg_before": load_avg, "ours": ours,
         "server_cpu_pct_per_station_viewer": round(ours["server_cpu_pct"] / n_viewers, 2),
     }
     rows = []
@@ -599,7 +643,7 @@ def main() -> None:
         if cls in part:
             c = part[cls]
             rows.append([label, c["viewers"], f"{c['received']}/{c['expected']}", c["skips"], c["stalls"],
-                         c["max_gap_s"], c["p50_ms"], c["p95_ms"], c["max_ms"]])
+                         c["max_gap_s"], c["p50_ms"], c["p95_ms"], c["max_ms"], c["end_lag_ms"]])
 
     row("ours: normal viewers", ours, "normal")
     row("ours: normal, slow one's station", ours, "slow_station_normal")
@@ -615,12 +659,14 @@ def main() -> None:
         result["ratio_p95_latency"] = round(ours["normal"]["p95_ms"] / base["normal"]["p95_ms"], 2)
     print(f"server CPU {ours['server_cpu_pct']} % of one core ({result['server_cpu_pct_per_station_viewer']} % per "
           f"station-viewer); clients: viewers {ours['client_cpu_pct']} %, publishers {ours['publisher_cpu_pct']} % "
-          f"(publisher lateness p95 {ours['publisher_late_p95_ms']} ms)"
+          f"(publisher lateness p95 {ours['publisher_late_p95_ms']} ms, longest pause in the replayed stream "
+          f"{ours['publisher_max_gap_s']} s)"
           + (f"; baseline relay CPU {base['server_cpu_pct']} %, ratio CPU/MB ours/relay "
              f"{result['ratio_cpu_per_mb']}" if base else ""))
     if ours["errors"] or base.get("errors"):
         print("viewer errors: " + "; ".join(ours["errors"] + base.get("errors", [])))
-    report("live_load", ["viewers", "n", "recv/sent", "skips", "stalls", "max gap s", "p50 ms", "p95 ms", "max ms"],
+    report("live_load", ["viewers", "n", "recv/sent", "skips", "stalls", "max gap s", "p50 ms", "p95 ms", "max ms",
+                        "lag at end ms"],
            rows, result)
 
 

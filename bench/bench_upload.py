@@ -80,17 +80,31 @@ def start_server(root: Path) -> tuple[subprocess.Popen[bytes], str, str]:
     return proc, f"http://127.0.0.1:{port}", token
 
 
+class _HashingFile:
+    """A file that hashes what is written to it."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh, self.digest = fh, hashlib.sha256()
+
+    def write(self, block: bytes) -> None:
+        self.digest.update(block)
+        self.fh.write(block)
+
+
 def make_fragment(folder: Path, size: int) -> tuple[Path, str]:
-    """A one-fragment recording folder of random bytes; returns (file, sha256)."""
+    """A one-fragment recording folder: an fMP4-shaped media fragment (moof + mdat of random bytes, as the server
+    checks the box structure at ingest), new bytes each call so no upload finds its hash stored; (file, sha256)."""
+    if str(ROOT) not in sys.path:  # tests/ is not an installed package
+        sys.path.insert(0, str(ROOT))
+    from tests.fmp4_bytes import write_media
+
     folder.mkdir(parents=True)
     writer = ManifestWriter(folder, {"recording_id": uuid.uuid4().hex, "station": "S1", "tracks": [{"id": "cam0"}]})
     path = folder / "000001.m4s"
-    digest = hashlib.sha256()
     with open(path, "wb") as fh:
-        for _ in range(0, size, CHUNK):
-            block = os.urandom(min(CHUNK, size - fh.tell()))
-            digest.update(block)
-            fh.write(block)
+        sink = _HashingFile(fh)
+        write_media(sink, size, seed=int.from_bytes(os.urandom(8), "big"), chunk=CHUNK)  # type: ignore[arg-type]
+    digest = sink.digest
     writer.fragment(Fragment("cam0", 1, "media", path.name, digest.hexdigest(), size, 0.0, 2.0))
     writer.close()
     return path, digest.hexdigest()

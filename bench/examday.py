@@ -4,7 +4,7 @@ kill -9, network cut, frozen camera, silent microphone, full disk). Prints the R
 longest live-view outage and the time until media flowed (or the warning cleared) again; in total the media
 hours, and fragments, bytes and marks lost or doubled. The ratio is media recorded / media scheduled (cam0).
 
-    .venv/bin/python bench/examday.py                 # 6 stations, 6 candidates, 22 minutes of exam time
+    .venv/bin/python bench/examday.py                 # 6 stations in two circuits, 12 candidates, 20 minutes
     .venv/bin/python bench/examday.py --quick         # 3 stations, 3 short attempts (what CI runs)
 
 The harness is tests/examday/harness.py; the same checks run in tests/examday/test_examday.py.
@@ -27,15 +27,16 @@ def main() -> None:
     root = workdir(args, "examday")
     if args.quick:
         plan = Plan(stations=3, candidates=3, reading_s=4, performing_s=24, changeover_s=6)
-    else:  # 6 slots of 30 s reading + 170 s performing + 20 s changeover: 22 minutes of exam time
-        plan = Plan(stations=6, candidates=6, reading_s=30, performing_s=170, changeover_s=20, fault_s=15.0)
+    else:  # 6 slots of 30 s reading + 150 s performing + 20 s changeover: 20 minutes of exam time, 640x360 15 fps
+        plan = Plan(stations=6, candidates=12, reading_s=30, performing_s=150, changeover_s=20, fault_s=15.0,
+                    width=640, height=360, fps=15)
     result = asyncio.run(simulate(root, plan))
     print(table(result))
     scheduled_h = result["attempts"] * result["expected_attempt_s"] / 3600
     rows = [[f["kind"], "server" if f["station"] < 0 else f"st{f['station'] + 1}", round(f["at_s"]),
              f["live_outage_s"], f["detected_s"], f["recovered_s"]] for f in result["faults"]]
     summary = {k: v for k, v in result.items() if k not in ("log", "faults", "verify_output")}
-    summary["exam_minutes"] = round(plan.slot_s * max(plan.candidates, plan.stations) / 60, 1)
+    summary["exam_minutes"] = round(plan.slot_s * plan.slots / 60, 1)
     summary["media_ratio_recorded_vs_scheduled"] = round(result["media_hours"] / scheduled_h, 4)
     report("examday", ["fault", "where", "at s", "live outage s", "detected s", "recovered s"], rows, summary)
     (root / "result.json").write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")

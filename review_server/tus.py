@@ -287,6 +287,15 @@ async def tus_create(request: web.Request) -> web.Response:
     if have_bytes and not already:
         if await asyncio.to_thread(storage.size, frag["sha256"]) != length:
             raise ApiError(409, "a stored object with this SHA-256 has another length", "Upload-Length")
+        # The same bytes may be held for another place: they must still be what this place says they are.
+        incoming = _incoming(frag, length)
+        init = await db_run(request, lambda s: init_sha(s, incoming))
+
+        def check_stored() -> None:
+            with storage.open(frag["sha256"]) as fh:
+                check_content(storage, fh, length, incoming, init, "Upload-Metadata kind")
+
+        await asyncio.to_thread(check_stored)
         await _record_fragment(request, frag, length)
     state = UploadState(request.app[TUS_DIR], secrets.token_hex(16))
     info = {"length": length, "fragment": frag, "station_id": who.station_id, "created": time.time()}

@@ -104,7 +104,7 @@ def _read_osce(lines: list[str], name: str) -> Feedback:
         elif line.strip():
             body.append((number, line))
     feedback = Feedback("osce-cpr-feedback/1", meta.get("device", ""))
-    rows = list(csv.reader([line for _, line in body]))
+    rows = [next(csv.reader([line]), []) for _, line in body]  # one event per line: a quote never joins two
     if not rows or rows[0] != ["time_s", "event", "depth_mm", "rate_per_min", "recoil", "hand_position",
                                "volume_ml"]:
         raise FeedbackError(f"{name}: the first line after the comments must be the column names (FORMATS.md)")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import random
 import signal
 import socket
@@ -39,6 +38,7 @@ from review_server.tus import add_tus_routes
 from station_agent.journal import Journal
 from station_agent.upload_queue import DONE, FAILED, UploadQueue
 from station_agent.uploader import Uploader
+from tests.fmp4_bytes import init_bytes, media_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKLIST_HASH = "ab" * 32
@@ -94,7 +94,7 @@ def free_port() -> int:
 
 
 class RecordingMaker:
-    """A recording folder in the manifest format, written fragment by fragment (random bytes as media)."""
+    """A recording folder in the manifest format, written fragment by fragment (fMP4-shaped, random payload)."""
 
     def __init__(self, folder: Path, tracks: tuple[str, ...] = ("cam0", "cam1")) -> None:
         self.folder = folder
@@ -110,7 +110,8 @@ class RecordingMaker:
             "tracks": [{"id": t, "source": "test"} for t in tracks],
         }
         self.writer = ManifestWriter(folder, header)
-        init = os.urandom(1200)  # both cameras share an init file, as real recordings do
+        init = init_bytes((1,), seed=random.getrandbits(32))  # both cameras share an init file's bytes
+        self.init_size = len(init)
         for t in tracks:
             self._write(t, 0, init)
         self.next_seq = 1
@@ -128,7 +129,7 @@ class RecordingMaker:
     def add_media(self, count: int, size: tuple[int, int]) -> None:
         for _ in range(count):
             for t in self.tracks:
-                self._write(t, self.next_seq, os.urandom(random.randint(*size)))
+                self._write(t, self.next_seq, media_bytes(random.randint(*size), seed=random.getrandbits(32)))
             self.next_seq += 1
 
     def close(self) -> None:
@@ -218,7 +219,7 @@ async def test_uploads_fragments_and_marks_once(server, tmp_path: Path) -> None:
     assert view.media_ok
     assert view.marks == sorted(marks)
     sizes = [f.size for f in read_manifest(rec.folder).fragments]
-    assert uploader.bytes_sent == sum(sizes) - 1200  # the second camera's init file was already there
+    assert uploader.bytes_sent == sum(sizes) - rec.init_size  # the second camera's init file was already there
     status = uploader.status()
     assert (status["queue_length"], status["bytes_pending"], status["oldest_age_s"]) == (0, 0, None)
     assert status["marks_pending"] == 0 and status["uploaded"] == 10
@@ -247,7 +248,8 @@ async def test_delete_after_confirm_and_refused_fragment(server, tmp_path: Path)
     rec = RecordingMaker(tmp_path / "rec", tracks=("cam0",))
     rec.add_media(3, (20_000, 30_000))
     damaged = rec.folder / "cam0/000002.m4s"
-    damaged.write_bytes(b"x" + damaged.read_bytes()[1:])  # the file no longer matches its manifest line
+    data = damaged.read_bytes()  # still fMP4-shaped, but no longer the file its manifest line describes
+    damaged.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
     queue = UploadQueue(tmp_path / "queue.db")
     queue.add_recording_folder(rec.folder)
     uploader = Uploader(queue, url, token, delete_after_confirm=True, chunk_size=8 * 1024)
@@ -325,7 +327,7 @@ async def test_status_while_server_is_away(tmp_path: Path) -> None:
     stop.set()
     await asyncio.wait_for(task, 5)
     status = uploader.status()
-    assert status["queue_length"] == 3 and status["bytes_pending"] == 3200
+    assert status["queue_length"] == 3 and status["bytes_pending"] == rec.init_size + 2000
     assert status["oldest_age_s"] >= 0.9
     assert status["marks_pending"] == 2
     assert "Connect" in (status["last_error"] or "")
@@ -380,7 +382,7 @@ async def test_server_kill9_mid_upload_resumes_from_offset(tmp_path: Path) -> No
     assert view.fragments == expected_fragments(rec.folder) and view.media_ok
     big = 3_000_000
     assert uploader.resumed_at and min(uploader.resumed_at) >= 1_200_000 - chunk  # resumed, not from zero
-    resent = uploader.bytes_sent - big - 1200
+    resent = uploader.bytes_sent - big - rec.init_size
     assert 0 <= resent <= chunk, resent
 
 

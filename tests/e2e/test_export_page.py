@@ -4,7 +4,6 @@ disk, so the page is seen mid-export), then the download link appears and the do
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import hashlib
 import os
@@ -16,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from playwright.sync_api import expect, sync_playwright
 from sqlalchemy import select
 
@@ -40,6 +38,8 @@ from review_server.models import (
 from review_server.package import verify
 from review_server.storage import LocalStorage
 
+from .server_thread import ServerThread
+
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 
@@ -57,35 +57,6 @@ class GatedStorage(LocalStorage):
             assert self.gate.wait(60)
         self.free -= 1
         return super().open(key)
-
-
-class ServerThread:
-    """The real application served on 127.0.0.1 from its own thread and event loop."""
-
-    def __init__(self, app: web.Application) -> None:
-        self.app, self.loop, self.port = app, asyncio.new_event_loop(), 0
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="export-page-server", daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.runner = web.AppRunner(self.app)
-        self.loop.run_until_complete(self.runner.setup())
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        self.loop.run_until_complete(site.start())
-        self.port = self.runner.addresses[0][1]
-        self._ready.set()
-        self.loop.run_forever()
-
-    def start(self) -> str:
-        self._thread.start()
-        assert self._ready.wait(10)
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
 
 
 @pytest.fixture

@@ -6,13 +6,11 @@ a click seeks there, the score is the one scores.py computes, no name appears, a
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
 import subprocess
 import sys
-import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +19,6 @@ from typing import Any
 
 import av
 import pytest
-from aiohttp import web
 from playwright.sync_api import Page, sync_playwright
 from sqlalchemy import select
 
@@ -37,40 +34,14 @@ from review_server.scores import attempt_outcome
 from review_server.storage import LocalStorage
 from tests.server.archive_helpers import CPR, ROOT, add_schedule, checklist, link_attempt
 
+from .server_thread import ServerThread
+
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
 NUMBER = "2611077"
 SECRET_NAME = "Верещагина"
 # Marks every 0.25 s from 0.5 s, inside the 6 s recording, so that each one can be seeked to.
 OFFSETS = [0.5 + 0.25 * i for i in range(19)]
-
-
-class ServerThread:
-    """The review server on 127.0.0.1, on its own thread and event loop."""
-
-    def __init__(self, app: web.Application) -> None:
-        self.app, self.loop = app, asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="review-server", daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.runner = web.AppRunner(self.app)
-        self.loop.run_until_complete(self.runner.setup())
-        self.loop.run_until_complete(web.TCPSite(self.runner, "127.0.0.1", 0).start())
-        self.port = self.runner.addresses[0][1]
-        self._ready.set()
-        self.loop.run_forever()
-
-    def start(self) -> str:
-        self._thread.start()
-        assert self._ready.wait(10)
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
 
 
 def _request(url: str, method: str, data: bytes, headers: dict[str, str]) -> tuple[int, bytes]:

@@ -71,14 +71,24 @@ class Plan:
     seed: int = 1
     faults: tuple[str, ...] = FAULT_KINDS
     fault_s: float = 8.0  # how long a cut, a silence, a frozen picture or a full disk lasts
+    viewers: int = 1  # observers watching each station's live picture
 
     @property
     def slot_s(self) -> int:
         return self.reading_s + self.performing_s + self.changeover_s
 
     @property
+    def circuits(self) -> int:
+        return (self.stations + 2) // 3
+
+    @property
+    def slots(self) -> int:
+        """As many as the largest circuit has candidates (each visits each of its stations once)."""
+        return max(3, -(-self.candidates // self.circuits))
+
+    @property
     def day_s(self) -> float:
-        return self.start_in_s + self.slot_s * max(self.candidates, self.stations)
+        return self.start_in_s + self.slot_s * self.slots
 
 
 @dataclass
@@ -215,15 +225,18 @@ class ExamDay:
                               "--config", str(self.cfg)).strip().splitlines()[-1]
             st = Station(i, code, folder, token, Proxy(self.port), free_port(), free_port())
             self.stations.append(st)
+        # Stations form circuits of three (one per task); a circuit's candidates rotate through its stations,
+        # so that each candidate does each task once (a second attempt at a task would be a re-take).
         candidates = [f"26{self.plan.seed:02d}{n + 1:03d}" for n in range(p.candidates)]
-        for slot in range(max(p.candidates, p.stations)):
+        for slot in range(p.slots):
             for st in self.stations:
-                cand = (st.index + slot) % max(p.candidates, p.stations)
-                if cand >= p.candidates:
-                    continue  # an empty slot: fewer candidates than stations
+                group = [c for i, c in enumerate(candidates) if i % p.circuits == st.index // 3]
+                if slot >= len(group):
+                    continue
+                cand = group[(st.index % 3 + slot) % len(group)]
                 begins = self.start_at + dt.timedelta(seconds=slot * p.slot_s)
                 self.schedule.append({
-                    "attempt_id": f"ed-{st.code}-{slot + 1}", "candidate": candidates[cand], "station_id": st.code,
+                    "attempt_id": f"ed-{st.code}-{slot + 1}", "candidate": cand, "station_id": st.code,
                     "checklist": STEMS[st.index % 3], "reading_starts_at": begins.isoformat(),
                     "reading_s": p.reading_s, "performing_s": p.performing_s,
                 })
@@ -237,7 +250,7 @@ class ExamDay:
     def _plan_faults(self) -> None:
         """One fault of each kind, at seeded moments inside the attempts' performing phases."""
         p = self.plan
-        slots = max(p.candidates, p.stations)
+        slots = p.slots
         for n, kind in enumerate(p.faults):  # spread over the day, one station at a time
             station = -1 if kind == "server_kill" else n % p.stations
             slot = n * slots // len(p.faults)
@@ -357,7 +370,7 @@ silence_s = 3
         self.log(f"server and {len(self.stations)} agents up; day starts at +{self.plan.start_in_s:.0f} s")
         end = max(self.plan.day_s, max((f.at_s + f.duration_s + MEASURE_S + 2 for f in self.faults), default=0)) + 5
         tasks = [asyncio.create_task(self._faults())]
-        tasks += [asyncio.create_task(self._viewer(st, end)) for st in self.stations]
+        tasks += [asyncio.create_task(self._viewer(st, end)) for st in self.stations for _ in range(self.plan.viewers)]
         tasks += [asyncio.create_task(self._examiners(st, end)) for st in self.stations]
         tasks += [asyncio.create_task(self._health(st, end)) for st in self.stations]
         await asyncio.sleep(max(0.0, end - self.now()))

@@ -15,7 +15,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -269,6 +268,7 @@ def _feedback_refusal(tmp_path: Path, data: bytes) -> None:
 @given(text=mutated(OSCE_CSV, CSV_TEXT) | mutated(TRAINER_CSV, CSV_TEXT))
 @example(text=OSCE_CSV.replace("97.250", '"97.250'))  # a quote opening a field that spans lines
 @example(text=OSCE_CSV.replace("97.250", "nan"))
+@example(text=OSCE_CSV.replace("compression,52,", 'compression,"52\n",', 1))  # a quoted field joining two lines
 def test_mutated_manikin_csv_reads_or_is_a_feedback_error(tmp_path: Path, text: str) -> None:
     _feedback_refusal(tmp_path, text.encode("utf-8", "surrogatepass"))
 

@@ -1,8 +1,9 @@
 """Malformed media through both ingest paths (PUT per fragment, and tus): a wrong hash, a cut upload, garbage or
 a truncated fragment trying to replace a good one, a fragment claiming the wrong track. What is held: nothing
 is stored under a hash it does not have, nothing stored is replaced, the good recording still reads back byte
-for byte, the server lives. What is not (xfail, strict): the server does not parse fMP4 at ingest, so garbage,
-a truncated fragment or a fragment naming another track, each sent with its own correct hash, is stored."""
+for byte, the server lives, and the box structure is checked before anything is stored (media/fmp4_check.py):
+garbage, a truncated fragment or a fragment naming a track its init lacks, each sent with its own correct hash,
+is refused."""
 
 from __future__ import annotations
 
@@ -35,8 +36,8 @@ def ingest(stand: Stand, path: str, key: str, seq: int, data: bytes, sha: str | 
     meta = tus_metadata(sha256=sha, recording=key, track=track, seq=str(seq), kind="init" if seq == 0 else "media")
     made = stand.request("POST", "/api/tus", {**stand.station("S1"), **TUS, "Upload-Length": str(len(data)),
                                               "Upload-Metadata": meta})
-    if made.status != 201:
-        return made
+    if made.status != 201 or made.headers.get("Upload-Offset") == str(len(data)):
+        return made  # refused, or complete at creation (these bytes are stored already: only the row is new)
     return stand.request("PATCH", made.headers["Location"], {**stand.station("S1"), **TUS, "Upload-Offset": "0",
                                                              "Content-Type": "application/offset+octet-stream"},
                          data)
@@ -162,14 +163,9 @@ def test_tus_kind_must_match_seq(stand: Stand, fmp4: list[bytes]) -> None:
         assert reply.status == 400, (kind, seq, reply.status)
 
 
-# --- not held: the content is not checked at ingest --------------------------------------------------------
-
-NOT_FMP4 = pytest.mark.xfail(strict=True, raises=AssertionError,
-                             reason="ingest does not parse fMP4 (review_server/routes/media.py and tus.py store any "
-                             "bytes whose SHA-256 matches); reported")
+# --- the content is checked at ingest ------------------------------------------------------------------------
 
 
-@NOT_FMP4
 @pytest.mark.parametrize("path", PATHS)
 def test_garbage_bytes_are_refused_at_ingest(stand: Stand, path: str) -> None:
     key = _key()
@@ -177,7 +173,6 @@ def test_garbage_bytes_are_refused_at_ingest(stand: Stand, path: str) -> None:
     assert reply.status in (400, 422) and fragment_count(stand, key) == 0
 
 
-@NOT_FMP4
 @pytest.mark.parametrize("path", PATHS)
 def test_a_truncated_fmp4_fragment_is_refused_at_ingest(stand: Stand, fmp4: list[bytes], path: str) -> None:
     key = _key()
@@ -186,7 +181,6 @@ def test_a_truncated_fmp4_fragment_is_refused_at_ingest(stand: Stand, fmp4: list
     assert reply.status in (400, 422) and fragment_count(stand, key) == 1
 
 
-@NOT_FMP4
 @pytest.mark.parametrize("path", PATHS)
 def test_a_fragment_claiming_another_track_is_refused(stand: Stand, fmp4: list[bytes], path: str) -> None:
     key = _key()

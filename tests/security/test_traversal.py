@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fmp4_bytes import media_bytes
 from tests.server.test_route_matrix import ANON, EXPECTED, PLACEHOLDERS, STATION
 
 from .conftest import Stand, tus_metadata
@@ -75,8 +76,8 @@ def test_traversal_in_every_path_parameter(stand: Stand, param: str, payload: st
         headers = {**_headers(stand, who), "Accept": "application/json", "Content-Type": "application/json",
                    "Tus-Resumable": "1.0.0"}
         if method == "PUT" and "/fragments/" in target:
-            headers["X-Content-SHA256"] = hashlib.sha256(b"x" * 32).hexdigest()
-            body: bytes | None = b"x" * 32
+            body: bytes | None = media_bytes(64)  # a well-formed fragment: only the name may be refused
+            headers["X-Content-SHA256"] = hashlib.sha256(body).hexdigest()
         else:
             body = b"{}" if method in ("POST", "PUT", "PATCH", "DELETE") else None
         reply = stand.request(method, target, headers, body)
@@ -137,7 +138,7 @@ FILENAMES = {
 
 @pytest.mark.parametrize("kind", sorted(FILENAMES))
 def test_tus_metadata_filename_never_becomes_a_path(stand: Stand, kind: str) -> None:
-    data = f"tus {kind} {uuid.uuid4()}".encode() * 10
+    data = media_bytes(400, seed=uuid.uuid4().int)  # new bytes each run: the stand outlives one test
     sha = hashlib.sha256(data).hexdigest()
     meta = tus_metadata(sha256=sha, recording=f"rec-fn-{uuid.uuid4().hex[:8]}", track="cam0", seq="1",
                         kind="media", filename=FILENAMES[kind])

@@ -15,14 +15,16 @@ from review_server.routes.attempt_page import ATTEMPT_MEDIA, ATTEMPT_VIEW
 from review_server.routes.track_file import byte_range, from_first_byte
 from review_server.scores import attempt_outcome
 
+from ..fmp4_bytes import init_bytes, media_bytes
 from .archive_helpers import CPR, add_schedule, checklist, events, link_attempt, post_marks
 from .conftest import World
 
-# Two tracks of fake fragments (the page never decodes them): cam1 lost its second media fragment.
+# Two tracks of fMP4-shaped fragments (the page never decodes them): cam1 lost its second media fragment.
 TRACKS = {
-    "cam0": [(0, b"init0" * 40, None, None), (1, b"a" * 300, 0.0, 2.0), (2, b"b" * 300, 2.0, 4.0),
-             (3, b"c" * 300, 4.0, 6.0)],
-    "cam1": [(0, b"init1" * 40, None, None), (1, b"d" * 300, 0.0, 2.0), (3, b"f" * 300, 4.0, 6.0)],
+    "cam0": [(0, init_bytes(seed=0), None, None), (1, media_bytes(300, seed=1), 0.0, 2.0),
+             (2, media_bytes(300, seed=2), 2.0, 4.0), (3, media_bytes(300, seed=3), 4.0, 6.0)],
+    "cam1": [(0, init_bytes(seed=10), None, None), (1, media_bytes(300, seed=11), 0.0, 2.0),
+             (3, media_bytes(300, seed=13), 4.0, 6.0)],
 }
 CPR_REPORT = {
     "format": "osce-cpr-figures/1",
@@ -172,7 +174,7 @@ async def test_review_link_uses_the_same_page(world: World) -> None:
     assert 'class="mark-point' in text and f'src="{url}/recordings/rec-P1/cam0"' in text
     assert "Ссылка действует до" in text and "Сидорова" not in text
     part = await client.get(f"{url}/recordings/rec-P1/cam0", headers={"Range": "bytes=10-19"})
-    assert part.status == 206 and await part.read() == (b"init0" * 40)[10:20]
+    assert part.status == 206 and await part.read() == TRACKS["cam0"][0][1][10:20]
 
 
 async def test_archive_page_searches_and_links_to_attempts(world: World) -> None:

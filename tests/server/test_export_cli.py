@@ -15,6 +15,7 @@ from review_server.models import AuditEvent
 from review_server.package import verify
 from review_server.storage import LocalStorage
 
+from ..fmp4_bytes import init_bytes, media_bytes
 from .archive_helpers import CPR, add_schedule, checklist, events, link_attempt, post_marks
 from .conftest import World
 
@@ -25,7 +26,7 @@ async def test_cli_export_with_progress_and_absent_media(
     ids = add_schedule(world)
     cl = checklist(CPR)
     client = world.api.client
-    blobs = [bytes([i]) * (300_000 + i) for i in range(3)]
+    blobs = [init_bytes()] + [media_bytes(300_000 + i, seed=i) for i in (1, 2)]
     for seq, data in enumerate(blobs):
         sha = hashlib.sha256(data).hexdigest()
         resp = await client.put(

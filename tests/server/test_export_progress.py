@@ -35,6 +35,7 @@ from review_server.models import AuditEvent
 from review_server.package import MANIFEST, PUBLIC_KEY, SIGNATURE, SUMS, verify
 from review_server.storage import LocalStorage
 
+from ..fmp4_bytes import init_bytes, media_bytes
 from .archive_helpers import CPR, ROOT, add_schedule, checklist, events, link_attempt, post_marks
 from .conftest import Api, World
 
@@ -65,13 +66,13 @@ async def gated(config: ServerConfig) -> AsyncIterator[tuple[World, GatedStorage
 
 
 async def _media_request(world: World, fragments: int, size: int, seed: int) -> tuple[int, int]:
-    """Attempt A1 on S1 with one recording of `fragments` random fragments, marked; an export request selecting
-    it. Returns (request id, media bytes)."""
+    """Attempt A1 on S1 with one recording of an init and `fragments` media fragments (fMP4-shaped, random
+    payload), marked; an export request selecting it. Returns (request id, media bytes)."""
     ids = add_schedule(world)
     rnd = random.Random(seed)
     client, total = world.api.client, 0
-    for seq in range(fragments):
-        data = rnd.randbytes(size + seq)
+    for seq in range(fragments + 1):
+        data = init_bytes(seed=seed) if seq == 0 else media_bytes(size + seq, seed=rnd.getrandbits(32))
         total += len(data)
         resp = await client.put(
             f"/api/recordings/rec-A1/tracks/cam0/fragments/{seq}?attempt_id=A1",
@@ -101,7 +102,7 @@ async def test_progress_while_running_then_download_verifies(gated: tuple[World,
     world, storage = gated
     request_id, media = await _media_request(world, fragments=8, size=256 * 1024, seed=1)
     client, arch = world.api.client, world.headers("archivist")
-    storage.free = 3  # three fragments, then the "disk" stalls
+    storage.free = 4  # the init and three media fragments, then the "disk" stalls
     resp = await client.post(f"/api/export-requests/{request_id}/exports?background=1", headers=arch)
     assert resp.status == 202, await resp.text()
     started = await resp.json()

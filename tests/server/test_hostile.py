@@ -21,6 +21,7 @@ from sqlalchemy import String, Text, func, select
 from review_server.app import CONFIG, STORAGE
 from review_server.models import Attempt, Base, Fragment, MarkEvent, Recording, Station
 
+from ..fmp4_bytes import media_bytes
 from .conftest import World
 
 SQL = "x'); DROP TABLE users; --"
@@ -70,7 +71,7 @@ async def put_fragment(world: World, path: str, data: bytes, sha: str | None = N
 
 @pytest.mark.parametrize("name", TRAVERSALS)
 async def test_path_traversal_in_url_names_is_refused(world: World, name: str) -> None:
-    data = b"payload" * 10
+    data = media_bytes(70)  # a well-formed fragment: only the names are wrong
     for path in (
         f"/api/recordings/{name}/tracks/cam1/fragments/1",
         f"/api/recordings/rec1/tracks/{name}/fragments/1",
@@ -147,7 +148,7 @@ async def test_oversized_fragment_is_413_and_too_many_events_too(world: World) -
 
 
 async def test_wrong_content_hash_is_refused_and_nothing_is_stored(world: World) -> None:
-    data = b"fragment bytes" * 100
+    data = media_bytes(1400)
     wrong = hashlib.sha256(b"other bytes").hexdigest()
     resp = await put_fragment(world, "/api/recordings/rec1/tracks/cam1/fragments/1", data, sha=wrong)
     assert resp.status == 422
@@ -161,7 +162,7 @@ async def test_wrong_content_hash_is_refused_and_nothing_is_stored(world: World)
 
 async def test_truncated_upload_is_refused_and_nothing_is_stored(world: World) -> None:
     server = world.api.client.server
-    data = b"m" * 50_000
+    data = media_bytes(50_000)
     sha = hashlib.sha256(data).hexdigest()
     reader, writer = await asyncio.open_connection(server.host, server.port)
     head = (
@@ -440,11 +441,11 @@ async def test_malformed_forms_are_400(world: World, content_type: str, body: by
 
 
 async def test_conflicting_attempt_is_refused_before_any_byte_is_stored(world: World) -> None:
-    first = b"first" * 10
+    first = media_bytes(64, seed=1)
     assert (
         await put_fragment(world, "/api/recordings/rec1/tracks/cam1/fragments/1?attempt_id=att1", first)
     ).status == 201
-    data = b"second" * 10
+    data = media_bytes(64, seed=2)
     # rec1 belongs to att1: a fragment claiming att2 is refused.
     resp = await put_fragment(world, "/api/recordings/rec1/tracks/cam1/fragments/2?attempt_id=att2", data)
     assert resp.status == 409

@@ -120,16 +120,27 @@ async def test_examiner_corrects_and_finalises_on_the_server(world: World) -> No
     fix |= {"checklist_hash": CHECKLIST, "wall_time": "2026-06-01T10:00:00Z", "seq": 2}
     resp = await client.post("/api/attempts/att1/marks", json=fix, headers=examiner)
     assert resp.status == 200, await resp.text()
-    no_reason = {**fix, "event_id": str(uuid.uuid4()), "reason": None}
-    assert (await client.post("/api/attempts/att1/marks", json=no_reason, headers=examiner)).status == 422
+    # Before the examiner signs, marking from the observation room is ordinary marking: no reason needed.
+    unsigned = {**fix, "event_id": str(uuid.uuid4()), "reason": None, "item": 2, "done": True, "seq": 3}
+    resp = await client.post("/api/attempts/att1/marks", json=unsigned, headers=examiner)
+    assert resp.status == 200 and (await resp.json())["accepted"] == [unsigned["event_id"]], await resp.text()
     final = {"event_id": str(uuid.uuid4()), "checklist_hash": CHECKLIST, "wall_time": "2026-06-01T10:01:00Z"}
-    resp = await client.post("/api/attempts/att1/finalise", json=final | {"seq": 3}, headers=examiner)
+    resp = await client.post("/api/attempts/att1/finalise", json=final | {"seq": 4}, headers=examiner)
     assert resp.status == 200, await resp.text()
-    assert audit_actions(world)[-2:] == [audit.MARK_CORRECTION, audit.FINALISE]
+    # Once signed, a change is a correction and needs a reason.
+    no_reason = {**fix, "event_id": str(uuid.uuid4()), "reason": None, "seq": 5}
+    resp = await client.post("/api/attempts/att1/marks", json=no_reason, headers=examiner)
+    assert resp.status == 422 and (await resp.json())["where"] == "reason", await resp.text()
+    signed_fix = {**fix, "event_id": str(uuid.uuid4()), "done": True, "seq": 5, "reason": "second look"}
+    resp = await client.post("/api/attempts/att1/marks", json=signed_fix, headers=examiner)
+    assert resp.status == 200, await resp.text()
+    assert audit_actions(world)[-3:] == [audit.MARK_CORRECTION, audit.FINALISE, audit.MARK_CORRECTION]
     rows = world.api.run(lambda s: list(s.scalars(select(MarkEvent).order_by(MarkEvent.id))))
-    assert [(r.kind, r.examiner, r.station_id, r.source) for r in rows[1:]] == [
-        ("mark", "examiner", "S1", "user:examiner"),
-        ("finalise", "examiner", "S1", "user:examiner"),
+    assert [(r.kind, r.item, r.reason, r.examiner, r.station_id, r.source) for r in rows[1:]] == [
+        ("mark", 1, "video shows otherwise", "examiner", "S1", "user:examiner"),
+        ("mark", 2, None, "examiner", "S1", "user:examiner"),
+        ("finalise", None, None, "examiner", "S1", "user:examiner"),
+        ("mark", 1, "second look", "examiner", "S1", "user:examiner"),
     ]
     posing = {**fix, "event_id": str(uuid.uuid4()), "examiner": "someone-else"}
     assert (await client.post("/api/attempts/att1/marks", json=posing, headers=examiner)).status == 422

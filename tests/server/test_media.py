@@ -10,6 +10,7 @@ from review_server import audit
 from review_server.app import STORAGE
 from review_server.models import AuditEvent, Fragment, Recording
 
+from ..fmp4_bytes import init_bytes, media_bytes
 from .conftest import World
 
 
@@ -27,12 +28,12 @@ def actions(world: World) -> list[str]:
 
 
 async def test_upload_a_track_view_it_and_download_each_fragment(world: World) -> None:
-    init, media1, media2 = b"ftyp-moov" * 10, b"moof-mdat-1" * 100, b"moof-mdat-2" * 100
+    init, media1, media2 = init_bytes(), media_bytes(1100, seed=1), media_bytes(1100, seed=2)
     resp = await upload(world, init, seq=0, attempt_id="att1")
     assert resp.status == 201 and (await resp.json())["stored"] is True
     assert (await upload(world, media1, seq=1, start="0", end="2.0")).status == 201
     assert (await upload(world, media2, seq=2, start="2.0", end="4.0")).status == 201
-    assert (await upload(world, b"audio-init", track="mic", seq=0)).status == 201
+    assert (await upload(world, init_bytes(seed=3), track="mic", seq=0)).status == 201
     storage = world.api.app[STORAGE]
     assert storage.get(hashlib.sha256(media1).hexdigest()) == media1
 
@@ -53,17 +54,17 @@ async def test_upload_a_track_view_it_and_download_each_fragment(world: World) -
 
 
 async def test_resending_the_same_fragment_is_a_no_op_and_other_bytes_conflict(world: World) -> None:
-    assert (await upload(world, b"one" * 50)).status == 201
-    again = await upload(world, b"one" * 50)
+    assert (await upload(world, media_bytes(150, seed=1))).status == 201
+    again = await upload(world, media_bytes(150, seed=1))
     assert again.status == 200 and (await again.json())["stored"] is False
-    other = await upload(world, b"two" * 50)
+    other = await upload(world, media_bytes(150, seed=2))
     assert other.status == 409
     assert world.api.run(lambda s: s.scalar(select(func.count()).select_from(Fragment))) == 1
 
 
 async def test_a_station_cannot_write_into_another_stations_recording(world: World) -> None:
-    assert (await upload(world, b"mine" * 10)).status == 201
-    data = b"theirs" * 10
+    assert (await upload(world, media_bytes(64, seed=1))).status == 201
+    data = media_bytes(64, seed=2)
     headers = {
         "Authorization": f"Bearer {world.other_station_token}",
         "X-Content-SHA256": hashlib.sha256(data).hexdigest(),
@@ -74,8 +75,8 @@ async def test_a_station_cannot_write_into_another_stations_recording(world: Wor
 
 
 async def test_examiners_see_only_recordings_of_their_stations(world: World) -> None:
-    assert (await upload(world, b"s1" * 10)).status == 201
-    data = b"s2" * 10
+    assert (await upload(world, media_bytes(64, seed=1))).status == 201
+    data = media_bytes(64, seed=2)
     headers = {
         "Authorization": f"Bearer {world.other_station_token}",
         "X-Content-SHA256": hashlib.sha256(data).hexdigest(),
@@ -90,7 +91,7 @@ async def test_examiners_see_only_recordings_of_their_stations(world: World) -> 
 
 
 async def test_retention_deletes_rows_and_unshared_media_with_an_audit_record(world: World) -> None:
-    shared, own = b"same bytes" * 10, b"only here" * 10
+    shared, own = media_bytes(100, seed=1), media_bytes(100, seed=2)
     assert (await upload(world, shared, key="recA", seq=1)).status == 201
     assert (await upload(world, shared, key="recB", seq=1)).status == 201
     assert (await upload(world, own, key="recA", seq=2)).status == 201

@@ -15,6 +15,7 @@ from review_server.config import ServerConfig
 from review_server.models import AuditEvent, Recording
 from review_server.storage import LocalStorage
 
+from ..fmp4_bytes import init_bytes, media_bytes
 from .archive_helpers import add_schedule, link_attempt
 from .conftest import World
 
@@ -37,9 +38,9 @@ async def test_retention_run_respects_policy_and_holds(
     world: World, config: ServerConfig, tmp_path: Path, capsys
 ) -> None:  # type: ignore[no-untyped-def]
     ids = add_schedule(world)
-    shared = b"shared-init" * 100
-    r1 = await _upload(world, "rec-R1", "R1", [shared, b"r1-media" * 100])
-    r2 = await _upload(world, "rec-R2", "R2", [b"r2-init" * 100, b"r2-media" * 100])
+    shared = init_bytes(seed=1)
+    r1 = await _upload(world, "rec-R1", "R1", [shared, media_bytes(800, seed=1)])
+    r2 = await _upload(world, "rec-R2", "R2", [init_bytes(seed=2), media_bytes(800, seed=2)])
     await _upload(world, "rec-R3", "R3", [shared])  # not scheduled: its period runs from today
     link_attempt(world, "R1", "2611001", ids, "CPR")
     link_attempt(world, "R2", "2611002", ids, "CPR")
@@ -98,7 +99,7 @@ async def test_retention_run_respects_policy_and_holds(
 
 async def test_selecting_for_a_request_holds_the_attempt(world: World) -> None:
     ids = add_schedule(world)
-    await _upload(world, "rec-H1", "H1", [b"h1" * 100])
+    await _upload(world, "rec-H1", "H1", [init_bytes(seed=5)])
     link_attempt(world, "H1", "2611005", ids, "CPR")
     client, arch = world.api.client, world.headers("archivist")
     req = await (

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from review_server.models import AuditEvent, ReviewLink
 
+from ..fmp4_bytes import init_bytes, media_bytes
 from .archive_helpers import (
     CPR,
     add_schedule,
@@ -29,7 +30,7 @@ async def test_review_link_shows_video_and_marks_until_it_expires(world: World) 
     ids = add_schedule(world)
     cl = checklist(CPR)
     client = world.api.client
-    blobs = [b"init" * 50, b"media-1" * 50, b"media-2" * 50]
+    blobs = [init_bytes(), media_bytes(350, seed=1), media_bytes(350, seed=2)]
     for seq, data in enumerate(blobs):
         resp = await client.put(
             f"/api/recordings/rec-V1/tracks/cam0/fragments/{seq}?attempt_id=V1",

@@ -164,6 +164,7 @@ async def test_the_app_stores_and_serves_fragments_through_s3(config: ServerConf
 
     from review_server.app import create_app
 
+    from ..fmp4_bytes import media_bytes
     from .conftest import Api, World
 
     store = S3Storage(
@@ -172,7 +173,7 @@ async def test_the_app_stores_and_serves_fragments_through_s3(config: ServerConf
     app = create_app(config, storage=store)
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         world = World(Api(client, app))
-        data = b"s3 fragment" * 100
+        data = media_bytes(1100)
         headers = {**world.headers("station"), "X-Content-SHA256": sha(data)}
         resp = await client.put("/api/recordings/r1/tracks/cam1/fragments/1", data=data, headers=headers)
         assert resp.status == 201

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import hashlib
 import json
-import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from review_server.migrations import upgrade
 from review_server.models import Fragment, Recording, Station
 from review_server.storage import LocalStorage
 from review_server.tus import STORED_HEADER, TUS_DIR, add_tus_routes, expire_uploads
+from tests.fmp4_bytes import init_bytes, media_bytes
 
 CHEAP_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_kib": 8, "argon2_parallelism": 1}
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -123,7 +123,7 @@ async def test_options_advertises_the_protocol(env: Env) -> None:
 
 
 async def test_create_upload_in_chunks_store_and_record(env: Env) -> None:
-    data = os.urandom(300_000)
+    data = media_bytes(300_000, seed=1)
     sha = hashlib.sha256(data).hexdigest()
     r = await create(env, data)
     assert r.status == 201, await r.text()
@@ -150,24 +150,28 @@ async def test_create_upload_in_chunks_store_and_record(env: Env) -> None:
 
 
 async def test_known_hash_is_already_complete_at_creation(env: Env) -> None:
-    data = os.urandom(5000)
+    data = init_bytes(seed=1)
     sha = hashlib.sha256(data).hexdigest()
     r = await create(env, data, track="cam0", seq=0)
     await patch(env, r.headers["Location"], 0, data)
     r = await create(env, data, track="cam1", seq=0)  # the same init file on a second camera
     assert r.status == 201
-    assert r.headers["Upload-Offset"] == "5000" and r.headers[STORED_HEADER] == sha
+    assert r.headers["Upload-Offset"] == str(len(data)) and r.headers[STORED_HEADER] == sha
     r = await create(env, data, track="cam1", seq=0)  # and a re-run: still complete, still one row each
     assert r.headers[STORED_HEADER] == sha
     assert fragment_rows(env) == [("rec1", "cam0", 0, sha), ("rec1", "cam1", 0, sha)]
+    # Bytes held already are still checked for the place they are offered for: an init is no media fragment.
+    r = await create(env, data, track="cam2", seq=1)
+    assert r.status == 422 and "not an fMP4 media fragment" in (await r.json())["error"]
+    assert ("rec1", "cam2", 1, sha) not in fragment_rows(env)
     # The same place with other bytes conflicts before any byte is sent.
-    other = os.urandom(5000)
+    other = init_bytes(seed=2)
     r = await create(env, other, track="cam1", seq=0)
     assert r.status == 409
 
 
 async def test_interrupted_patch_resumes_from_the_offset(env: Env) -> None:
-    data = os.urandom(200_000)
+    data = media_bytes(200_000, seed=2)
     r = await create(env, data)
     loc = r.headers["Location"]
     host, port = URL(env.url).host, URL(env.url).port
@@ -209,7 +213,7 @@ async def test_interrupted_patch_resumes_from_the_offset(env: Env) -> None:
 
 
 async def test_checksum_mismatch_is_460_and_appends_nothing(env: Env) -> None:
-    data = os.urandom(50_000)
+    data = media_bytes(50_000, seed=3)
     loc = (await create(env, data)).headers["Location"]
     assert (await patch(env, loc, 0, data[:20_000])).status == 204
     r = await patch(env, loc, 20_000, data[20_000:40_000], checksum=b"something else")
@@ -227,7 +231,7 @@ async def test_checksum_mismatch_is_460_and_appends_nothing(env: Env) -> None:
 
 
 async def test_wrong_final_hash_is_refused_and_nothing_stored(env: Env) -> None:
-    data = os.urandom(40_000)
+    data = media_bytes(40_000, seed=4)
     claimed = hashlib.sha256(b"not these bytes").hexdigest()
     loc = (await create(env, data, sha=claimed)).headers["Location"]
     assert (await patch(env, loc, 0, data[:30_000])).status == 204
@@ -242,7 +246,7 @@ async def test_wrong_final_hash_is_refused_and_nothing_stored(env: Env) -> None:
 
 
 async def test_termination(env: Env) -> None:
-    data = os.urandom(30_000)
+    data = media_bytes(30_000, seed=5)
     loc = (await create(env, data)).headers["Location"]
     await patch(env, loc, 0, data[:10_000])
     assert (await env.http.delete(env.url + loc, headers=env.h(env.other_token))).status == 404  # not theirs
@@ -256,7 +260,7 @@ async def test_termination(env: Env) -> None:
 
 async def test_unknown_and_foreign_ids_are_404(env: Env) -> None:
     assert (await head(env, "/api/tus/" + "0" * 32)).status == 404
-    data = os.urandom(1000)
+    data = media_bytes(1000, seed=6)
     loc = (await create(env, data)).headers["Location"]
     assert (await head(env, loc, env.other_token)).status == 404  # another station's upload
     r = await env.http.patch(
@@ -284,7 +288,7 @@ async def test_traversal_looking_ids_are_refused(env: Env, bad_id: str) -> None:
 
 
 async def test_unauthenticated_is_401(env: Env) -> None:
-    data = os.urandom(100)
+    data = media_bytes(100, seed=7)
     loc = (await create(env, data)).headers["Location"]
     for token_header in ({}, {"Authorization": "Bearer osce-st-not-a-token"}):
         hdrs = {**TUS, **token_header, "Upload-Length": "100", "Upload-Metadata": metadata(data)}
@@ -298,7 +302,7 @@ async def test_unauthenticated_is_401(env: Env) -> None:
 
 
 async def test_creation_refusals(env: Env) -> None:
-    data = os.urandom(100)
+    data = media_bytes(100, seed=8)
     ok = {"Upload-Length": "100", "Upload-Metadata": metadata(data)}
     assert (await env.http.post(env.url + "/api/tus", headers={**env.h(), **ok, "Tus-Resumable": "0.2"})).status == 412
     assert (await env.http.post(env.url + "/api/tus", headers=env.h(**{**ok, "Upload-Length": "x"}))).status == 400
@@ -316,7 +320,7 @@ async def test_tuspy_interoperates(env: Env, tmp_path: Path) -> None:
     class Sha256Uploader(Uploader):
         CHECKSUM_ALGORITHM_PAIR = ("sha256", hashlib.sha256)
 
-    data = os.urandom(700_000)
+    data = media_bytes(700_000, seed=9)
     sha = hashlib.sha256(data).hexdigest()
     path = tmp_path / "000007.m4s"
     path.write_bytes(data)
@@ -334,7 +338,7 @@ async def test_tuspy_interoperates(env: Env, tmp_path: Path) -> None:
 
 
 async def test_state_survives_a_new_server_and_head_finishes_a_complete_upload(env: Env, tmp_path: Path) -> None:
-    data = os.urandom(90_000)
+    data = media_bytes(90_000, seed=10)
     sha = hashlib.sha256(data).hexdigest()
     loc = (await create(env, data)).headers["Location"]
     assert (await patch(env, loc, 0, data[:40_000])).status == 204
@@ -361,7 +365,7 @@ async def test_state_survives_a_new_server_and_head_finishes_a_complete_upload(e
 async def test_after_a_restart_the_whole_file_is_hashed_again(env: Env) -> None:
     """The running hash lives in memory only: a new server process hashes the part file at the end, so bytes
     damaged on disk meanwhile (or left unverified by a crash) are refused (422), never stored."""
-    data = os.urandom(60_000)
+    data = media_bytes(60_000, seed=11)
     loc = (await create(env, data)).headers["Location"]
     assert (await patch(env, loc, 0, data[:30_000])).status == 204
     part = env.app[TUS_DIR] / (loc.rsplit("/", 1)[1] + ".part")
@@ -376,7 +380,7 @@ async def test_after_a_restart_the_whole_file_is_hashed_again(env: Env) -> None:
     try:
         env2 = Env(str(server2.make_url("")).rstrip("/"), env.token, env.other_token, app2, env.http)
         r = await patch(env2, loc, 30_000, data[30_000:])
-        assert r.status == 422
+        assert r.status == 422 and "SHA-256" in (await r.json())["error"]  # the damaged byte is in the mdat
         assert not app2[STORAGE].exists(hashlib.sha256(data).hexdigest())
         assert fragment_rows(env2) == []
     finally:
@@ -384,7 +388,7 @@ async def test_after_a_restart_the_whole_file_is_hashed_again(env: Env) -> None:
 
 
 async def test_old_uploads_expire_at_startup(env: Env) -> None:
-    data = os.urandom(1000)
+    data = media_bytes(1000, seed=12)
     old = (await create(env, data)).headers["Location"]
     await patch(env, old, 0, data[:500])
     fresh = (await create(env, data, seq=2)).headers["Location"]
