@@ -539,14 +539,14 @@ def summarize(run: RunResult, duration: float) -> dict[str, Any]:
 
 
 def overflow_pause(stream: Stream) -> float:
-    """How long a frozen viewer (joined START_S before the stations) takes to overflow the server's queue for it:
-    the socket buffers below the queue (aiohttp's writer limit + the kernel's doubled SO_SNDBUF), then the queue's
-    messages; plus a margin."""
-    from review_server.live import LiveHub
+    """How long a frozen viewer (joined START_S before the stations) takes to be moved to the live edge: the
+    socket buffers below the queue (aiohttp's writer limit + the kernel's doubled SO_SNDBUF), then the queue's
+    age limit (or its length, whichever comes first); plus a margin."""
+    from review_server.live import MAX_LAG_S, LiveHub
 
     hub = LiveHub()
     rate = len(stream.chunks) / stream.period_s
-    return START_S + 3 * hub.viewer_sndbuf / stream.bytes_per_s + hub.viewer_queue / rate + 2.0
+    return START_S + 3 * hub.viewer_sndbuf / stream.bytes_per_s + min(MAX_LAG_S, hub.viewer_queue / rate) + 2.0
 
 
 # --- main --------------------------------------------------------------------------------------------------

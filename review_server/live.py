@@ -20,9 +20,10 @@ recording, warnings (``{"code", "text"}`` or plain strings), attempt_id and chec
 and on the CPR station ``cpr`` ``{"rate_per_min", "compressions", "ccf", "confidence", "estimate"}``.
 
 Back-pressure: every viewer has a bounded queue; a publisher's message is offered to each viewer without
-waiting. A viewer whose queue is full loses what is queued and resumes at the next key frame (nothing
-stale is sent), so a slow viewer never slows the station or the other viewers. Viewer sockets get a small
-kernel send buffer so that "full" happens seconds, not megabytes, behind the live edge.
+waiting. A viewer whose oldest queued message has waited more than MAX_LAG_S (or whose queue is full) loses
+what is queued and resumes at the next key frame (nothing stale is sent), so a slow viewer never slows the
+station or the other viewers. Viewer sockets get small writer and kernel buffers (64 KiB, doubled by the
+kernel), so that at most a couple of seconds sit below the queue at a low-bitrate stream.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 LIVE_TOKEN_TTL_S = 3600
 HLS_WINDOW = 6
 MAX_MESSAGE = 16 * 1024 * 1024
+MAX_LAG_S = 2.0  # a viewer whose oldest queued chunk waited longer than this is moved to the live edge
 # What a station's meta may tell the grid (anything else is dropped): the attempt and its checklist version
 # (for marking beside the picture), phase and seconds left, health warnings, and the CPR estimate if any.
 META_KEYS = ("station_name", "candidate", "recording", "warnings", "attempt_id", "checklist_hash", "phase",
@@ -70,24 +72,32 @@ META_KEYS = ("station_name", "candidate", "recording", "warnings", "attempt_id",
 
 
 class Viewer:
-    """One viewer's bounded queue of encoded messages."""
+    """One viewer's bounded queue of encoded messages: a viewer more than max_lag_s (or max_messages) behind
+    loses what is queued and resumes at the next key frame."""
 
-    def __init__(self, max_messages: int) -> None:
-        self.queue: deque[tuple[bytes, bytes]] = deque()
-        self.max_messages = max_messages
+    def __init__(self, max_messages: int, max_lag_s: float = MAX_LAG_S) -> None:
+        self.queue: deque[tuple[bytes, bytes, float]] = deque()  # (kind, message, queued at)
+        self.max_messages, self.max_lag_s = max_messages, max_lag_s
         self.need_key = False
         self.dropped = 0
         self.skips = 0  # times moved to the live edge
         self.ready = asyncio.Event()
 
+    def _behind(self, now: float) -> bool:
+        if len(self.queue) >= self.max_messages:
+            return True
+        oldest = next((m for m in self.queue if m[0] != INIT), None)  # an init, if any, is only at the front
+        return oldest is not None and now - oldest[2] > self.max_lag_s
+
     def offer(self, kind: bytes, message: bytes) -> None:
+        now = time.monotonic()
         if kind == INIT:
             self.queue.clear()
             self.need_key = False
         elif self.need_key and kind != KEY:
             self.dropped += 1
             return
-        elif len(self.queue) >= self.max_messages:
+        elif self._behind(now):
             kept = [m for m in self.queue if m[0] == INIT]
             self.dropped += len(self.queue) - len(kept)
             self.queue = deque(kept)
@@ -97,7 +107,7 @@ class Viewer:
                 self.dropped += 1
                 return
         self.need_key = False
-        self.queue.append((kind, message))
+        self.queue.append((kind, message, now))
         self.ready.set()
 
     async def pump(self, ws: web.WebSocketResponse) -> None:
@@ -106,7 +116,7 @@ class Viewer:
                 self.ready.clear()
                 await self.ready.wait()
                 continue
-            _, message = self.queue.popleft()
+            _, message, _ = self.queue.popleft()
             await ws.send_bytes(message)
 
 
@@ -178,7 +188,7 @@ class Channel:
 
 
 class LiveHub:
-    def __init__(self, viewer_queue: int = 400, viewer_sndbuf: int = 128 * 1024) -> None:
+    def __init__(self, viewer_queue: int = 400, viewer_sndbuf: int = 64 * 1024) -> None:
         self.channels: dict[tuple[str, str], Channel] = {}
         self.viewer_queue = viewer_queue
         self.viewer_sndbuf = viewer_sndbuf

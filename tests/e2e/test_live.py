@@ -254,10 +254,23 @@ def test_viewer_queue_overflow_resumes_at_the_next_key_frame() -> None:
     for i in range(5):
         viewer.offer(b"C" if i else b"K", f"c{i}".encode())
     # Full at c3: what was queued (but the init) is dropped; nothing until a key frame.
-    assert [m for _, m in viewer.queue] == [b"init"] and viewer.skips == 1 and viewer.need_key
+    assert [m for _, m, _ in viewer.queue] == [b"init"] and viewer.skips == 1 and viewer.need_key
     viewer.offer(b"K", b"k5")
     viewer.offer(b"C", b"c6")
-    assert [m for _, m in viewer.queue] == [b"init", b"k5", b"c6"]
+    assert [m for _, m, _ in viewer.queue] == [b"init", b"k5", b"c6"]
+
+
+def test_a_viewer_more_than_max_lag_behind_resumes_at_the_next_key_frame() -> None:
+    viewer = Viewer(max_messages=1000, max_lag_s=0.2)
+    viewer.offer(b"I", b"init")
+    viewer.offer(b"K", b"k0")
+    viewer.offer(b"C", b"c1")
+    assert viewer.skips == 0  # fresh: kept however many there are
+    time.sleep(0.3)  # nobody took them: the oldest waited longer than max_lag_s
+    viewer.offer(b"C", b"c2")
+    assert [m for _, m, _ in viewer.queue] == [b"init"] and viewer.skips == 1 and viewer.need_key
+    viewer.offer(b"K", b"k3")
+    assert [m for _, m, _ in viewer.queue] == [b"init", b"k3"]
 
 
 def test_publisher_feed_drops_to_the_next_key_frame_when_the_server_is_slow() -> None:

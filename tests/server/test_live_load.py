@@ -1,6 +1,6 @@
-"""The live fan-out under a reduced load (bench/bench_live_load.py, ~30 s): a real `osce server run`, 3 stations
-replaying a real recorded live stream, 2 observers per station, and one viewer that freezes (reads nothing) long
-enough to overflow its server-side queue and then reads again.
+"""The live fan-out under a reduced load (bench/bench_live_load.py; ~30 s quiet, ~65 s on a loaded box): a real
+`osce server run`, 3 stations replaying a real recorded live stream, 2 observers per station, and one viewer that
+freezes (reads nothing) long enough to overflow its server-side queue and then reads again.
 
 Checked: every normal viewer got every chunk sent in the window with no gap over 1 s, the frozen viewer's
 station-mates were not delayed, and the frozen viewer was moved to the live edge (a jump in its chunk sequence,
@@ -48,5 +48,5 @@ def test_live_load_reduced(tmp_path: Path) -> None:
     slow = ours["slow"]
     assert slow["skips"] >= 1, slow  # moved to the live edge ...
     assert slow["received"] < slow["expected"], slow  # ... so it did not get the whole backlog
-    assert slow["max_ms"] > 5000, slow  # it really was far behind before the skip
+    assert slow["max_ms"] > 1500, slow  # it really was behind before the skip (MAX_LAG_S plus the socket buffers)
     assert slow["end_lag_ms"] < 1000, slow  # and its last chunk is fresh: it is back at the live edge
