@@ -38,10 +38,8 @@ def bare_decode(folder: Path) -> int:
     return frames
 
 
-def main() -> None:
-    args = parse_args(__doc__.splitlines()[0])
-    seconds = 20.0 if args.quick else 60.0
-    folder = workdir(args, "cpr") / "rec"
+def synthetic_cpr_recording(folder: Path, seconds: float) -> None:
+    """Compressions at RATE/min in three cycles with pauses, recorded once into folder (kept between runs)."""
     third = seconds / 3
     chest = SyntheticChest(size=SIZE, fps=FPS, duration=seconds, rate=RATE, noise=3.0,
                            cycles=SyntheticChest.schedule(RATE, [(2.0, third), (third + 3, 2 * third),
@@ -49,6 +47,13 @@ def main() -> None:
     if not (folder / "manifest.jsonl").exists():
         log(f"writing {seconds:.0f} s of {SIZE[0]}x{SIZE[1]}p{FPS:.0f} synthetic CPR to {folder}")
         chest.record(folder)
+
+
+def main() -> None:
+    args = parse_args(__doc__.splitlines()[0])
+    seconds = 20.0 if args.quick else 60.0
+    folder = workdir(args, "cpr") / "rec"
+    synthetic_cpr_recording(folder, seconds)
     rows, decode_wall, decode_cpu, wall, cpu = [], [], [], [], []
     result: dict = {}
     for i in range(args.repeats):

@@ -22,16 +22,14 @@ from types import SimpleNamespace
 
 import av
 import numpy as np
+from bench_cpr import FPS, RATE, SIZE, synthetic_cpr_recording
 from common import ProcessCPU, log, median, parse_args, report, workdir
 
-from media.cpr.motion import CellMotion, SyntheticChest
+from media.cpr.motion import CellMotion
 from media.fragments import ChainedReader
 from media.manifest import read_manifest
 from station_agent.cpr_live import LiveCpr, rolling_figures
 
-SIZE = (1280, 720)
-FPS = 25.0
-RATE = 110
 PUBLISH_PER_MIN = 30  # every 2 s: the rate of the last seconds
 WHOLE_PER_MIN = 6  # every 10 s: count and fraction of the whole attempt so far
 
@@ -89,13 +87,7 @@ def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
     seconds = 20.0 if args.quick else 60.0
     folder = workdir(args, "cpr-live") / "rec"
-    third = seconds / 3
-    chest = SyntheticChest(size=SIZE, fps=FPS, duration=seconds, rate=RATE, noise=3.0,
-                           cycles=SyntheticChest.schedule(RATE, [(2.0, third), (third + 3, 2 * third),
-                                                                 (2 * third + 4, seconds)]))
-    if not (folder / "manifest.jsonl").exists():
-        log(f"writing {seconds:.0f} s of {SIZE[0]}x{SIZE[1]}p{FPS:.0f} synthetic CPR to {folder}")
-        chest.record(folder)
+    synthetic_cpr_recording(folder, seconds)
     per_min = 60.0 / seconds
     decode_cpu, live10, live25, frames10 = [], [], [], 0
     live = None

@@ -60,7 +60,8 @@ async def one(root: Path, n: int, viewers: int, window_s: float) -> dict[str, fl
         if not run.done():
             run.cancel()
         for st in day.stations:
-            await st.proxy.cut()
+            if st.proxy.server is not None:
+                await st.proxy.cut()
         day.stop_all()
     dropped = 0
     for st in day.stations:

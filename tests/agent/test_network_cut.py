@@ -31,12 +31,13 @@ CHUNK = 16 * 1024
 
 
 class CutProxy:
-    """A TCP proxy on loopback that forwards at a limited rate and can be cut (everything reset, port closed)."""
+    """A TCP proxy on loopback that forwards (at a limited rate, if given) and can be cut (everything reset, port
+    closed) and restored on the same port. Also the exam-day simulation's proxy between each agent and the server."""
 
-    def __init__(self, upstream_port: int, rate_bps: float) -> None:
+    def __init__(self, upstream_port: int, rate_bps: float | None = None, port: int = 0) -> None:
         self.upstream_port = upstream_port
         self.rate = rate_bps
-        self.port = 0
+        self.port = port
         self.server: asyncio.Server | None = None
         self.writers: set[asyncio.StreamWriter] = set()
         self.in_flight = 0  # upstream pipes currently holding data they have not forwarded yet
@@ -67,7 +68,7 @@ class CutProxy:
                 try:
                     writer.write(data)
                     await writer.drain()
-                    if upstream:
+                    if upstream and self.rate:
                         await asyncio.sleep(len(data) / self.rate)
                 finally:
                     if upstream:

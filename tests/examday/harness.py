@@ -36,6 +36,7 @@ from sqlalchemy import func, select
 from checklists.loader import load_checklist
 from checklists.scoring import score
 from media.manifest import MANIFEST_NAME, read_manifest
+from tests.agent.test_network_cut import CutProxy
 
 ROOT = Path(__file__).resolve().parents[2]
 OSCE = [sys.executable, "-m", "osce_cli"]
@@ -103,59 +104,13 @@ class Fault:
     into_s: float = 0.0  # seconds into the attempt (the synthetic sources count from their opening)
 
 
-class Proxy:
-    """A loopback TCP proxy between one agent and the server that can be cut (connections reset, port
-    closed) and restored; a real network cut as the agent sees it."""
-
-    def __init__(self, upstream: int) -> None:
-        self.upstream, self.port = upstream, free_port()
-        self.server: asyncio.Server | None = None
-        self.writers: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, reuse_address=True)
-
-    async def _handle(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        try:
-            ur, uw = await asyncio.open_connection("127.0.0.1", self.upstream)
-        except OSError:
-            w.transport.abort()
-            return
-        self.writers |= {w, uw}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError, ConnectionError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.transport.abort() if src.at_eof() is False else dst.close()
-
-        try:
-            await asyncio.gather(pipe(r, uw), pipe(ur, w))
-        except asyncio.CancelledError:
-            pass  # the harness is closing down
-        finally:
-            self.writers -= {w, uw}
-
-    async def cut(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            for w in list(self.writers):
-                w.transport.abort()
-            await self.server.wait_closed()
-            self.server = None
-
-    async def restore(self) -> None:
-        await self.start()
-
-
 @dataclass
 class Station:
     index: int
     code: str
     folder: Path
     token: str
-    proxy: Proxy
+    proxy: CutProxy
     http_port: int
     marking_port: int
     disk_mount: Path | None = None
@@ -223,7 +178,7 @@ class ExamDay:
             folder.mkdir(parents=True, exist_ok=True)
             token = self.osce("server", "station", "add", code, "--name", f"Станция {i + 1}",
                               "--config", str(self.cfg)).strip().splitlines()[-1]
-            st = Station(i, code, folder, token, Proxy(self.port), free_port(), free_port())
+            st = Station(i, code, folder, token, CutProxy(self.port, port=free_port()), free_port(), free_port())
             self.stations.append(st)
         # Stations form circuits of three (one per task); a circuit's candidates rotate through its stations,
         # so that each candidate does each task once (a second attempt at a task would be a re-take).
@@ -716,7 +671,8 @@ async def simulate(root: Path, plan: Plan) -> dict[str, Any]:
         return result
     finally:
         for st in day.stations:
-            await st.proxy.cut()
+            if st.proxy.server is not None:
+                await st.proxy.cut()
         day.stop_all()
 
 
