@@ -4,6 +4,7 @@ Media: random bytes in fragment-sized files (0.25–2 MiB, as 2 s fMP4 fragments
 as recordings (two tracks per attempt) in a SQLite database and stored in LocalStorage, then selected by one
 export request. Random bytes are not video: this measures the package writer (read from media storage, SHA-256
 per file, CRC-32 and ZIP framing, SHA-256 of the whole package, write, fsync), not anything about the media.
+The first package of a run is checked (not timed) by `osce verify` and by Info-ZIP's `unzip -t`.
 
 - export: `review_server.export.run_export` in a child process (gather, write the ZIP, fsync, record, audit);
   its peak memory is the child's VmHWM over the export alone (reset through /proc/self/clear_refs first);
@@ -24,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -60,6 +62,7 @@ def generate(root: Path, size: int) -> dict[str, Any]:
         meta = json.loads(meta_file.read_text())
         if meta["target"] == size:
             log(f"reusing {meta['bytes'] / 1e9:.2f} GB of media in {root}")
+            upgrade(meta["db_url"])  # the schema may have moved on since it was generated
             return meta
         raise SystemExit(f"{root} holds media for another size; use another --workdir")
     server = root / "server"
@@ -198,9 +201,10 @@ def main() -> None:
             from review_server.package import verify
 
             rep = verify(zip_path)
-            verified = rep.ok
-            if not rep.ok:
-                log(f"package does not verify: {rep.problems[:3]}")
+            unzip = subprocess.run(["unzip", "-tqq", str(zip_path)], capture_output=True, text=True)
+            verified = rep.ok and unzip.returncode == 0  # and Info-ZIP reads it: every CRC-32, ZIP64 offsets
+            if not verified:
+                log(f"package does not verify: {rep.problems[:3]} unzip: {unzip.stdout[-300:]}")
         zip_path.unlink()
         for extra in exports.glob(e["package"]["file_name"] + ".*"):
             extra.unlink()

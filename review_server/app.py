@@ -6,15 +6,18 @@ Middlewares, outermost first:
   (the fragment upload streams and checks its own, larger limit);
 - auth: finds who is asking (station bearer token or session cookie), enforces the permission the
   route declared with roles.requires (a route that declares none is refused: fail closed), and checks
-  the CSRF token on every state-changing request made with a session cookie.
+  the CSRF token on every state-changing request made with a session cookie;
+- body deadline: a request body is read whole within body_timeout_s before the handler runs, else 408
+  (a client trickling its body would otherwise hold the connection for ever).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -58,10 +61,27 @@ def error_response(status: int, error: str, where: str | None = None, **extra: A
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
+@contextlib.asynccontextmanager
+async def body_deadline(request: web.Request) -> AsyncIterator[None]:
+    """Reads of the request body inside must finish within body_timeout_s, else 408. The one way bodies are
+    read: whole bodies by body_deadline_middleware and read_form, each chunk of the streaming fragment PUT
+    (routes/media.py). Not used by the tus receiver (tus.py has its own per-chunk READ_TIMEOUT_S) nor the
+    live publisher (a WebSocket, long-lived by design, with its heartbeat)."""
+    seconds = request.app[CONFIG].body_timeout_s
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError:
+        raise ApiError(408, f"the request body did not arrive within {seconds} s", "body") from None
+
+
 async def read_form(request: web.Request) -> dict[str, str]:
     """The text fields of a form body, or a 400 saying it is malformed (file parts are ignored)."""
     try:
-        form = await request.post()
+        async with body_deadline(request):
+            form = await request.post()  # cached by aiohttp: the handler's read_form gets the same
+    except ApiError:
+        raise  # 408
     except web.HTTPException:
         raise  # 413 from client_max_size
     except Exception as exc:  # aiohttp raises assorted errors on a broken multipart or urlencoded body
@@ -84,7 +104,10 @@ async def error_middleware(request: web.Request, handler):  # type: ignore[no-un
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.error, exc.where, **exc.extra)
+        resp = error_response(exc.status, exc.error, exc.where, **exc.extra)
+        if exc.status == 408:
+            resp.force_close()  # the rest of that body may still be on its way: no next request on this connection
+        return resp
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -143,6 +166,19 @@ async def auth_middleware(request: web.Request, handler):  # type: ignore[no-unt
     return await handler(request)
 
 
+@web.middleware
+async def body_deadline_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    """Read the (size-limited) body whole within body_timeout_s; the handler's read_json, request.read() and
+    read_form then get aiohttp's cached copy. Streaming bodies (tus, fragment PUT) are read by their handler."""
+    if request.body_exists and not getattr(_route_handler(request), "osce_streaming_body", False):
+        if request.content_type in FORM_TYPES:
+            await read_form(request)  # request.post() consumes multipart from the stream, so not read() here
+        else:
+            async with body_deadline(request):
+                await request.read()
+    return await handler(request)
+
+
 async def _identify(request: web.Request) -> auth.Identity:
     header = request.headers.get("Authorization")
     if header is not None:
@@ -166,7 +202,7 @@ def create_app(config: ServerConfig, storage: MediaStorage | None = None) -> web
     from .routes import setup_routes
 
     app = web.Application(
-        middlewares=[error_middleware, body_limit_middleware, auth_middleware],
+        middlewares=[error_middleware, body_limit_middleware, auth_middleware, body_deadline_middleware],
         client_max_size=config.max_json_bytes,
     )
     auth.configure_passwords(config.argon2_time_cost, config.argon2_memory_kib, config.argon2_parallelism)

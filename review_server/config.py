@@ -11,6 +11,7 @@ Example `server.toml` (every key optional):
     insecure_cookies = false                               # true only for plain-http demo on localhost
     argon2_time_cost = 3                                   # Argon2id cost; lower only in tests
     idle_timeout_s = 30                                    # close a connection silent or mid-header this long
+    body_timeout_s = 30                                    # 408 for a request body not received in this long
 
 Secrets never live in this file: the database password may come from OSCE_DATABASE_URL, S3 keys from
 OSCE_S3_ACCESS_KEY_ID / OSCE_S3_SECRET_ACCESS_KEY or from `s3_credentials_file`.
@@ -54,6 +55,10 @@ class ServerConfig:
     # A connection that has not sent a whole request head within this many seconds (slowloris), or sits idle
     # between requests this long, is closed; a request being handled is not cut (aiohttp's keep-alive timer).
     idle_timeout_s: int = 30
+    # A request body must arrive whole within this many seconds (app.body_deadline), else 408: a client sending
+    # it a byte at a time would otherwise hold its connection and handler for ever. The fragment PUT applies it
+    # to each chunk; tus.py has its own per-chunk timeout; the live publisher's WebSocket is long-lived by design.
+    body_timeout_s: int = 30
     # Argon2id cost (argon2-cffi's RFC 9106 low-memory defaults). Lower them ONLY in tests, where hashing
     # every test user with 64 MiB would take minutes; a production config should keep or raise them.
     argon2_time_cost: int = 3

@@ -53,9 +53,10 @@ from .models import (
     Station,
     Task,
 )
-from .package import PackageWriter, ThreadedHashingWriter
+from .package import PackageSink, PackageWriter
 from .scores import Outcome, attempt_outcome, wire
 from .signing import data_dir, load_or_create
+from .station_health import events_between
 from .storage import MediaStorage, NotFound
 
 
@@ -151,6 +152,7 @@ def gather(s: Session, request_id: int) -> Gathered:
                 "created_at": att.created_at.isoformat(),
                 "recordings": recordings,
                 "events": [wire(r) | {"source": r.source, "received_at": r.received_at.isoformat()} for r in rows],
+                "health_events": events_between(s, att.station_id, None, None, att.id),
             }
         )
         g.outcomes[attempt_id] = attempt_outcome(s, attempt_id, cache)
@@ -344,7 +346,7 @@ ProgressFn = Callable[[ExportProgress], None]
 
 
 def write_package(
-    out: Any,
+    out: PackageSink,
     g: Gathered,
     storage: MediaStorage,
     key: Any,
@@ -364,11 +366,7 @@ def write_package(
         progress(prog)
 
     pw = PackageWriter(out, now.timetuple()[:6], on_write if progress else None)
-    try:
-        manifest = _write_members(pw, members, g, storage, key, actor, now, prog, skipped, progress)
-    except BaseException:
-        pw.abort()
-        raise
+    manifest = _write_members(pw, members, g, storage, key, actor, now, prog, skipped, progress)
     if progress:
         prog.bytes_done, prog.files_done, prog.current = prog.bytes_total, prog.files_total, "(written)"
         progress(prog)
@@ -618,7 +616,7 @@ def write_export(
 
     try:
         with partial.open("wb") as fh:
-            hw = ThreadedHashingWriter(fh)
+            hw = PackageSink(fh)
             try:
                 manifest = write_package(hw, g, storage, key, actor, now, report)
             finally:

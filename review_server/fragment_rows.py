@@ -10,6 +10,7 @@ attempt is a 409, checked before any byte is stored and again when the row is wr
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -34,6 +35,7 @@ class IncomingFragment:
     attempt_id: str | None
     start_s: float | None
     end_s: float | None
+    media_from: dt.datetime | None = None  # the part's media time 0 on the station's wall clock
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,19 @@ def already_recorded(s: Session, station_id: int, frag: IncomingFragment, where:
     return True
 
 
+def utc_or_none(value: str | None, where: str) -> dt.datetime | None:
+    """An optional ISO-8601 UTC time sent with a fragment (media_from), or a 400 naming where it was."""
+    if not value:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00")) if len(value) <= 40 else None
+    except ValueError:
+        when = None
+    if when is None or when.utcoffset() != dt.timedelta(0):
+        raise ApiError(400, "expected ISO-8601 UTC time like 2026-03-01T09:30:00.000+00:00", where)
+    return when
+
+
 def record_fragment(s: Session, station_id: int, frag: IncomingFragment, where: Where) -> bool:
     """Write the fragment's row (and its recording and attempt if new); False if it was there already."""
     if already_recorded(s, station_id, frag, where):
@@ -81,6 +96,8 @@ def record_fragment(s: Session, station_id: int, frag: IncomingFragment, where: 
         s.flush()
     elif frag.attempt_id is not None:
         rec.attempt_id = frag.attempt_id
+    if rec.media_from is None and frag.media_from is not None:
+        rec.media_from = frag.media_from
     s.add(Fragment(recording_id=rec.id, track=frag.track, kind=frag.kind, seq=frag.seq, sha256=frag.sha256,
                    size=frag.size, start_s=frag.start_s, end_s=frag.end_s))
     s.flush()

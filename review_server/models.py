@@ -160,6 +160,9 @@ class Recording(Base):
     key: Mapped[str] = mapped_column(String(64), unique=True)  # chosen by the station
     station_id: Mapped[int] = mapped_column(ForeignKey("stations.id"), index=True)
     attempt_id: Mapped[str | None] = mapped_column(ForeignKey("attempts.id"), index=True)
+    # When media time 0 was on the station's wall clock (sent with the init files): places a part's marks and
+    # the station's health events on its timeline. None for recordings from before it was sent.
+    media_from: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     fragments: Mapped[list[Fragment]] = relationship(
         back_populates="recording", order_by=lambda: [Fragment.track, Fragment.seq]
@@ -216,6 +219,24 @@ class CprFigures(Base):
     sha256: Mapped[str] = mapped_column(SHA256)
     uploaded_by: Mapped[str] = mapped_column(String(80))
     uploaded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class HealthEvent(Base):
+    """A station's health warning (camera lost or frozen, microphone silent, disk low, upload behind, agent
+    restarted) from when it began to when it ended, as the agent saw it on the exam clock. Sent by the agent's
+    durable queue (station_agent/health_log.py), idempotent by (station, event id); shown on the attempt page."""
+
+    __tablename__ = "health_events"
+    __table_args__ = (UniqueConstraint("station_id", "event_id", name="uq_health_events_station_event"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    station_id: Mapped[int] = mapped_column(ForeignKey("stations.id"), index=True)
+    event_id: Mapped[str] = mapped_column(String(64))
+    attempt_id: Mapped[str | None] = mapped_column(String(64), index=True)  # the attempt then running, if any
+    code: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(String(300))
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # None while it lasts
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Score(Base):

@@ -48,7 +48,15 @@ from sqlalchemy.orm import Session
 
 from .app import CONFIG, STORAGE, ApiError, db_run, identity
 from .auth import Identity
-from .fragment_rows import IncomingFragment, Where, already_recorded, check_content, init_sha, record_fragment
+from .fragment_rows import (
+    IncomingFragment,
+    Where,
+    already_recorded,
+    check_content,
+    init_sha,
+    record_fragment,
+    utc_or_none,
+)
 from .roles import requires
 from .storage import HashMismatch
 from .validate import CODE_RE, SHA256_RE
@@ -186,6 +194,9 @@ def _fragment_meta(meta: dict[str, str]) -> dict[str, Any]:
     for name in ("start", "end"):
         if meta.get(name):
             out[name] = float(need(name, _FLOAT_RE))
+    media_from = meta.get("media_from") or None
+    utc_or_none(media_from, "Upload-Metadata media_from")  # kept as text: the upload's state is JSON
+    out["media_from"] = media_from
     return out
 
 
@@ -198,7 +209,8 @@ TUS_WHERE = Where(attempt="Upload-Metadata attempt_id", recording="Upload-Metada
 def _incoming(frag: dict[str, Any], size: int) -> IncomingFragment:
     return IncomingFragment(recording=frag["recording"], track=frag["track"], seq=frag["seq"], kind=frag["kind"],
                             sha256=frag["sha256"], size=size, attempt_id=frag["attempt_id"],
-                            start_s=frag["start"], end_s=frag["end"])
+                            start_s=frag["start"], end_s=frag["end"],
+                            media_from=utc_or_none(frag.get("media_from"), "Upload-Metadata media_from"))
 
 
 def _existing(s: Session, who: Identity, frag: dict[str, Any], size: int) -> bool:

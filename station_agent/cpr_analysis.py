@@ -13,6 +13,9 @@ sent with video figures only and the manikin's file is waited for until `manikin
 when it appears it is copied into the attempt's folder and the report is made again (the server replaces
 the old one, audited).
 
+An attempt recorded in several parts (agent restarts) is analysed over all of them in time order, the time
+between parts counted as no data (station_agent/cpr_parts.py).
+
 The analysis runs in a child process (``python -m station_agent.cpr_analysis JOB``) at niceness 10, one
 at a time, so it never competes with the recorder (the next attempt may be recording meanwhile) and never
 holds the agent's event loop or GIL. Its progress lines go to `status()`.
@@ -125,35 +128,23 @@ class CprJobs:
 # -- the analysis (in the child process) ------------------------------------------------------
 
 
-def choose_part(folder: Path, performing: datetime, ended: datetime) -> tuple[Path, datetime] | None:
-    """The recording part that holds most of the performing phase, and its media origin (wall clock)."""
-    from .lifecycle import part_dirs, part_media_span
-
-    best: tuple[float, Path, datetime] | None = None
-    for part in part_dirs(folder):
-        origin, end, _ = part_media_span(part)
-        if origin is None or end is None:
-            continue
-        overlap = (min(end, ended) - max(origin, performing)).total_seconds()
-        if best is None or overlap > best[0]:
-            best = (overlap, part, origin)
-    return None if best is None else (best[1], best[2])
-
-
 def video_figures(job: dict[str, Any], progress: Callable[[float], None] | None = None) -> dict[str, Any]:
-    """The video figures of the job's camera track, from the cache when it fits."""
+    """The video figures of the job's camera track over every recording part of the attempt, in time order
+    (station_agent/cpr_parts.py: the time between parts is no data), from the cache when it fits."""
     from media.cpr.motion import analyse_recording
     from media.manifest import ManifestError
 
+    from .cpr_parts import analyse_parts, attempt_parts
+
     folder = Path(job["folder"])
     performing = datetime.fromisoformat(job["performing_wall"])
-    chosen = choose_part(folder, performing, datetime.fromisoformat(job["ended_wall"]))
-    if chosen is None:
+    ended = datetime.fromisoformat(job["ended_wall"])
+    parts = attempt_parts(folder, performing, ended)
+    if not parts:
         return {"estimate": None, "reason": "no_recording", "confidence": 0.0, "track": job["track"]}
-    part, origin = chosen
-    start = round((performing - origin).total_seconds(), 3)
     roi = tuple(json.loads(job["roi"])) if job["roi"] else None
-    key = {"part": part.name, "track": job["track"], "start_s": start, "roi": list(roi) if roi else None}
+    key = {"parts": [[p.name, _iso(o), _iso(e)] for p, o, e in parts], "track": job["track"],
+           "performing": _iso(performing), "ended": _iso(ended), "roi": list(roi) if roi else None}
     cache = folder / VIDEO_CACHE
     try:
         cached = json.loads(cache.read_text(encoding="utf-8"))
@@ -161,11 +152,16 @@ def video_figures(job: dict[str, Any], progress: Callable[[float], None] | None 
             return cached["video"]
     except (OSError, ValueError, AttributeError):
         pass
-    try:
-        video = analyse_recording(part, job["track"], start, roi, progress)  # type: ignore[arg-type]
-    except (FileNotFoundError, ManifestError) as exc:
-        video = {"estimate": None, "reason": "no_recording", "confidence": 0.0, "error": str(exc)}
-    video.update(part=part.name, track=job["track"], media_from=_iso(origin))
+
+    def analyse(part: Path, track: str, start: float, roi: Any, step: Any) -> dict[str, Any]:
+        try:
+            return analyse_recording(part, track, start, roi, step)
+        except (FileNotFoundError, ManifestError) as exc:
+            return {"estimate": None, "reason": "no_recording", "confidence": 0.0, "error": str(exc),
+                    "track": track, "start_s": start, "frames": 0}
+
+    video = analyse_parts(parts, performing, ended, job["track"], roi, analyse, progress)  # type: ignore[arg-type]
+    video.update(part=parts[0][0].name, track=job["track"], media_from=_iso(parts[0][1]))
     write_atomic(cache, json.dumps({"key": key, "video": video}, ensure_ascii=False).encode("utf-8"))
     return video
 
@@ -174,6 +170,8 @@ def build_report(job: dict[str, Any], progress: Callable[[float], None] | None =
     """The attempt's `osce-cpr-figures/1` report, written (whole) to <folder>/cpr_figures.json."""
     from media.cpr.figures import check_report, cpr_report, manikin_figures
     from media.cpr.manikin import FeedbackError, align, read_feedback
+
+    from .cpr_parts import no_data_line
 
     video = video_figures(job, progress)
     manikin = alignment = None
@@ -189,6 +187,10 @@ def build_report(job: dict[str, Any], progress: Callable[[float], None] | None =
             manikin["file"] = Path(job["manikin_file"]).name
     report = cpr_report(video, manikin, alignment, job["checklist"])
     report["attempt_id"] = job["attempt_id"]
+    if (line := no_data_line(video)) is not None:  # beside every item showing video figures
+        for lines in report["items"].values():
+            if any("(видео)" in x for x in lines):
+                lines.append(line)
     check_report(report)
     write_atomic(Path(job["folder"]) / REPORT_NAME, json.dumps(report, ensure_ascii=False, indent=1).encode("utf-8"))
     (Path(job["folder"]) / PENDING_NAME).unlink(missing_ok=True)

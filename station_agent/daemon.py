@@ -4,7 +4,10 @@ Every quarter second the agent looks at the exam clock: the attempt in its readi
 (from the schedule, or started by hand) is recorded into ``<data>/recordings/<attempt_id>/part-N/``; a new
 part starts whenever recording has to resume (agent restart, disk space back, a recorder failure), and the
 time without media between two parts is written to the attempt's log as a ``gap`` event. Under the disk
-reserve the recorder is stopped cleanly. HTTP API (bearer token = the station token; see `build_app`).
+reserve the recorder is stopped cleanly. An attempt whose end passed while the agent was not running (its log
+has no ``attempt_done``) is closed as soon as the agent sees that, the same way as on time, with a
+``closed_after_restart`` event saying when it was noticed. HTTP API (bearer token = the station token; see
+`build_app`).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from media.manifest import MANIFEST_NAME, read_manifest
 from media.recorder import Recorder, RecorderConfig, tap_sources
 from media.sources import SourceError
 
-from . import live_status, mark_pull
+from . import health_log, live_status, mark_pull
 from .config import AgentConfig, ConfigError, load_config
 from .health import CameraWatch, MicWatch, SourceWatch, disk_status, problems
 from .lifecycle import (
@@ -43,11 +46,14 @@ from .lifecycle import (
     ScheduleError,
     StateStore,
     active_attempt,
+    close_cut_part,
     due_cues,
     iso,
+    logged_attempt,
     parse_schedule,
     part_dirs,
     part_media_span,
+    unclosed_attempts,
 )
 from .marking_host import MarkingHost
 
@@ -75,6 +81,8 @@ class Agent:
         self.scheduled: list[Attempt] = []
         self._schedule_mtime: float | None = None
         self.current: Attempt | None = None
+        # Attempts begun before this process started and never closed: closed once their end has passed.
+        self.unclosed: set[str] = set(unclosed_attempts(self.recordings))
         self.phase: str | None = None
         self.fired: set[str] = set()
         self.cues: list[dict[str, Any]] = []
@@ -223,6 +231,8 @@ class Agent:
             now = self.clock.now()
             attempts = self.store.merged(self.scheduled)
             active = active_attempt(attempts, now, PREROLL_S)
+            if self.unclosed and self.current is None:
+                await self._close_after_restart(attempts, now, active)
             if self.current is not None:
                 self.current = next((a for a in attempts if a.attempt_id == self.current.attempt_id), self.current)
                 if active is None or active.attempt_id != self.current.attempt_id:
@@ -278,18 +288,52 @@ class Agent:
                 self.cues = [*self.cues[-19:], entry]
                 alog.write("cue", cue=cue, text=CUES[cue], exam_time=iso(at))
 
-    async def _finish(self, now: datetime) -> None:
+    async def _finish(self, now: datetime, late: bool = False) -> None:
         attempt = self.current
         assert attempt is not None
         self._phase_and_cues(max(now, attempt.ends_at))
         if self.recorder is not None:
             await self._stop_recorder("completed")
+        # Parts cut short by a crash get their end line, and every part is queued (both idempotent).
+        for part in part_dirs(self.recordings / attempt.attempt_id):
+            if close_cut_part(part, "interrupted", {"closed_at": iso(datetime.now(UTC))}):
+                self.attempt_log(attempt).write("part_closed", part=int(part.name[5:]), reason="interrupted")
+            self._queue_part(part)
         self.attempt_log(attempt).write("attempt_done", ended_at=iso(attempt.ends_at),
-                                        stopped_by_hand=attempt.stopped_at is not None)
+                                        stopped_by_hand=attempt.stopped_at is not None, closed_after_restart=late)
         if self.cpr is not None:
             self.cpr.attempt_done(attempt, self.clock.offset_s)
-        log.info("attempt %s done", attempt.attempt_id)
+        self.unclosed.discard(attempt.attempt_id)
+        log.info("attempt %s done%s", attempt.attempt_id, " (closed after a restart)" if late else "")
         self.current, self.phase = None, None
+
+    async def _close_after_restart(self, attempts: list[Attempt], now: datetime, active: Attempt | None) -> None:
+        """Close the attempts that ended while the agent was not running, as `_finish` does on time."""
+        known = {a.attempt_id: a for a in attempts}
+        closed: Attempt | None = None
+        for attempt_id in sorted(self.unclosed):
+            alog = AttemptLog(self.recordings / attempt_id)
+            attempt = known.get(attempt_id) or logged_attempt(alog)
+            if attempt is None:
+                self._fail(f"attempt {attempt_id}: its log has no attempt header; left open")
+                self.unclosed.discard(attempt_id)
+                continue
+            if attempt.phase_at(now)[0] != "done":
+                continue  # still running or to come: the tick resumes it
+            if attempt_id not in self.store.attempts:
+                self.store.put(attempt)
+            previous = [e["phase"] for e in alog.read() if e.get("event") == "phase"]
+            alog.write("closed_after_restart", ended_at=iso(attempt.ends_at), noticed_at=iso(now),
+                       late_s=round((now - attempt.ends_at).total_seconds(), 3), clock=self.clock.source,
+                       note="the agent was not running when the attempt's time ended")
+            self.current, self.phase = attempt, previous[-1] if previous else None
+            self.fired = {c for c, _ in due_cues(attempt, now, self.cfg.warn_before_end_s)}  # not played late
+            await self._finish(now, late=True)
+            closed = attempt
+        if closed is not None and active is None and self.marking is not None and self.marking.attempt_id is None:
+            self.current = closed  # the examiners can still finish its sheets, as after an end on time
+            await self._switch_marking()
+            self.current = None
 
     # -- recording -------------------------------------------------------------------------
     async def _keep_recording(self) -> None:
@@ -530,7 +574,8 @@ async def serve(agent: Agent) -> None:
     if agent.cpr is not None:
         tasks.append(asyncio.create_task(agent.cpr.run()))
     # The grid's meta (attempt, phase, warnings) and marks made on the server back into the journal.
-    tasks += [asyncio.create_task(loop) for loop in (*live_status.loops(agent), *mark_pull.loops(agent))]
+    tasks += [asyncio.create_task(loop) for loop in (*live_status.loops(agent), *mark_pull.loops(agent),
+                                                     *health_log.loops(agent))]
     sdnotify.notify("READY=1")
     try:
         await stop.wait()

@@ -16,7 +16,9 @@ ignored. The exam clock is the server's: the agent measures its offset at each f
 
 Phases: scheduled -> reading -> performing -> done. An attempt's folder is
 ``<data>/recordings/<attempt_id>/`` with ``part-N/`` recordings and ``attempt.jsonl``, its log:
-one JSON object a line, appended durably (header, phases, cues, parts started and stopped, gaps).
+one JSON object a line, appended durably (header, phases, cues, parts started and stopped, gaps; at the end
+``part_closed`` for a part a crash cut short, ``closed_after_restart`` when the agent was down at the end time,
+then ``attempt_done``).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from media.durable import append_line, write_atomic
-from media.manifest import ManifestError, read_manifest
+from media.manifest import MANIFEST_NAME, ManifestError, read_manifest
 from media.recorder import WARMUP_S
 
 ATTEMPT_ID_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,99}$")
@@ -273,6 +275,47 @@ def part_media_span(part: Path) -> tuple[datetime | None, datetime | None, str |
     ends = [f.end for f in manifest.fragments if f.kind == "media" and f.end is not None]
     end = origin + timedelta(seconds=max(ends)) if ends else origin
     return origin, end, manifest.end["reason"] if manifest.end else None
+
+
+def unclosed_attempts(recordings: Path) -> list[str]:
+    """Attempts whose log has no ``attempt_done``: the agent was not running (or died) when they ended."""
+    return sorted(p.parent.name for p in recordings.glob(f"*/{LOG_NAME}")
+                  if not any(e.get("event") == "attempt_done" for e in AttemptLog(p.parent).read()))
+
+
+def logged_attempt(alog: AttemptLog) -> Attempt | None:
+    """The attempt as its log's header line tells it (when neither the schedule nor the state file has it)."""
+    header = next((e for e in alog.read() if e.get("event") == "attempt"), None)
+    try:
+        return None if header is None else Attempt.from_json(header, str(alog.path))
+    except ScheduleError:
+        return None
+
+
+def close_cut_part(part: Path, reason: str, stats: dict[str, Any]) -> bool:
+    """Give a part cut short (kill -9, power loss) the manifest ``end`` line it never got; False if it had one.
+
+    A last line cut short by the crash is dropped first (every reader drops it anyway; appended to, it would
+    become a bad line in the middle). `at` is the end of the last listed media fragment.
+    """
+    try:
+        manifest = read_manifest(part)
+    except ManifestError:
+        return False
+    if manifest.end is not None:
+        return False
+    path = part / MANIFEST_NAME
+    with open(path, "r+b") as fh:
+        data = fh.read()
+        whole = data.rfind(b"\n") + 1
+        if whole < len(data):
+            fh.truncate(whole)
+    ends = [f.end for f in manifest.fragments if f.kind == "media" and f.end is not None]
+    line = json.dumps({"type": "end", "at": round(max(ends, default=0.0), 6), "reason": reason, "stats": stats},
+                      ensure_ascii=False, separators=(",", ":"))
+    with open(path, "a", encoding="utf-8") as fh:
+        append_line(fh, line)
+    return True
 
 
 def cue_wav(cue: str, rate: int = 16000) -> bytes:

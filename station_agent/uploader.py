@@ -29,6 +29,7 @@ import aiohttp
 from media.manifest import sha256_file
 
 from .journal import Journal
+from .lifecycle import iso, part_media_span
 from .upload_queue import Item, UploadQueue
 
 log = logging.getLogger(__name__)
@@ -346,6 +347,10 @@ class Uploader:
         }
         if item.attempt_id:
             meta["attempt_id"] = item.attempt_id
+        if item.kind == "init":  # the part's media time 0 on the wall clock: the server's timeline needs it
+            origin = (await asyncio.to_thread(part_media_span, item.folder))[0]
+            if origin is not None:
+                meta["media_from"] = iso(origin)
         for name in ("start", "end"):
             value = getattr(item, name)
             if value is not None:

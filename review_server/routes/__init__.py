@@ -17,6 +17,7 @@ from . import (
     archive_page,
     attempt_page,
     exam_clock,
+    health_events,
     live_attempt,
     marks,
     media,
@@ -29,7 +30,7 @@ from .scope import examiner_may
 
 def setup_routes(app: web.Application) -> None:
     for module in (session, admin, schedule, exam_clock, media, marks, archive, live_attempt, quality, attempt_page,
-                   archive_page):
+                   archive_page, health_events):
         app.router.add_routes(module.routes)
     add_tus_routes(app)
     add_live_routes(app, who=_live_who, day_stations=_stations, may_view=_may_view, page_meta=_page_meta,

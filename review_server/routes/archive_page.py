@@ -17,10 +17,9 @@ from ..app import ApiError, db_run
 from ..models import Specialty, Station, Task
 from ..pages import lang_of
 from ..roles import requires
-from ..search import RESULTS, Query, search
-from ..validate import ACCRED_RE, check_text
+from ..search import RESULTS, search
 from .attempt_page import asset
-from .search import KNOWN, _date, _ident, _int
+from .search import parse_query
 
 routes = web.RouteTableDef()
 PER_PAGE = 50
@@ -86,30 +85,6 @@ TEXT: dict[str, dict[str, str]] = {
 }
 RESULT_EN = {"сдано": "passed", "не сдано": "failed"}
 FIELDS = ("from", "to", "specialty", "station", "task", "number", "result", "examiner")
-
-
-def query_of(params: dict[str, str]) -> Query:
-    """The search query from the form's fields (empty fields are left out), checked like the API's."""
-    unknown = sorted(set(params) - KNOWN - {"lang"})
-    if unknown:
-        raise ApiError(400, f"unknown parameter (known: {', '.join(sorted(KNOWN))})", f"query {unknown[0]}")
-    result = params.get("result")
-    if result is not None and result not in RESULTS:
-        raise ApiError(400, f"expected one of {', '.join(RESULTS)}", "query result")
-    if params.get("examiner") is not None:
-        check_text(params["examiner"], "query examiner", 128)
-    return Query(
-        date_from=_date(params, "from"),
-        date_to=_date(params, "to"),
-        specialty=_ident(params, "specialty"),
-        station=_ident(params, "station"),
-        task=_ident(params, "task"),
-        number=_ident(params, "number", ACCRED_RE),
-        result=result,
-        examiner=params.get("examiner"),
-        page=_int(params, "page", 1, 100_000),
-        per_page=PER_PAGE,
-    )
 
 
 def _choices(s: Session) -> dict[str, list[tuple[str, str]]]:
@@ -187,7 +162,7 @@ async def archive_page(request: web.Request) -> web.Response:
     params = {k: v.strip() for k, v in request.query.items() if v.strip()}
     error, status, query = "", 200, None
     try:
-        query = query_of(params)
+        query = parse_query(params, also=frozenset({"lang"}), per_page=PER_PAGE)  # the API's checks
     except ApiError as exc:
         error, status = f'<p class="error" role="alert">{e(t["error"])}: {e(exc.where or "")}: {e(exc.error)}</p>', 400
 

@@ -9,18 +9,22 @@ marks and corrections, the score and result, and a timeline of marks, recording 
 The script and style (static/review/) are written into the page, so the review link page, which has no session,
 needs no public asset route.
 
-Media time: the recorder stamps each track with the recording's own clock (media/track.py), and a mark's
-`recording_offset_s` is "seconds into the attempt's recording" (checklists/marks.py), so a mark at offset t is
-shown, and seeks the players, at media time t. The station's health events (camera lost, disk) and the
-manifest's `event` lines do not reach the server (only fragments do), so the timeline shows the gaps that the
-stored fragments themselves reveal: missing fragments, holes between fragments, a track that starts late or
-ends early.
+Media time: the recorder stamps each track with the recording's own clock (media/track.py), whose 0 the
+station sends with the init files (`recordings.media_from`, station wall clock). A mark's `recording_offset_s`
+counts from the attempt's start on the same wall clock (the station's own marks give that zero: wall_time minus
+offset), so a mark is shown, and seeks the players, at offset − (media_from − zero) in every part of a
+recording cut by a restart. Without media_from (older recordings) the offset is taken as media time. The
+station's health events (routes/health_events.py, wall clock) are placed the same way; the timeline also
+shows the gaps that the stored fragments reveal: missing fragments, holes between fragments, a track that
+starts late or ends early.
 
 The same rendering serves the appeal reviewer's time-limited link (routes/review_links.py).
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import functools
 import html
 import json
@@ -41,6 +45,7 @@ from ..models import Attempt, Candidate, CprFigures, ExamDay, Fragment, MarkEven
 from ..pages import lang_of
 from ..roles import requires
 from ..scores import Outcome, attempt_outcome
+from ..station_health import events_between
 from ..validate import CODE_RE, path_ident
 from .scope import require_assigned
 from .track_file import Piece, from_first_byte, send_track, track_pieces
@@ -68,8 +73,11 @@ TEXT: dict[str, dict[str, str]] = {
         "marks_row": "Отметки",
         "gaps_row": "Разрывы записи",
         "cpr_row": "СЛР: частота",
-        "health_note": "События состояния станции (камера, микрофон, диск) на сервер не передаются; "
-        "показаны разрывы, видимые по сохранённым фрагментам записи.",
+        "health_row": "Состояние станции",
+        "health_note": "Предупреждения агента станции (камера, микрофон, диск, выгрузка, перезапуск); время — "
+        "по часам станции.",
+        "no_health": "Предупреждений не было.",
+        "health_open": "не закончилось",
         "no_gaps": "Разрывов нет.",
         "gap.missing": "нет фрагмента",
         "gap.hole": "промежуток между фрагментами",
@@ -103,8 +111,8 @@ TEXT: dict[str, dict[str, str]] = {
         "cpr_none": "нет оценки по видео",
         "no_marks": "Отметок нет.",
         "recordings": "Записи попытки",
-        "parts_note": "Время отметок отсчитывается от начала попытки; для второй и следующих частей записи "
-        "оно может не совпадать с временем видео.",
+        "parts_note": "Запись из нескольких частей (перезапуск агента): на шкале каждой части — её отметки; "
+        "для записей без времени начала части отметки показаны от начала попытки.",
         "other": "English",
         "link_until": "Ссылка действует до",
     },
@@ -122,8 +130,11 @@ TEXT: dict[str, dict[str, str]] = {
         "marks_row": "Marks",
         "gaps_row": "Recording gaps",
         "cpr_row": "CPR: rate",
-        "health_note": "Station health events (camera, microphone, disk) do not reach the server; shown are the "
-        "gaps visible in the stored fragments of the recording.",
+        "health_row": "Station health",
+        "health_note": "Warnings of the station's agent (camera, microphone, disk, upload, restart); times by the "
+        "station's clock.",
+        "no_health": "No warnings.",
+        "health_open": "not ended",
         "no_gaps": "No gaps.",
         "gap.missing": "fragment missing",
         "gap.hole": "hole between fragments",
@@ -157,8 +168,8 @@ TEXT: dict[str, dict[str, str]] = {
         "cpr_none": "no estimate from video",
         "no_marks": "No marks.",
         "recordings": "Recordings of the attempt",
-        "parts_note": "Mark times count from the start of the attempt; for the second and later parts of a "
-        "recording they may not match the video's time.",
+        "parts_note": "A recording in several parts (the agent restarted): each part's timeline shows its own "
+        "marks; for recordings without a part start time, marks count from the start of the attempt.",
         "other": "Русский",
         "link_until": "Link valid until",
     },
@@ -196,12 +207,22 @@ class PageData:
     sources: dict[str, str]  # event_id -> who sent it (station:CODE / user:LOGIN)
     cpr: dict[str, Any] | None
     cpr_items: dict[int, list[str]] = field(default_factory=dict)
+    shift: float = 0.0  # seconds from the marks' zero to this recording's media time 0
+    span: tuple[float, float] | None = None  # one part of several: marks outside it belong to another part
+    health: list[dict[str, Any]] = field(default_factory=list)  # station health events; t0/t1: media times
+
+    def media_t(self, ev: Any) -> float | None:
+        """Where a mark is on this recording's media clock (None: no offset, or made during another part)."""
+        if ev.recording_offset_s is None:
+            return None
+        at = ev.recording_offset_s - self.shift
+        return None if self.span is not None and not self.span[0] <= at <= self.span[1] else at
 
     @property
     def duration(self) -> float:
         ends = [t.end for t in self.tracks if t.end is not None]
-        marks = [e.recording_offset_s for sh in self.outcome.sheets.values() for e in sh.history + sh.rejected
-                 if e.recording_offset_s is not None]
+        marks = [t for sh in self.outcome.sheets.values() for e in sh.history + sh.rejected
+                 if (t := self.media_t(e)) is not None]
         return max([*ends, *marks, 1.0])
 
 
@@ -246,9 +267,10 @@ def _num(x: Any) -> float | None:
     return float(x) if isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) else None
 
 
-def cpr_timeline(report: dict[str, Any]) -> dict[str, Any]:
+def cpr_timeline(report: dict[str, Any], shift: float = 0.0) -> dict[str, Any]:
     """What the timeline draws from an `osce-cpr-figures/1` report (only its shape is checked on upload, so
-    every number is checked again here): rate per second, pauses, the first compression, or why none."""
+    every number is checked again here): rate per second, pauses, the first compression, or why none; moved
+    `shift` seconds earlier (the report counts from another part's media time 0)."""
     video = report.get("video") if isinstance(report.get("video"), dict) else None
     manikin = report.get("manikin") if isinstance(report.get("manikin"), dict) else None
     out: dict[str, Any] = {"rate": [], "pauses": [], "first": None, "no_estimate": None}
@@ -260,14 +282,14 @@ def cpr_timeline(report: dict[str, Any]) -> dict[str, Any]:
         for p in src.get("pauses") or []:
             start, length = (_num(p.get("start")), _num(p.get("length"))) if isinstance(p, dict) else (None, None)
             if start is not None and length is not None and length > 0:
-                out["pauses"].append((start, length))
-        if out["first"] is None:
-            out["first"] = _num(src.get("first_compression_s"))
+                out["pauses"].append((start - shift, length))
+        if out["first"] is None and (first := _num(src.get("first_compression_s"))) is not None:
+            out["first"] = first - shift
         if src is video:
             for r in src.get("rate_series") or []:
                 t, rate = (_num(r.get("t")), _num(r.get("rate"))) if isinstance(r, dict) else (None, None)
                 if t is not None:
-                    out["rate"].append((t, rate))
+                    out["rate"].append((t - shift, rate))
     out["pauses"] = sorted(set(out["pauses"]))
     return out
 
@@ -284,15 +306,23 @@ def gather(s: Session, att: Attempt, recording_key: str | None) -> PageData:
         raise ApiError(404, f"no recording {recording_key!r} for this attempt", "query rec")
     tracks, gaps = tracks_of(s, chosen) if chosen else ([], [])
     rows = s.execute(select(MarkEvent.event_id, MarkEvent.source).where(MarkEvent.attempt_id == att.id)).all()
+    origin = chosen.media_from if chosen else None
+    zero = marks_zero(s, att.id) or min((r.media_from for r in recs if r.media_from), default=None)
+    shift = (origin - zero).total_seconds() if origin and zero else 0.0
     cpr_row = s.get(CprFigures, att.id)
     cpr, cpr_items = None, {}
     if cpr_row is not None:
         try:
             report = json.loads(cpr_row.body)
-            cpr = cpr_timeline(report)
+            cpr = cpr_timeline(report, _cpr_shift(report, origin))
             cpr_items = {int(k): [str(x) for x in v] for k, v in (report.get("items") or {}).items()}
         except (ValueError, AttributeError, TypeError):
             cpr, cpr_items = None, {}  # stored as uploaded and checked then; unreadable now: shown as absent
+    health = events_between(s, att.station_id, origin, origin + dt.timedelta(seconds=max(
+        [t.end or 0.0 for t in tracks] or [0.0])) if origin else None, att.id)
+    for ev in health:
+        for key, when in (("t0", ev["started_at"]), ("t1", ev["ended_at"])):
+            ev[key] = (dt.datetime.fromisoformat(when) - origin).total_seconds() if origin and when else None
     return PageData(
         attempt_id=att.id,
         number=cand.accreditation_number if cand else "—",
@@ -307,7 +337,36 @@ def gather(s: Session, att: Attempt, recording_key: str | None) -> PageData:
         sources={r.event_id: r.source for r in rows},
         cpr=cpr,
         cpr_items=cpr_items,
+        shift=shift,
+        span=(-1.0, max([t.end or 0.0 for t in tracks] or [0.0]) + 1.0) if origin and len(recs) > 1 else None,
+        health=health,
     )
+
+
+def marks_zero(s: Session, attempt_id: str) -> dt.datetime | None:
+    """When the marks' recording_offset_s is 0 on the station's wall clock: its own marks say it (wall_time
+    minus offset, both from the station's clock; marks made elsewhere carry another clock)."""
+    rows = s.execute(select(MarkEvent.wall_time, MarkEvent.recording_offset_s).where(
+        MarkEvent.attempt_id == attempt_id, MarkEvent.source.like("station:%"),
+        MarkEvent.recording_offset_s.is_not(None))).all()
+    zeros = []
+    for wall, offset in rows:
+        with contextlib.suppress(ValueError):
+            zeros.append(dt.datetime.fromisoformat(wall.replace("Z", "+00:00")) - dt.timedelta(seconds=offset))
+    return sorted(zeros)[len(zeros) // 2] if zeros else None
+
+
+def _cpr_shift(report: dict[str, Any], origin: dt.datetime | None) -> float:
+    """CPR figures count from the media time 0 of the part they name (video.media_from); this recording's may
+    be another part's."""
+    video = report.get("video")
+    when = video.get("media_from") if isinstance(video, dict) else None
+    if origin is None or not isinstance(when, str):
+        return 0.0
+    try:
+        return (origin - dt.datetime.fromisoformat(when.replace("Z", "+00:00"))).total_seconds()
+    except (ValueError, TypeError):
+        return 0.0
 
 
 # -- rendering ---------------------------------------------------------------------------------------------
@@ -372,9 +431,9 @@ def _history(data: PageData, examiner: str, item: int, t: dict[str, str]) -> str
             parts.append(f"· <i>{e(t['rejected'])}</i>")
         else:
             value = ev.done
-        lines.append(f'<li class="{cls}">{" ".join(parts)}{_seek_button(ev.recording_offset_s, t)}</li>')
+        lines.append(f'<li class="{cls}">{" ".join(parts)}{_seek_button(data.media_t(ev), t)}</li>')
     if len(events) == 1 and not events[0].reason and events[0].event_id not in rejected:
-        return _seek_button(events[0].recording_offset_s, t)  # marked once: just when, to watch it
+        return _seek_button(data.media_t(events[0]), t)  # marked once: just when, to watch it
     return f'<details><summary>{e(t["history"])} ({len(events)})</summary><ul class="history">{"".join(lines)}</ul>' \
         "</details>"
 
@@ -447,13 +506,14 @@ def _timeline(data: PageData, t: dict[str, str]) -> str:
     for ex, sheet in sorted(data.outcome.sheets.items()):
         rejected = {ev.event_id for ev in sheet.rejected}
         for ev in sorted(sheet.history + sheet.rejected, key=lambda ev: ev.order_key()):
-            if ev.kind != "mark" or ev.recording_offset_s is None:
+            at = data.media_t(ev)
+            if ev.kind != "mark" or at is None:
                 continue
             cls = "mark-point " + ("yes" if ev.done else "no") + (" rejected" if ev.event_id in rejected else "")
-            label = f"{ex}: {ev.item} — {_mark(ev.done, t)} ({clock(ev.recording_offset_s)})"
+            label = f"{ex}: {ev.item} — {_mark(ev.done, t)} ({clock(at)})"
             points.append(
-                f'<button type="button" class="{cls}" style="left:{_x(ev.recording_offset_s, dur)}" '
-                f'data-t="{ev.recording_offset_s:.3f}" data-item="{ev.item}" data-examiner="{e(ex)}" '
+                f'<button type="button" class="{cls}" style="left:{_x(at, dur)}" '
+                f'data-t="{at:.3f}" data-item="{ev.item}" data-examiner="{e(ex)}" '
                 f'title="{e(label)}" aria-label="{e(label)}">{ev.item}</button>'
             )
     gaps = "".join(
@@ -470,6 +530,16 @@ def _timeline(data: PageData, t: dict[str, str]) -> str:
     ]
     if data.cpr is not None:
         rows.append(_cpr_lane(data.cpr, dur, t))
+    if data.health:
+        bands = "".join(
+            f'<div class="band health" style="left:{_x(max(h["t0"], 0.0), dur)};'
+            f'width:{_x((h["t1"] if h["t1"] is not None else dur) - max(h["t0"], 0.0), dur)}" '
+            f'data-code="{e(h["code"])}" '
+            f'title="{e(h["text"])}"></div>'
+            for h in data.health if h["t0"] is not None
+        )
+        rows.append(f'<div class="lane"><span class="lane-label">{e(t["health_row"])}</span><div class="lane-body">'
+                    f'{bands}<div class="playhead"></div></div></div>')
     ticks = "".join(
         f'<span class="tick" style="left:{_x(s, dur)}">{clock(s)}</span>' for s in _tick_times(dur)
     )
@@ -546,6 +616,19 @@ def _players(data: PageData, media_base: str, t: dict[str, str], lang: str) -> s
     )
 
 
+def _health_list(data: PageData, t: dict[str, str]) -> str:
+    """The station's warnings of this attempt's time: when (station clock), what, a seek where placed."""
+    def when(iso: str | None) -> str:
+        return dt.datetime.fromisoformat(iso).strftime("%H:%M:%S") if iso else t["health_open"]
+
+    items = "".join(
+        f'<li data-code="{e(h["code"])}">{when(h["started_at"])}–{when(h["ended_at"])}: {e(h["text"])}'
+        f'{_seek_button(max(h["t0"], 0.0) if h["t0"] is not None else None, t)}</li>'
+        for h in data.health
+    ) or f"<li>{e(t['no_health'])}</li>"
+    return f'<h2>{e(t["health_row"])}</h2><ul class="health">{items}</ul><p class="note">{e(t["health_note"])}</p>'
+
+
 def render(data: PageData, lang: str, media_base: str, banner: str = "") -> str:
     """The page. `media_base` is where the tracks are fetched from (…/{key}/{track} is appended)."""
     t = TEXT[lang]
@@ -567,7 +650,7 @@ def render(data: PageData, lang: str, media_base: str, banner: str = "") -> str:
         f'{banner}<p><a href="?lang={other}{"&amp;rec=" + e(data.recording) if data.recording else ""}">'
         f'{e(t["other"])}</a></p></header>'
         f'<main><section class="media">{_players(data, media_base, t, lang)}{_timeline(data, t)}'
-        f'<h2>{e(t["gaps_row"])}</h2><ul class="gaps">{gaps_list}</ul><p class="note">{e(t["health_note"])}</p>'
+        f'<h2>{e(t["gaps_row"])}</h2><ul class="gaps">{gaps_list}</ul>{_health_list(data, t)}'
         f'</section><section class="sheet">{_score(data, lang, t)}<h2>{e(t["checklist"])}</h2>'
         f"{_checklist(data, t)}</section></main>"
         f'<script type="application/json" id="labels">{labels}</script>'
@@ -580,9 +663,10 @@ def render(data: PageData, lang: str, media_base: str, banner: str = "") -> str:
 
 def _attempt(s: Session, request: web.Request, attempt_id: str) -> Attempt:
     att = s.get(Attempt, attempt_id)
+    missing = ApiError(404, f"no attempt {attempt_id!r}", "URL attempt_id")
     if att is None:
-        raise ApiError(404, f"no attempt {attempt_id!r}", "URL attempt_id")
-    require_assigned(s, identity(request), att.station_id, att.exam_day_id, "URL attempt_id")
+        raise missing
+    require_assigned(s, identity(request), att.station_id, att.exam_day_id, missing)
     return att
 
 

@@ -13,9 +13,9 @@ from typing import Any
 
 from aiohttp import web
 
-from ..app import CONFIG, ApiError, identity
+from ..app import CONFIG, ApiError
 from ..roles import requires
-from ..validate import CODE_RE, path_ident
+from .scope import own_station
 
 routes = web.RouteTableDef()
 
@@ -37,9 +37,7 @@ def _day_attempts(request: web.Request) -> list[dict[str, Any]]:
 @routes.get("/api/stations/{code}/schedule", allow_head=False)
 @requires("station.schedule")
 async def station_schedule(request: web.Request) -> web.Response:
-    code = path_ident(request, "code", CODE_RE)
-    if identity(request).station_code != code:
-        raise ApiError(403, "a station reads only its own schedule", "code")
+    code = own_station(request, "reads only its own schedule")
     attempts = [a for a in _day_attempts(request) if a.get("station_id") == code]
     now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
     return web.json_response({"server_time": now, "attempts": attempts})

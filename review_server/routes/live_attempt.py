@@ -29,9 +29,9 @@ from ..live import LIVE_HUB, NAME_RE
 from ..markformat import merged_sheets
 from ..models import Attempt, ChecklistVersion, MarkEvent, Station
 from ..roles import allowed, requires
-from ..validate import CODE_RE, path_ident
+from ..validate import CODE_RE
 from .exam_clock import _day_attempts
-from .scope import examiner_may
+from .scope import examiner_may, own_station
 
 routes = web.RouteTableDef()
 
@@ -135,10 +135,9 @@ async def live_attempt(request: web.Request) -> web.Response:
 
     def query(s: Session) -> dict[str, Any]:
         st = s.scalar(select(Station).where(Station.code == station))
-        if st is None:
+        # A station outside the examiner's assignments reads as missing (scope.py): no existence oracle.
+        if st is None or not examiner_may(s, who, st.id, None):
             raise ApiError(404, f"no station {station!r}", "URL station")
-        if not examiner_may(s, who, st.id, None):
-            raise ApiError(403, f"station {station} is not assigned to you", "URL station")
         out: dict[str, Any] = {"station": station, "server_time": now.isoformat(timespec="milliseconds"),
                                "attempt": None, "checklist": None, "sheet": None,
                                "can_mark": allowed("marks.correct", who.principal)}
@@ -184,10 +183,8 @@ def _int_query(request: web.Request, name: str, default: int, hi: int) -> int:
 @routes.get("/api/stations/{code}/marks", allow_head=False)
 @requires("station.marks")
 async def station_marks(request: web.Request) -> web.Response:
-    code = path_ident(request, "code", CODE_RE)
+    own_station(request, "reads only its own marks")
     who = identity(request)
-    if who.station_code != code:
-        raise ApiError(403, "a station reads only its own marks", "URL code")
     after = _int_query(request, "after", 0, 2**62)
     limit = max(1, _int_query(request, "limit", MAX_PULL, MAX_PULL))
 

@@ -202,9 +202,10 @@ def _signed_by(s: Session, attempt_id: str, examiner: str | None) -> bool:
 
 def _attempt_for_examiner(s: Session, who: Identity, attempt_id: str) -> tuple[Attempt, Station]:
     att = s.get(Attempt, attempt_id)
+    missing = ApiError(404, f"no attempt {attempt_id!r}", "URL attempt_id")
     if att is None:
-        raise ApiError(404, f"no attempt {attempt_id!r}", "URL attempt_id")
-    require_assigned(s, who, att.station_id, att.exam_day_id, "URL attempt_id")
+        raise missing
+    require_assigned(s, who, att.station_id, att.exam_day_id, missing)
     return att, s.get(Station, att.station_id)  # type: ignore[return-value]
 
 

@@ -15,8 +15,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .. import audit
-from ..app import STORAGE, ApiError, db_run, identity
-from ..fragment_rows import IncomingFragment, Where, already_recorded, check_content, init_sha, record_fragment
+from ..app import STORAGE, ApiError, body_deadline, db_run, identity
+from ..fragment_rows import (
+    IncomingFragment,
+    Where,
+    already_recorded,
+    check_content,
+    init_sha,
+    record_fragment,
+    utc_or_none,
+)
 from ..models import Attempt, Candidate, Fragment, Recording, Station
 from ..roles import requires
 from ..storage import NotFound
@@ -54,8 +62,9 @@ async def put_fragment(request: web.Request) -> web.Response:
     """One fragment of a recording's track, as listed in the station's manifest (media/manifest.py):
     seq 0 is the track's init file, 1, 2, ... its media fragments. Body: the bytes. Headers:
     Content-Length, X-Content-SHA256 (hex). Query (optional): attempt_id, start, end (seconds of the
-    recording's clock). 201 when stored, 200 when the same bytes were already there, 4xx (nothing stored)
-    when the hash, the length or anything else is wrong."""
+    recording's clock), media_from (with the init file: when media time 0 was, ISO-8601 UTC). 201 when
+    stored, 200 when the same bytes were already there, 4xx (nothing stored) when the hash, the length or
+    anything else is wrong."""
     key, track, seq = path_ident(request, "key"), path_ident(request, "track"), path_int(request, "seq")
     kind = "init" if seq == 0 else "media"
     expected = request.headers.get(SHA_HEADER, "").strip().lower()
@@ -72,10 +81,11 @@ async def put_fragment(request: web.Request) -> web.Response:
     start_s, end_s = _query_float(request, "start"), _query_float(request, "end")
     if start_s is not None and end_s is not None and end_s < start_s:
         raise ApiError(400, "end is before start", "query end")
+    media_from = utc_or_none(request.query.get("media_from"), "query media_from")
     who = identity(request)
 
     frag = IncomingFragment(recording=key, track=track, seq=seq, kind=kind, sha256=expected, size=length,
-                            attempt_id=attempt_id, start_s=start_s, end_s=end_s)
+                            attempt_id=attempt_id, start_s=start_s, end_s=end_s, media_from=media_from)
 
     def precheck(s: Session) -> bool:
         """An idempotent retry (True), or a 409 before any byte is stored if it conflicts."""
@@ -93,7 +103,8 @@ async def put_fragment(request: web.Request) -> web.Response:
         h, received = hashlib.sha256(), 0
         try:
             while True:
-                chunk = await request.content.read(CHUNK)
+                async with body_deadline(request):  # per chunk: a 256 MiB fragment may take long, but never stall
+                    chunk = await request.content.read(CHUNK)
                 if not chunk:
                     break
                 received += len(chunk)
@@ -132,9 +143,13 @@ async def put_fragment(request: web.Request) -> web.Response:
     return web.json_response(_reply(True), status=201)
 
 
+def _no_recording(key: str) -> ApiError:
+    return ApiError(404, f"no recording {key!r}", "URL key")
+
+
 def _recording_scope(s: Session, rec: Recording, who) -> None:  # type: ignore[no-untyped-def]
     att = s.get(Attempt, rec.attempt_id) if rec.attempt_id else None
-    require_assigned(s, who, rec.station_id, att.exam_day_id if att else None, "URL key")
+    require_assigned(s, who, rec.station_id, att.exam_day_id if att else None, _no_recording(rec.key))
 
 
 @routes.get("/api/recordings/{key}", allow_head=False)
@@ -147,7 +162,7 @@ async def view_recording(request: web.Request) -> web.Response:
     def view(s: Session) -> dict:
         rec = s.scalar(select(Recording).where(Recording.key == key))
         if rec is None:
-            raise ApiError(404, f"no recording {key!r}", "URL key")
+            raise _no_recording(key)
         _recording_scope(s, rec, who)
         station = s.get(Station, rec.station_id)
         att = s.get(Attempt, rec.attempt_id) if rec.attempt_id else None
@@ -185,10 +200,9 @@ async def get_media(request: web.Request) -> web.StreamResponse:
 
     def check(s: Session) -> None:
         recs = s.scalars(select(Recording).join(Fragment).where(Fragment.sha256 == sha)).all()
-        if not recs:
+        # Outside the examiner's assignments reads as missing: a 403 would confirm the hash is stored (scope.py).
+        if not recs or not any(_may_view(s, r, who) for r in recs):
             raise ApiError(404, "no fragment with this SHA-256", "URL sha256")
-        if not any(_may_view(s, r, who) for r in recs):
-            raise ApiError(403, "this station/day is not assigned to you", "URL sha256")
         audit.append(s, who.actor, audit.MEDIA_DOWNLOAD, sha, {"recordings": sorted(r.key for r in recs)})
 
     await db_run(request, check)

@@ -5,8 +5,6 @@ Registered through routes/archive.py (ROUTES below).
 
 from __future__ import annotations
 
-import datetime as dt
-import re
 from typing import Any
 
 from aiohttp import web
@@ -21,6 +19,7 @@ from ..models import ChecklistVersion, Task
 from ..protocol import Protocol, ProtocolError, build, to_csv, to_pdf, to_xlsx
 from ..roles import requires
 from ..validate import CODE_RE
+from .params import day_and_specialty
 
 CHECKLIST_UPLOAD = "checklist.upload"
 PROTOCOL_VIEW = "protocol.view"
@@ -35,15 +34,7 @@ FORMATS: dict[str, tuple[str, Any]] = {
 async def get_protocol(request: web.Request) -> web.Response:
     """?day=YYYY-MM-DD&specialty=CODE[&format=json|csv|xlsx|pdf]"""
     q = request.query
-    try:
-        day = dt.date.fromisoformat(q.get("day", "")) if re.fullmatch(r"\d{4}-\d{2}-\d{2}", q.get("day", "")) else None
-    except ValueError:
-        day = None
-    if day is None:
-        raise ApiError(400, "expected a date YYYY-MM-DD", "query day")
-    specialty = q.get("specialty", "")
-    if not CODE_RE.fullmatch(specialty):
-        raise ApiError(400, f"must match {CODE_RE.pattern}", "query specialty")
+    day, specialty = day_and_specialty(q, "day")
     fmt = q.get("format", "json")
     if fmt != "json" and fmt not in FORMATS:
         raise ApiError(400, "expected json, csv, xlsx or pdf", "query format")

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from html import escape
 from typing import Any
 from urllib.parse import urlencode
@@ -16,25 +15,10 @@ from .. import audit
 from ..app import ApiError, db_run, identity
 from ..quality import QualityError, QualityReport, build, to_csv
 from ..roles import requires
-from ..validate import CODE_RE
+from .params import day_and_specialty
 
 routes = web.RouteTableDef()
 QUALITY_VIEW = "report.quality.view"
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-def _params(q: Any) -> tuple[dt.date, str]:
-    raw = q.get("exam_day", "")
-    try:
-        if not _DATE.fullmatch(raw):
-            raise ValueError
-        day = dt.date.fromisoformat(raw)
-    except ValueError:
-        raise ApiError(400, "expected a date YYYY-MM-DD", "query exam_day") from None
-    specialty = q.get("specialty", "")
-    if not CODE_RE.fullmatch(specialty):
-        raise ApiError(400, f"must match {CODE_RE.pattern}", "query specialty")
-    return day, specialty
 
 
 async def _report(request: web.Request, day: dt.date, specialty: str, fmt: str) -> QualityReport:
@@ -55,7 +39,7 @@ async def _report(request: web.Request, day: dt.date, specialty: str, fmt: str) 
 @requires("reports.quality")
 async def quality_api(request: web.Request) -> web.Response:
     """?exam_day=YYYY-MM-DD&specialty=CODE[&format=json|csv]"""
-    day, specialty = _params(request.query)
+    day, specialty = day_and_specialty(request.query, "exam_day")
     fmt = request.query.get("format", "json")
     if fmt not in ("json", "csv"):
         raise ApiError(400, "expected json or csv", "query format")
@@ -274,7 +258,7 @@ async def quality_page(request: web.Request) -> web.Response:
     rep, error, status = None, "", 200
     if day or specialty:
         try:
-            d, sp = _params(q)
+            d, sp = day_and_specialty(q, "exam_day")
             rep = await _report(request, d, sp, "html")
         except ApiError as exc:
             error, status = f"{exc.error} ({exc.where})", exc.status

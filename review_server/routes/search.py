@@ -1,10 +1,9 @@
 """GET /api/archive/attempts: the archive search across days (review_server/search.py). Registered through
-routes/archive.py (ROUTES below)."""
+routes/archive.py (ROUTES below). parse_query is also the check of the archive page's form (routes/archive_page.py)."""
 
 from __future__ import annotations
 
-import datetime as dt
-import re
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -12,47 +11,17 @@ from aiohttp import web
 from ..app import ApiError, db_run
 from ..roles import requires
 from ..search import MAX_PER_PAGE, RESULTS, Query, search
-from ..validate import ACCRED_RE, CODE_RE, check_text
+from ..validate import ACCRED_RE, check_text
+from .params import date_param, ident_param, int_param
 
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_INT = re.compile(r"[0-9]{1,6}")
-KNOWN = {"from", "to", "specialty", "station", "task", "number", "result", "examiner", "page", "per_page"}
-
-
-def _date(q: Any, name: str) -> dt.date | None:
-    value = q.get(name)
-    if value is None:
-        return None
-    try:
-        if not _DATE.fullmatch(value):
-            raise ValueError
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise ApiError(400, "expected a date YYYY-MM-DD", f"query {name}") from None
+KNOWN = frozenset({"from", "to", "specialty", "station", "task", "number", "result", "examiner", "page", "per_page"})
 
 
-def _int(q: Any, name: str, default: int, hi: int) -> int:
-    value = q.get(name)
-    if value is None:
-        return default
-    if not _INT.fullmatch(value) or not 1 <= int(value) <= hi:
-        raise ApiError(400, f"expected an integer from 1 to {hi}", f"query {name}")
-    return int(value)
-
-
-def _ident(q: Any, name: str, pattern: re.Pattern[str] = CODE_RE) -> str | None:
-    value = q.get(name)
-    if value is not None and not pattern.fullmatch(value):
-        raise ApiError(400, f"must match {pattern.pattern}", f"query {name}")
-    return value
-
-
-@requires("archive.search")
-async def search_attempts(request: web.Request) -> web.Response:
-    """?from=&to= (exam dates), specialty, station, task (codes), number, result (passed|failed|not_final),
-    examiner (login), page, per_page (≤ 200). Newest exam day first; `has_more` says whether a next page exists."""
-    q = request.query
-    unknown = sorted(set(q) - KNOWN)
+def parse_query(q: Mapping[str, str], *, also: frozenset[str] = frozenset(), per_page: int | None = None) -> Query:
+    """The search query from query parameters, or an ApiError(400) naming the parameter that is wrong.
+    `also`: further parameters the caller handles itself (the page's lang); `per_page`: a fixed page size,
+    in which case the per_page parameter is accepted but not read."""
+    unknown = sorted(set(q) - KNOWN - also)
     if unknown:
         raise ApiError(400, f"unknown parameter (known: {', '.join(sorted(KNOWN))})", f"query {unknown[0]}")
     result = q.get("result")
@@ -61,18 +30,25 @@ async def search_attempts(request: web.Request) -> web.Response:
     examiner = q.get("examiner")
     if examiner is not None:
         check_text(examiner, "query examiner", 128)
-    query = Query(
-        date_from=_date(q, "from"),
-        date_to=_date(q, "to"),
-        specialty=_ident(q, "specialty"),
-        station=_ident(q, "station"),
-        task=_ident(q, "task"),
-        number=_ident(q, "number", ACCRED_RE),
+    return Query(
+        date_from=date_param(q, "from"),
+        date_to=date_param(q, "to"),
+        specialty=ident_param(q, "specialty"),
+        station=ident_param(q, "station"),
+        task=ident_param(q, "task"),
+        number=ident_param(q, "number", ACCRED_RE),
         result=result,
         examiner=examiner,
-        page=_int(q, "page", 1, 100_000),
-        per_page=_int(q, "per_page", 50, MAX_PER_PAGE),
+        page=int_param(q, "page", 1, 100_000),
+        per_page=per_page if per_page is not None else int_param(q, "per_page", 50, MAX_PER_PAGE),
     )
+
+
+@requires("archive.search")
+async def search_attempts(request: web.Request) -> web.Response:
+    """?from=&to= (exam dates), specialty, station, task (codes), number, result (passed|failed|not_final),
+    examiner (login), page, per_page (≤ 200). Newest exam day first; `has_more` says whether a next page exists."""
+    query = parse_query(request.query)
     return web.json_response(await db_run(request, lambda s: search(s, query)))
 
 

@@ -164,6 +164,8 @@ def test_scheduled_attempt_resumes_after_kill9_in_part_2_with_the_gap_logged(tmp
     wait_for(lambda: events(folder)[-1]["event"] == "attempt_done", 15, "the attempt to end")
     assert events(folder)[-1]["stopped_by_hand"] is True
     assert read_manifest(part2).end["reason"] == "completed"
+    assert read_manifest(part1).end["reason"] == "interrupted"  # closed with the attempt, its media untouched
+    assert verify_recording(part1) == [] and media_count(part1) == fragments_before
     assert verify_recording(part2) == []
     assert daemon.request("GET", "/api/clock", token=None)[1]["phase"] == "idle"
     state = json.loads((tmp_path / "data" / "state" / "attempts.json").read_text())

@@ -239,6 +239,9 @@ async def test_uploads_fragments_and_marks_once(server, tmp_path: Path) -> None:
     try:
         with db.transaction() as s:  # the recording is linked to the attempt named in its header
             assert s.scalar(select(Recording.attempt_id).where(Recording.key == rec.recording_id)) == "att-1"
+            # Media time 0 (started_wall + the recorder's 1.5 s warm-up), sent with the init files.
+            started = s.scalar(select(Recording.media_from).where(Recording.key == rec.recording_id))
+            assert started.isoformat() == "2026-11-26T08:00:01.500000+00:00"
     finally:
         db.dispose()
 

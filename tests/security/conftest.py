@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery"
 ROLES = ("admin", "examiner", "observer", "archivist")
 IDLE_TIMEOUT_S = 3  # the server's idle_timeout_s: slow (slowloris) connections are dropped after this
+BODY_TIMEOUT_S = 2  # the server's body_timeout_s: a body not received whole within this is answered 408
 MAX_JSON = 64 * 1024
 MAX_FRAGMENT = 2 * 1024 * 1024
 MAX_MARK_BATCH = 200
@@ -245,7 +246,7 @@ def stand(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stand]:
         f'database_url = "{db_url}"\nmedia_dir = "{media}"\ninsecure_cookies = true\n'
         f"max_json_bytes = {MAX_JSON}\nmax_fragment_bytes = {MAX_FRAGMENT}\nmax_mark_batch = {MAX_MARK_BATCH}\n"
         "login_max_failures_per_ip = 100000\n"
-        f"idle_timeout_s = {IDLE_TIMEOUT_S}\n"
+        f"idle_timeout_s = {IDLE_TIMEOUT_S}\nbody_timeout_s = {BODY_TIMEOUT_S}\n"
         "argon2_time_cost = 1\nargon2_memory_kib = 8\nargon2_parallelism = 1\n",
         encoding="utf-8",
     )

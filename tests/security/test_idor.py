@@ -74,6 +74,29 @@ def test_the_same_request_on_the_assigned_station_works(stand: Stand, method: st
     assert reply.status in (200, 206), (reply.status, reply.body[:200])
 
 
+MISSING = {"attempt_id": "att-none", "key": "rec-none", "sha256": "0" * 64, "station": "S9"}
+
+
+def _shape(reply, vals: dict[str, str]) -> tuple[int, bytes]:  # type: ignore[no-untyped-def]
+    """Status and body with the names from the URL blanked: what is left is what the answer tells."""
+    body = reply.body
+    for name in MISSING:
+        body = body.replace(vals[name].encode(), b"{" + name.encode() + b"}")
+    return reply.status, body
+
+
+@pytest.mark.parametrize(("method", "path"), SCOPED, ids=[f"oracle {m} {p}" for m, p in SCOPED])
+def test_an_unassigned_object_reads_exactly_like_a_missing_one(stand: Stand, method: str, path: str) -> None:
+    """No existence oracle: S2's attempt, recording, media hash or station (which exist) answer the examiner
+    with the same status and body, names aside, as ones that do not exist."""
+    theirs = values(stand, "S2")
+    missing = theirs | MISSING
+    existing = _shape(_examiner_request(stand, method, path, theirs), theirs)
+    absent = _shape(_examiner_request(stand, method, path, missing), missing)
+    assert existing == absent, (existing, absent)
+    assert existing[0] in (403, 404), existing
+
+
 def test_examiner_cannot_fetch_another_attempts_recording_through_their_own_attempt(stand: Stand) -> None:
     """/attempts/{mine}/recordings/{theirs}/cam0: the recording must belong to the attempt named."""
     reply = stand.request("GET", f"/attempts/att-s1/recordings/{stand.recordings['S2']['key']}/cam0",

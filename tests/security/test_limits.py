@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import select
 import socket
 import threading
 import time
 
 import pytest
 
-from .conftest import IDLE_TIMEOUT_S, MAX_FRAGMENT, MAX_JSON, MAX_MARK_BATCH, Stand, mark_event
+from .conftest import BODY_TIMEOUT_S, IDLE_TIMEOUT_S, MAX_FRAGMENT, MAX_JSON, MAX_MARK_BATCH, Stand, mark_event
 
 CATEGORY = "oversized and slow requests"
 
@@ -276,3 +277,55 @@ def test_slow_bodies_do_not_stop_the_server_answering(stand: Stand) -> None:
         for sock in socks:
             sock.close()
     assert stand.alive()
+
+
+def test_a_body_slower_than_the_deadline_is_408_and_others_are_still_served(stand: Stand) -> None:
+    """Request heads, then bodies slower than body_timeout_s: a JSON mark batch and a login form a byte every
+    0.2 s (each byte prompt, the whole too slow), and a fragment PUT that stalls after its first bytes. Each is
+    answered 408 (where: body, Connection: close) at the deadline, while other requests are answered."""
+    token = stand.tokens["S1"]
+    heads = {
+        "json": f"POST /api/marks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{",
+        "form": "POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                "Content-Length: 1000\r\n\r\nlogin=",
+        "fragment": f"PUT /api/recordings/rec-slow/tracks/cam0/fragments/0 HTTP/1.1\r\nHost: x\r\n"
+                    f"Authorization: Bearer {token}\r\nX-Content-SHA256: {'0' * 64}\r\n"
+                    "Content-Length: 1000\r\n\r\n0123456789",
+    }
+    socks = {name: socket.create_connection((stand.host, stand.port), timeout=5) for name in heads}
+    answers: dict[str, bytes] = {}
+    took: dict[str, float] = {}
+    start = time.monotonic()
+    try:
+        for name, sock in socks.items():
+            sock.sendall(heads[name].encode())
+        while len(took) < len(socks) and time.monotonic() - start < BODY_TIMEOUT_S + 4:
+            pending = [s for n, s in socks.items() if n not in took]
+            readable, _, _ = select.select(pending, [], [], 0.2)
+            for name, sock in socks.items():
+                if sock in readable:
+                    answers[name] = answers.get(name, b"") + sock.recv(65536)
+                    if b"\r\n\r\n" in answers[name] or not answers[name]:
+                        took.setdefault(name, time.monotonic() - start)
+                elif name != "fragment" and name not in took:
+                    sock.send(b"a")  # the trickle: one more byte of the body
+            assert stand.request("GET", "/health", timeout=5).status == 200  # others are still served
+        for name, sock in socks.items():  # the 408's body may follow its head in a later segment
+            with contextlib.suppress(OSError):
+                while answers.get(name) and not answers[name].endswith(b"}"):
+                    if not (chunk := sock.recv(65536)):
+                        break
+                    answers[name] += chunk
+    finally:
+        for sock in socks.values():
+            sock.close()
+    for name, raw in answers.items():
+        assert _status(raw) == 408, (name, raw[:300])
+        assert b"connection: close" in raw.lower(), (name, raw[:300])
+        body = json.loads(raw.split(b"\r\n\r\n", 1)[1])
+        assert body == {"error": f"the request body did not arrive within {BODY_TIMEOUT_S} s", "where": "body"}
+    assert sorted(took) == sorted(heads), (took, answers)
+    assert all(BODY_TIMEOUT_S - 0.5 < t < BODY_TIMEOUT_S + 1.5 for t in took.values()), took
+    reply = stand.json_request("POST", "/api/marks", {"events": []}, stand.station("S1"))
+    assert reply.status != 408 and stand.alive(), reply.body

@@ -91,7 +91,7 @@ async def test_who_may_open_the_attempt_page(world: World) -> None:
 
     world.api.run(move)
     resp = await client.get("/attempts/P1", headers=world.headers("examiner"))
-    assert resp.status == 403 and (await resp.json())["where"] == "URL attempt_id"
+    assert resp.status == 404 and await resp.json() == {"error": "no attempt 'P1'", "where": "URL attempt_id"}
     assert (await client.get("/attempts/P1", headers=world.headers("archivist"))).status == 200
     assert (await client.get("/attempts/NOPE", headers=world.headers("archivist"))).status == 404
     bad = await client.get("/attempts/P1?rec=../x", headers=world.headers("archivist"))

@@ -237,7 +237,9 @@ async def test_examiner_assignment_can_be_limited_to_one_day(world: World) -> No
     examiner = world.headers("examiner")
     assert (await world.api.client.get("/api/attempts/on-day-1/marks", headers=examiner)).status == 200
     refused = await world.api.client.get("/api/attempts/on-day-2/marks", headers=examiner)
-    assert refused.status == 403 and "not assigned" in (await refused.json())["error"]
+    # Outside the assignment reads exactly like a missing attempt: a 403 would say that it exists.
+    assert refused.status == 404
+    assert await refused.json() == {"error": "no attempt 'on-day-2'", "where": "URL attempt_id"}
     # Archivists are not scoped.
     assert (
         await world.api.client.get("/api/attempts/on-day-2/marks", headers=world.headers("archivist"))

@@ -15,12 +15,14 @@ def test_defaults_run_the_demo_with_production_password_cost() -> None:
     assert cfg.database_url.startswith("sqlite:///") and cfg.media_backend == "local"
     assert (cfg.argon2_time_cost, cfg.argon2_memory_kib) == (3, 65536)
     assert cfg.insecure_cookies is False
+    assert cfg.body_timeout_s == 30  # a request body must arrive within this (app.body_deadline)
 
 
 def test_file_values_relative_paths_and_environment_secrets(tmp_path: Path) -> None:
     path = tmp_path / "conf" / "server.toml"
     path.parent.mkdir()
-    path.write_text('media_backend = "s3"\nmedia_dir = "media"\ns3_bucket = "b"\nport = 9000\n', encoding="utf-8")
+    path.write_text('media_backend = "s3"\nmedia_dir = "media"\ns3_bucket = "b"\nport = 9000\nbody_timeout_s = 5\n',
+                    encoding="utf-8")
     env = {
         "OSCE_DATABASE_URL": "postgresql+psycopg://u:p@db/osce",
         "OSCE_S3_ACCESS_KEY_ID": "AK",
@@ -28,7 +30,7 @@ def test_file_values_relative_paths_and_environment_secrets(tmp_path: Path) -> N
     }
     cfg = load_config(path, env=env)
     assert cfg.media_dir == tmp_path / "conf" / "media"
-    assert cfg.port == 9000 and cfg.s3_bucket == "b"
+    assert cfg.port == 9000 and cfg.s3_bucket == "b" and cfg.body_timeout_s == 5
     assert cfg.database_url == env["OSCE_DATABASE_URL"]
     assert cfg.s3_credentials() == ("AK", "SK")
     assert "SK" not in repr(cfg)

@@ -70,6 +70,10 @@ async def test_export_package_end_to_end(world: World, recording: Path, tmp_path
         "recording_offset_s": 3.5,
     }
     await _json(await client.post("/api/attempts/A1/marks", json=corr, headers=examiner), 200)
+    frozen = {"id": "h1", "code": "camera_frozen", "text": "Камера cam0: изображение застыло", "attempt_id": "A1",
+              "started_at": "2026-06-01T09:29:10Z", "ended_at": "2026-06-01T09:29:40Z"}
+    health = {**world.headers("station"), "Content-Type": "application/json"}
+    await _json(await client.put("/api/stations/S1/health-events", json={"events": [frozen]}, headers=health), 200)
 
     arch = world.headers("archivist")
     found = await _json(await client.get("/api/archive/search?number=2611001", headers=arch), 200)
@@ -113,6 +117,11 @@ async def test_export_package_end_to_end(world: World, recording: Path, tmp_path
     assert sums.stdout.count(": OK") == len((unpacked / "SHA256SUMS").read_text().splitlines())
 
     manifest = json.loads((unpacked / "manifest.json").read_text(encoding="utf-8"))
+    attempt = json.loads((unpacked / "attempts/A1/attempt.json").read_text(encoding="utf-8"))
+    assert [(h["code"], h["ended_at"]) for h in attempt["health_events"]] == [
+        ("camera_frozen", "2026-06-01T09:29:40.000+00:00")]
+    unzip = subprocess.run(["unzip", "-tqq", str(zpath)], capture_output=True, text=True)  # an independent reader
+    assert unzip.returncode == 0, unzip.stdout + unzip.stderr
     assert manifest["request"]["number"] == "17-3/4512"
     assert manifest["attempts"] == ["A1"] and manifest["absent_media"] == []
     key_resp = await client.get("/api/export-key")

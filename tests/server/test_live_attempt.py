@@ -83,8 +83,8 @@ async def test_the_stations_own_word_wins_and_between_attempts_the_last_one_stay
 
 async def test_refusals_name_what_and_where(world: World) -> None:
     client = world.api.client
-    r = await client.get("/api/live/S2/attempt", headers=world.headers("examiner"))  # not assigned
-    assert r.status == 403 and (await r.json())["where"] == "URL station"
+    r = await client.get("/api/live/S2/attempt", headers=world.headers("examiner"))  # not assigned: as if missing
+    assert r.status == 404 and await r.json() == {"error": "no station 'S2'", "where": "URL station"}
     r = await client.get("/api/live/nowhere/attempt", headers=world.headers("observer"))
     assert r.status == 404 and (await r.json())["where"] == "URL station"
     body = await (await client.get("/api/live/S1/attempt", headers=world.headers("observer"))).json()

@@ -84,10 +84,17 @@ async def test_examiners_see_only_recordings_of_their_stations(world: World) -> 
     assert (await world.api.client.put(frag_url(key="rec2"), data=data, headers=headers)).status == 201
     examiner = world.headers("examiner")
     assert (await world.api.client.get("/api/recordings/rec1", headers=examiner)).status == 200
+    # Outside their assignments reads exactly like missing (same status and body): no existence oracle.
     refused = await world.api.client.get("/api/recordings/rec2", headers=examiner)
-    assert refused.status == 403
+    missing = await world.api.client.get("/api/recordings/rec9", headers=examiner)
+    assert refused.status == missing.status == 404
+    assert await refused.json() == {"error": "no recording 'rec2'", "where": "URL key"}
+    assert (await missing.json())["error"] == "no recording 'rec9'"
     media = await world.api.client.get(f"/api/media/{hashlib.sha256(data).hexdigest()}", headers=examiner)
-    assert media.status == 403
+    nothing = await world.api.client.get(f"/api/media/{'0' * 64}", headers=examiner)
+    assert media.status == nothing.status == 404
+    no_fragment = {"error": "no fragment with this SHA-256", "where": "URL sha256"}
+    assert await media.json() == await nothing.json() == no_fragment
 
 
 async def test_retention_deletes_rows_and_unshared_media_with_an_audit_record(world: World) -> None:

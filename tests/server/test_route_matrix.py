@@ -64,6 +64,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str | None]] = {
     ("GET", "/live/{station}/{camera}/init.mp4"): VIEWERS,
     ("GET", "/live/{station}/{camera}/{seq}.m4s"): VIEWERS,
     ("GET", "/api/stations/{code}/schedule"): frozenset({STATION}),
+    ("PUT", "/api/stations/{code}/health-events"): frozenset({STATION}),
     ("GET", "/api/stations/{code}/marks"): frozenset({STATION}),
     ("GET", "/api/live/{station}/attempt"): VIEWERS,
     ("OPTIONS", "/api/tus"): frozenset({STATION}),

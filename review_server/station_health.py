@@ -1,0 +1,31 @@
+"""Station health events as the review page and the export package read them (stored by
+routes/health_events.py from the agent's station_agent/health_log.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .models import HealthEvent
+
+
+def as_json(r: HealthEvent) -> dict[str, Any]:
+    return {"code": r.code, "text": r.text, "attempt_id": r.attempt_id,
+            "started_at": r.started_at.isoformat(timespec="milliseconds"),
+            "ended_at": r.ended_at.isoformat(timespec="milliseconds") if r.ended_at else None}
+
+
+def events_between(s: Session, station_id: int, start: dt.datetime | None, end: dt.datetime | None,
+                   attempt_id: str | None = None) -> list[dict[str, Any]]:
+    """A station's health events raised during the attempt, or overlapping [start, end] when the window is
+    known (an event of the minute before the attempt, still lasting, matters too); oldest first."""
+    cond = HealthEvent.attempt_id == attempt_id
+    if start is not None and end is not None:
+        overlaps = (HealthEvent.started_at <= end) & (HealthEvent.ended_at.is_(None) | (HealthEvent.ended_at >= start))
+        cond = overlaps if attempt_id is None else overlaps | cond
+    rows = s.scalars(select(HealthEvent).where(HealthEvent.station_id == station_id, cond)
+                     .order_by(HealthEvent.started_at, HealthEvent.id))
+    return [as_json(r) for r in rows]
