@@ -88,11 +88,39 @@ class ManifestWriter:
         self._write({"type": "event", "event": event, "at": round(at, 6), **fields})
 
     def end(self, at: float, reason: str, stats: dict[str, Any]) -> None:
-        self._write({"type": "end", "at": round(at, 6), "reason": reason, "stats": stats})
+        self._write(_end_line(at, reason, stats))
 
     def close(self) -> None:
         with self._lock:
             self._fh.close()
+
+
+def _end_line(at: float, reason: str, stats: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "end", "at": round(at, 6), "reason": reason, "stats": stats}
+
+
+def close_cut(folder: Path, reason: str, stats: dict[str, Any]) -> bool:
+    """Give a recording cut short (kill -9, power loss) the ``end`` line it never got; False if it had one (or
+    has no readable manifest). A last line cut short by the crash is dropped first (every reader drops it
+    anyway; appended to, it would become a bad line in the middle). `at` is the end of the last media fragment.
+    """
+    try:
+        manifest = read_manifest(folder)
+    except ManifestError:
+        return False
+    if manifest.end is not None:
+        return False
+    path = folder / MANIFEST_NAME
+    with open(path, "r+b") as fh:
+        data = fh.read()
+        whole = data.rfind(b"\n") + 1
+        if whole < len(data):
+            fh.truncate(whole)
+    ends = [f.end for f in manifest.fragments if f.kind == "media" and f.end is not None]
+    with open(path, "a", encoding="utf-8") as fh:
+        append_line(fh, json.dumps(_end_line(max(ends, default=0.0), reason, stats), ensure_ascii=False,
+                                   separators=(",", ":")))
+    return True
 
 
 _FRAGMENT_KEYS = {"type", "track", "seq", "kind", "file", "sha256", "size", "start", "end"}

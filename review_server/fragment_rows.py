@@ -22,6 +22,7 @@ from media import fmp4_check
 from .app import ApiError
 from .models import Attempt, Fragment, Recording
 from .storage import MediaStorage
+from .validate import parse_utc
 
 
 @dataclass(frozen=True)
@@ -75,12 +76,9 @@ def utc_or_none(value: str | None, where: str) -> dt.datetime | None:
     if not value:
         return None
     try:
-        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00")) if len(value) <= 40 else None
+        return parse_utc(value)
     except ValueError:
-        when = None
-    if when is None or when.utcoffset() != dt.timedelta(0):
-        raise ApiError(400, "expected ISO-8601 UTC time like 2026-03-01T09:30:00.000+00:00", where)
-    return when
+        raise ApiError(400, "expected ISO-8601 UTC time like 2026-03-01T09:30:00.000+00:00", where) from None
 
 
 def record_fragment(s: Session, station_id: int, frag: IncomingFragment, where: Where) -> bool:

@@ -65,11 +65,14 @@ class PackageSink:
 
     def _run(self) -> None:
         while (piece := self.queue.get()) is not None:
-            if self.error is None:
-                try:
+            try:
+                if self.error is None:
                     self._take(piece)
-                except BaseException as exc:  # raised to the caller at its next write or at close()
-                    self.error = exc
+            except BaseException as exc:  # raised to the caller at its next write or at close()
+                self.error = exc
+            finally:
+                if isinstance(piece, MappedFile):  # written or skipped after an error: its descriptor goes
+                    piece.close()
 
     def _take(self, piece: Any) -> None:
         self.sha.update(piece)
@@ -78,13 +81,12 @@ class PackageSink:
             # The kernel copies page cache to page cache (as `cp` does); writing the mapping from user space
             # cost twice the CPU (measured: copy_folio_from_iter at a third of the export's samples).
             self.out.flush()
-            with piece:
-                left, offset = size, 0
-                while left:
-                    n = os.copy_file_range(piece.fd, self.out.fileno(), left, offset)
-                    if n == 0:
-                        raise OSError(f"stored file shrank while packed ({left} bytes short)")
-                    left, offset = left - n, offset + n
+            left, offset = size, 0
+            while left:
+                n = os.copy_file_range(piece.fd, self.out.fileno(), left, offset)
+                if n == 0:
+                    raise OSError(f"stored file shrank while packed ({left} bytes short)")
+                left, offset = left - n, offset + n
         else:
             self.out.write(piece)
         self.size += size
@@ -96,6 +98,8 @@ class PackageSink:
 
     def write(self, piece: Any) -> None:
         if self.error is not None:
+            if isinstance(piece, MappedFile):
+                piece.close()
             raise self.error
         self.queue.put(piece)
 
@@ -118,9 +122,10 @@ class MappedFile(mmap.mmap):
         self.fd = os.dup(fd)
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        os.close(self.fd)
-        self.close()
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self.fd)
+        super().close()
 
 
 def pieces(src: BinaryIO) -> Iterator[Any]:

@@ -143,14 +143,20 @@ class Fields:
         """ISO-8601 with an explicit UTC offset; returned exactly as given (it is hashed by stations)."""
         value = self._get(name, True)
         try:
-            if not isinstance(value, str) or len(value) > 40:
-                raise ValueError
-            parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-            if parsed.utcoffset() != dt.timedelta(0):
-                raise ValueError
+            parse_utc(value)
         except ValueError:
             raise ApiError(422, "expected ISO-8601 UTC time like 2026-03-01T09:30:00Z", self.where(name)) from None
         return value
+
+
+def parse_utc(value: Any) -> dt.datetime:
+    """An ISO-8601 time with an explicit UTC offset ("Z" or +00:00), or ValueError."""
+    if not isinstance(value, str) or len(value) > 40:
+        raise ValueError(value)
+    parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.utcoffset() != dt.timedelta(0):
+        raise ValueError(value)
+    return parsed
 
 
 def _bad() -> Any:

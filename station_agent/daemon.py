@@ -31,7 +31,7 @@ from checklists.model import Checklist
 from media import clock as media_clock
 from media import sdnotify
 from media.durable import write_atomic
-from media.manifest import MANIFEST_NAME, read_manifest
+from media.manifest import MANIFEST_NAME, close_cut, read_manifest
 from media.recorder import Recorder, RecorderConfig, tap_sources
 from media.sources import SourceError
 
@@ -46,7 +46,6 @@ from .lifecycle import (
     ScheduleError,
     StateStore,
     active_attempt,
-    close_cut_part,
     due_cues,
     iso,
     logged_attempt,
@@ -296,7 +295,7 @@ class Agent:
             await self._stop_recorder("completed")
         # Parts cut short by a crash get their end line, and every part is queued (both idempotent).
         for part in part_dirs(self.recordings / attempt.attempt_id):
-            if close_cut_part(part, "interrupted", {"closed_at": iso(datetime.now(UTC))}):
+            if close_cut(part, "interrupted", {"closed_at": iso(datetime.now(UTC))}):
                 self.attempt_log(attempt).write("part_closed", part=int(part.name[5:]), reason="interrupted")
             self._queue_part(part)
         self.attempt_log(attempt).write("attempt_done", ended_at=iso(attempt.ends_at),

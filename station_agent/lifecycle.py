@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from media.durable import append_line, write_atomic
-from media.manifest import MANIFEST_NAME, ManifestError, read_manifest
+from media.manifest import ManifestError, read_manifest
 from media.recorder import WARMUP_S
 
 ATTEMPT_ID_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,99}$")
@@ -290,32 +290,6 @@ def logged_attempt(alog: AttemptLog) -> Attempt | None:
         return None if header is None else Attempt.from_json(header, str(alog.path))
     except ScheduleError:
         return None
-
-
-def close_cut_part(part: Path, reason: str, stats: dict[str, Any]) -> bool:
-    """Give a part cut short (kill -9, power loss) the manifest ``end`` line it never got; False if it had one.
-
-    A last line cut short by the crash is dropped first (every reader drops it anyway; appended to, it would
-    become a bad line in the middle). `at` is the end of the last listed media fragment.
-    """
-    try:
-        manifest = read_manifest(part)
-    except ManifestError:
-        return False
-    if manifest.end is not None:
-        return False
-    path = part / MANIFEST_NAME
-    with open(path, "r+b") as fh:
-        data = fh.read()
-        whole = data.rfind(b"\n") + 1
-        if whole < len(data):
-            fh.truncate(whole)
-    ends = [f.end for f in manifest.fragments if f.kind == "media" and f.end is not None]
-    line = json.dumps({"type": "end", "at": round(max(ends, default=0.0), 6), "reason": reason, "stats": stats},
-                      ensure_ascii=False, separators=(",", ":"))
-    with open(path, "a", encoding="utf-8") as fh:
-        append_line(fh, line)
-    return True
 
 
 def cue_wav(cue: str, rate: int = 16000) -> bytes:

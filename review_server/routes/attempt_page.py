@@ -46,7 +46,7 @@ from ..pages import lang_of
 from ..roles import requires
 from ..scores import Outcome, attempt_outcome
 from ..station_health import events_between
-from ..validate import CODE_RE, path_ident
+from ..validate import CODE_RE, parse_utc, path_ident
 from .scope import require_assigned
 from .track_file import Piece, from_first_byte, send_track, track_pieces
 
@@ -318,8 +318,9 @@ def gather(s: Session, att: Attempt, recording_key: str | None) -> PageData:
             cpr_items = {int(k): [str(x) for x in v] for k, v in (report.get("items") or {}).items()}
         except (ValueError, AttributeError, TypeError):
             cpr, cpr_items = None, {}  # stored as uploaded and checked then; unreadable now: shown as absent
-    health = events_between(s, att.station_id, origin, origin + dt.timedelta(seconds=max(
-        [t.end or 0.0 for t in tracks] or [0.0])) if origin else None, att.id)
+    end_s = max([t.end or 0.0 for t in tracks] or [0.0])
+    health = events_between(s, att.station_id, origin, origin + dt.timedelta(seconds=end_s) if origin else None,
+                            att.id)
     for ev in health:
         for key, when in (("t0", ev["started_at"]), ("t1", ev["ended_at"])):
             ev[key] = (dt.datetime.fromisoformat(when) - origin).total_seconds() if origin and when else None
@@ -338,7 +339,7 @@ def gather(s: Session, att: Attempt, recording_key: str | None) -> PageData:
         cpr=cpr,
         cpr_items=cpr_items,
         shift=shift,
-        span=(-1.0, max([t.end or 0.0 for t in tracks] or [0.0]) + 1.0) if origin and len(recs) > 1 else None,
+        span=(-1.0, end_s + 1.0) if origin and len(recs) > 1 else None,
         health=health,
     )
 
@@ -352,7 +353,7 @@ def marks_zero(s: Session, attempt_id: str) -> dt.datetime | None:
     zeros = []
     for wall, offset in rows:
         with contextlib.suppress(ValueError):
-            zeros.append(dt.datetime.fromisoformat(wall.replace("Z", "+00:00")) - dt.timedelta(seconds=offset))
+            zeros.append(parse_utc(wall) - dt.timedelta(seconds=offset))
     return sorted(zeros)[len(zeros) // 2] if zeros else None
 
 
@@ -364,8 +365,8 @@ def _cpr_shift(report: dict[str, Any], origin: dt.datetime | None) -> float:
     if origin is None or not isinstance(when, str):
         return 0.0
     try:
-        return (origin - dt.datetime.fromisoformat(when.replace("Z", "+00:00"))).total_seconds()
-    except (ValueError, TypeError):
+        return (origin - parse_utc(when)).total_seconds()
+    except ValueError:
         return 0.0
 
 

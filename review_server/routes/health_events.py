@@ -5,7 +5,6 @@ stored once, and an end only ever closes an event. The attempt page shows the ev
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from aiohttp import web
@@ -15,7 +14,7 @@ from sqlalchemy.orm import Session
 from ..app import ApiError, db_run, identity
 from ..models import HealthEvent
 from ..roles import requires
-from ..validate import Fields, read_json
+from ..validate import Fields, parse_utc, read_json
 from .scope import own_station
 
 routes = web.RouteTableDef()
@@ -31,11 +30,11 @@ def _event(obj: Any, where: str) -> dict[str, Any]:
         "code": f.ident("code"),
         "text": f.text("text", max_len=300),
         "attempt_id": f.ident("attempt_id", required=False),
-        "started_at": dt.datetime.fromisoformat(f.utc_time("started_at").replace("Z", "+00:00")),
+        "started_at": parse_utc(f.utc_time("started_at")),
         "ended_at": None,
     }
     if obj.get("ended_at") is not None:
-        ev["ended_at"] = dt.datetime.fromisoformat(f.utc_time("ended_at").replace("Z", "+00:00"))
+        ev["ended_at"] = parse_utc(f.utc_time("ended_at"))
         if ev["ended_at"] < ev["started_at"]:
             raise ApiError(422, "ends before it starts", f.where("ended_at"))
     return ev

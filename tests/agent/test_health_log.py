@@ -86,7 +86,7 @@ async def test_warnings_become_events_on_the_server(server: tuple[TestClient, An
     hl2 = HealthLog(tmp_path / "state" / "health-events.db")
     hl2.restarted(at(60), "A1")
     async with aiohttp.ClientSession() as http:
-        assert await sender.__class__(hl2, str(client.make_url("")), "st1", token).send_once(http) == 2
+        assert await HealthSender(hl2, str(client.make_url("")), "st1", token).send_once(http) == 2
     rows = stored(db)
     assert rows[2][0] == "mic_silent" and rows[2][3] == at(6)  # last seen at 6 s (written on first sighting)
     assert rows[3][:3] == ("agent_started", "A1", at(60))

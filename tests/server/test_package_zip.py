@@ -3,6 +3,7 @@ Python's zipfile and by Info-ZIP's unzip (an independent reader: every CRC-32 an
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from review_server.package import CHUNK, MANIFEST, SUMS, PackageSink, PackageWriter, verify
+from review_server.package import CHUNK, MANIFEST, SUMS, PackageSink, PackageWriter, pieces, verify
 from review_server.zipwriter import STORED, ZipWriter
 
 UNZIP = shutil.which("unzip")
@@ -115,5 +116,12 @@ def test_a_failed_write_is_raised_not_lost(tmp_path: Path) -> None:
     sink = PackageSink(fh)
     fh.close()  # the output goes away under the writer thread (a disk error, a closed file)
     sink.write(b"x" * 10)
+    stored = tmp_path / "stored.m4s"
+    stored.write_bytes(b"y" * 100)
+    with stored.open("rb") as src:
+        mapped = next(pieces(src))
+    with contextlib.suppress(ValueError):
+        sink.write(mapped)  # queued behind the failure, or refused at once
     with pytest.raises(ValueError, match="closed file"):
         sink.close()
+    assert mapped.closed  # skipped, its mapping and descriptor released all the same
