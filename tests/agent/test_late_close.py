@@ -89,9 +89,11 @@ def test_attempt_that_ended_while_the_agent_was_killed_is_closed_after_restart(t
         # Uploaded completely: every fragment of the part confirmed by the server, and stored there.
         listed = {(f.track, f.seq, f.sha256) for f in manifest.fragments}
         wait_for(lambda: server_fragments(db_url) == listed, 20, "all fragments on the server")
+        # The server stores a fragment before it answers; the agent marks it done once the answer arrives.
         queue = UploadQueue(tmp_path / "data" / "state" / "upload-queue.db")
         try:
-            assert {(i.track, i.seq, i.state) for i in queue.items()} == {(t, s, DONE) for t, s, _ in listed}
+            wanted = {(t, s, DONE) for t, s, _ in listed}
+            wait_for(lambda: {(i.track, i.seq, i.state) for i in queue.items()} == wanted, 10, "the queue all done")
         finally:
             queue.close()
 
