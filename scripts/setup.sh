@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(libportaudio2 pulseaudio pulseaudio-utils chromium postgresql fonts-dejavu-core unzip)
+APT_PACKAGES=(libportaudio2 pulseaudio pulseaudio-utils chromium postgresql fonts-dejavu-core unzip gcc libc6-dev)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

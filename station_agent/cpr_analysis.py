@@ -37,12 +37,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, func, select, update
+from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, func, or_, select, update
 from sqlalchemy.dialects.sqlite import insert
 
 from media import clock as media_clock
 from media.durable import write_atomic
 
+from . import station_clock
 from .local_db import make_engine
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ POLL_S = 1.0
 MANIKIN_POLL_S = 2.0
 RETRY_S, RETRY_MAX_S = 1.0, 5.0  # a small request: asking often costs nothing
 ANALYSE_RETRY_S, ANALYSE_TRIES = 30.0, 3
+LONGEST_WAIT_S = max(MANIKIN_POLL_S, RETRY_MAX_S, ANALYSE_RETRY_S)
 NICE = 10
 MANIKIN_SUFFIXES = (".csv", ".txt", ".tsv")
 
@@ -105,7 +107,9 @@ class CprJobs:
 
     def due(self, now: float) -> dict[str, Any] | None:
         """The oldest job that has something to do now."""
-        query = (select(jobs).where(jobs.c.state.in_((ANALYSE, UPLOAD, MANIKIN)), jobs.c.next_at <= now)
+        # A retry time further ahead than any wait means the system clock was set back: due now.
+        waited = or_(jobs.c.next_at <= now, jobs.c.next_at > now + LONGEST_WAIT_S)
+        query = (select(jobs).where(jobs.c.state.in_((ANALYSE, UPLOAD, MANIKIN)), waited)
                  .order_by(jobs.c.updated_at).limit(1))
         with self.engine.connect() as conn:
             row = conn.execute(query).mappings().first()
@@ -252,7 +256,7 @@ class CprStation:
 
         from .cpr_live import LiveCpr
 
-        media_from = datetime.now(UTC) + timedelta(seconds=recorder.origin - media_clock.now())
+        media_from = station_clock.now() + timedelta(seconds=recorder.origin - media_clock.now())
         performing = attempt.performing_starts_at - timedelta(seconds=offset_s)
         publisher.set_meta(cpr=None)  # not the previous candidate's figures
         self.live = LiveCpr(lambda figures: publisher.set_meta(cpr=figures), self.track, recorder.origin,

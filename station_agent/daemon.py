@@ -22,7 +22,7 @@ import signal
 import sys
 import time
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from media.manifest import MANIFEST_NAME, close_cut, read_manifest
 from media.recorder import Recorder, RecorderConfig, tap_sources
 from media.sources import SourceError
 
-from . import health_log, live_status, mark_pull
+from . import health_log, live_status, mark_pull, station_clock
 from .config import AgentConfig, ConfigError, load_config
 from .health import CameraWatch, MicWatch, SourceWatch, disk_status, problems
 from .lifecycle import (
@@ -63,6 +63,7 @@ RETRY_S = 5.0  # after a recorder failed to start or stopped by itself
 SCHEDULE_POLL_S = 30.0
 QUEUE_FEED_S = 5.0
 CUE_LATE_S = 5.0  # a cue this late (e.g. after a restart) is not played
+CLOCK_STEP_LOG_S = 0.5  # a step of the system clock this large is logged
 # Recording starts this long before the reading phase, so that the recorder's warm-up (media.recorder.WARMUP_S)
 # is over when the candidate comes in; an attempt started by hand begins reading this long after the request.
 PREROLL_S = 2.0
@@ -128,7 +129,7 @@ class Agent:
 
     def _fail(self, message: str) -> None:
         log.error(message)
-        self.failures = [*self.failures[-9:], f"{iso(datetime.now(UTC))} {message}"]
+        self.failures = [*self.failures[-9:], f"{iso(station_clock.now())} {message}"]
 
     def setup_upload(self) -> None:
         """The upload queue and uploader, if their modules are installed (they are optional to this module)."""
@@ -195,18 +196,18 @@ class Agent:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             _, self.scheduled = self._parse(data["schedule"], str(path))
-            self.clock.offset_s, self.clock.source = float(data["offset_s"]), "cached"
+            self.clock.use_offset(float(data["offset_s"]), "cached")
         except (ValueError, KeyError, TypeError) as exc:
             self._fail(f"cached schedule: {exc}")
 
     async def fetch_schedule(self, session: Any) -> None:
         url = f"{self.cfg.server_url}/api/stations/{self.cfg.station_id}/schedule"
-        sent = datetime.now(UTC)
+        sent = time.monotonic()
         try:
             async with session.get(url, headers={"Authorization": f"Bearer {self.cfg.token}"}) as response:
                 response.raise_for_status()
                 data = await response.json()
-            received = datetime.now(UTC)
+            received = time.monotonic()
             server_time, attempts = self._parse(data, url)
         except Exception as exc:  # noqa: BLE001 - network, HTTP or schedule errors: keep the last schedule
             self._fail(f"schedule: {url}: {exc}")
@@ -214,7 +215,7 @@ class Agent:
         if server_time is not None:
             self.clock.observe(server_time, sent, received)
         self.scheduled = attempts
-        body = {"offset_s": self.clock.offset_s, "fetched_at": iso(received), "schedule": data}
+        body = {"offset_s": self.clock.offset_s, "fetched_at": iso(station_clock.now()), "schedule": data}
         await asyncio.to_thread(write_atomic, self.state_dir / "schedule.json",
                                 json.dumps(body, ensure_ascii=False).encode("utf-8"))
 
@@ -227,6 +228,8 @@ class Agent:
             self.last_tick = time.monotonic()
             self._reload_schedule_file()
             self.disk = disk_status(self.cfg.data_dir, self.cfg.reserve_bytes)
+            if self.current is None:  # a step of the system clock is taken up between attempts only
+                self._follow_system_clock()
             now = self.clock.now()
             attempts = self.store.merged(self.scheduled)
             active = active_attempt(attempts, now, PREROLL_S)
@@ -287,6 +290,11 @@ class Agent:
                 self.cues = [*self.cues[-19:], entry]
                 alog.write("cue", cue=cue, text=CUES[cue], exam_time=iso(at))
 
+    def _follow_system_clock(self) -> None:
+        step = station_clock.follow()
+        if abs(step) >= CLOCK_STEP_LOG_S:
+            log.warning("the system clock was stepped by %+.3f s; taken up between attempts", step)
+
     async def _finish(self, now: datetime, late: bool = False) -> None:
         attempt = self.current
         assert attempt is not None
@@ -295,7 +303,7 @@ class Agent:
             await self._stop_recorder("completed")
         # Parts cut short by a crash get their end line, and every part is queued (both idempotent).
         for part in part_dirs(self.recordings / attempt.attempt_id):
-            if close_cut(part, "interrupted", {"closed_at": iso(datetime.now(UTC))}):
+            if close_cut(part, "interrupted", {"closed_at": iso(station_clock.now())}):
                 self.attempt_log(attempt).write("part_closed", part=int(part.name[5:]), reason="interrupted")
             self._queue_part(part)
         self.attempt_log(attempt).write("attempt_done", ended_at=iso(attempt.ends_at),
@@ -371,7 +379,7 @@ class Agent:
                 part.rmdir()
             self.retry_at = time.monotonic() + RETRY_S
             return
-        media_from = datetime.now(UTC) + timedelta(seconds=recorder.origin - media_clock.now())
+        media_from = station_clock.now() + timedelta(seconds=recorder.origin - media_clock.now())
         tracks = read_manifest(part).header["tracks"]
         watch = SourceWatch({t["id"]: CameraWatch(t["id"], t["source"]) for t in tracks})
         if tracks and tracks[0]["audio"] is not None:

@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from sqlalchemy import text
 
+from . import station_clock
 from .lifecycle import iso
 from .live_status import warnings_of
 from .local_db import make_engine
@@ -135,11 +136,11 @@ class HealthSender:
 
 
 async def observe_loop(agent: Agent, hl: HealthLog) -> None:
-    await asyncio.to_thread(hl.restarted, datetime.now(UTC), agent.current.attempt_id if agent.current else None)
+    await asyncio.to_thread(hl.restarted, station_clock.now(), agent.current.attempt_id if agent.current else None)
     while True:
         try:
             attempt_id = agent.current.attempt_id if agent.current else None
-            await asyncio.to_thread(hl.observe, warnings_of(agent.health()), attempt_id, datetime.now(UTC))
+            await asyncio.to_thread(hl.observe, warnings_of(agent.health()), attempt_id, station_clock.now())
         except Exception:  # noqa: BLE001 - the log must not stop the agent
             log.exception("health events")
         await asyncio.sleep(OBSERVE_S)

@@ -18,6 +18,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from checklists.marks import ExaminerSheet, MarkEvent, MarkEventError, dedup, merge
 
+from . import station_clock
 from .local_db import make_engine
 
 
@@ -156,7 +157,7 @@ class Journal:
         with Session(self.engine) as session, session.begin():
             row = session.get(AttemptRow, attempt_id)
             if row is None:
-                row = AttemptRow(attempt_id=attempt_id, started_at=when or datetime.now(UTC).isoformat())
+                row = AttemptRow(attempt_id=attempt_id, started_at=when or station_clock.now().isoformat())
                 session.add(row)
             return row.started_at
 

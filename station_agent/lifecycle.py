@@ -27,6 +27,7 @@ import io
 import json
 import math
 import re
+import time
 import wave
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -38,6 +39,8 @@ import numpy as np
 from media.durable import append_line, write_atomic
 from media.manifest import ManifestError, read_manifest
 from media.recorder import WARMUP_S
+
+from . import station_clock
 
 ATTEMPT_ID_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,99}$")
 CANDIDATE_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z-]{0,39}$")
@@ -157,23 +160,39 @@ def parse_schedule(data: Any, station_id: str, checklist: str, reading_s: float,
 
 
 class ExamClock:
-    """Local UTC time corrected by the offset to the server's clock."""
+    """The server's clock, carried between schedule polls by this machine's monotonic clock.
+
+    Before the first answer it is the station's own clock (`station_clock`). A step of the system clock moves
+    no phase and no cue: the exam time is the server time of the last poll plus the monotonic time since.
+    `offset_s` is how far the exam clock is ahead of the station's clock, for turning exam times into station times.
+    """
 
     def __init__(self) -> None:
-        self.offset_s = 0.0
+        self._ahead_s = 0.0  # exam time minus station time, before the first answer
+        self._base: float | None = None  # server epoch seconds at monotonic zero
         self.source = "local"
-        self.synced_at: datetime | None = None
+        self.synced_at: float | None = None  # monotonic
 
     def now(self) -> datetime:
-        return datetime.now(UTC) + timedelta(seconds=self.offset_s)
+        if self._base is None:
+            return station_clock.now() + timedelta(seconds=self._ahead_s)
+        return datetime.fromtimestamp(time.monotonic() + self._base, UTC)
 
-    def observe(self, server_time: datetime, sent: datetime, received: datetime) -> None:
-        midpoint = sent + (received - sent) / 2
-        self.offset_s = (server_time - midpoint).total_seconds()
+    @property
+    def offset_s(self) -> float:
+        return (self.now() - station_clock.now()).total_seconds()
+
+    def use_offset(self, offset_s: float, source: str) -> None:
+        """Run `offset_s` ahead of the station's clock (a cached offset, until the server answers)."""
+        self._ahead_s, self._base, self.source = offset_s, None, source
+
+    def observe(self, server_time: datetime, sent: float, received: float) -> None:
+        """The server said `server_time` between monotonic `sent` and `received`."""
+        self._base = server_time.timestamp() - (sent + received) / 2
         self.source, self.synced_at = "server", received
 
     def to_json(self) -> dict[str, Any]:
-        age = (datetime.now(UTC) - self.synced_at).total_seconds() if self.synced_at else None
+        age = time.monotonic() - self.synced_at if self.synced_at is not None else None
         return {"source": self.source, "offset_s": round(self.offset_s, 3),
                 "last_sync_age_s": None if age is None else round(age, 1)}
 
@@ -244,7 +263,7 @@ class AttemptLog:
 
     def write(self, event: str, **fields: Any) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({"event": event, "wall": iso(datetime.now(UTC)), **fields}, ensure_ascii=False)
+        line = json.dumps({"event": event, "wall": iso(station_clock.now()), **fields}, ensure_ascii=False)
         with open(self.path, "a", encoding="utf-8") as fh:
             append_line(fh, line)
 

@@ -24,7 +24,6 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from checklists.model import PRESENTATIONS, Checklist
 from checklists.scoring import score
 from media.cpr.figures import CHECKLIST_FIGURES, MAX_REPORT_BYTES, check_report
 
+from . import station_clock
 from .journal import Journal
 
 log = logging.getLogger(__name__)
@@ -238,7 +238,7 @@ async def post_event(request: web.Request) -> web.Response:
             raise _json_error(409, "event_id: already used for a different event", "event_id")
         return web.json_response({"event": known.to_json(), "stored": False, "state": _state(app, examiner)})
 
-    now = datetime.now(UTC)
+    now = station_clock.now()
     started = _started_at(app)
     offset = max(0.0, (now - parse_wall_time(started)).total_seconds()) if started else None
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 import wave
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ import pytest
 
 from media.manifest import Fragment, ManifestWriter
 from media.recorder import WARMUP_S
+from station_agent import station_clock
 from station_agent.lifecycle import (
     Attempt,
     AttemptLog,
@@ -106,11 +108,31 @@ def test_schedule_errors_name_the_field(doc: dict, message: str) -> None:
 def test_exam_clock_offset_from_the_request_midpoint() -> None:
     clock = ExamClock()
     assert clock.to_json()["source"] == "local"
-    sent = datetime.now(UTC)
-    clock.observe(sent + timedelta(seconds=10.5), sent, sent + timedelta(seconds=1))
-    assert clock.offset_s == pytest.approx(10.0)
+    sent_wall, sent = datetime.now(UTC), time.monotonic()
+    clock.observe(sent_wall + timedelta(seconds=10.5), sent, sent + 1.0)
+    assert clock.offset_s == pytest.approx(10.0, abs=0.01)
     assert abs((clock.now() - datetime.now(UTC)).total_seconds() - 10.0) < 0.1
     assert clock.to_json()["source"] == "server"
+
+
+def test_a_step_of_the_system_clock_moves_no_exam_time_and_reaches_the_station_clock_on_follow(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The real fault (an LD_PRELOAD shim stepping a running agent) is in tests/agent/test_clock_step.py;
+    # here time.time is stepped in-process, which is what the shim does to the process.
+    synced, unsynced = ExamClock(), ExamClock()
+    synced.observe(datetime.now(UTC) + timedelta(seconds=2), time.monotonic(), time.monotonic())
+    before = (synced.now(), unsynced.now(), station_clock.now())
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 3600.0)
+    assert station_clock.step_s() == pytest.approx(3600.0, abs=0.1)
+    for was, clock in zip(before, (synced.now(), unsynced.now(), station_clock.now()), strict=True):
+        assert abs((clock - was).total_seconds()) < 0.1  # nothing moved by the step
+    assert station_clock.follow() == pytest.approx(3600.0, abs=0.1)
+    assert (station_clock.now() - before[2]).total_seconds() == pytest.approx(3600.0, abs=0.1)
+    assert synced.offset_s == pytest.approx(2.0 - 3600.0, abs=0.1)  # exam times in station time follow the step
+    assert abs((synced.now() - before[0]).total_seconds()) < 0.1
+    monkeypatch.undo()
+    station_clock.follow()
 
 
 def test_state_survives_a_restart_and_overrides_the_schedule(tmp_path: Path) -> None:
