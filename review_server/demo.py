@@ -213,8 +213,10 @@ def _agent_toml(n: int, code: str, name: str, checklist: str, folder: Path, s: D
     cpr = ""
     if checklist == "01_basic_cpr_adult":
         # The CPR room: a second camera from above over a manikin's chest pushed at 110/min in cycles of 30 with
-        # short pauses (under health's 3 s "frozen"), which the CPR analysis reads, live and after the attempt.
-        cameras.append(f"synthetic:skew_ppm=-30,jitter_ms=3,seed=9,label={code} top,cpr_rate=110,cpr_pause_s=2.5")
+        # short pauses, which the CPR analysis reads, live and after the attempt. Sensor noise (sigma 2 grey levels)
+        # as a real camera has: health tells a still scene from a frozen picture by it.
+        cameras.append(f"synthetic:skew_ppm=-30,jitter_ms=3,seed=9,label={code} top,cpr_rate=110,cpr_pause_s=2.5,"
+                       "noise=2")
         cpr = "\n[cpr]\nanalysis = true\nlive = true\ncamera = 1\n"
     cams = "".join(f"[[cameras]]\nsource = {_toml_str(c)}\n\n" for c in cameras)
     return f"""[station]

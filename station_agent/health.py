@@ -2,8 +2,16 @@
 
 The recorder's capture threads hand every item to `SourceWatch.observe` (via `media.recorder.tap_sources`),
 which only keeps the latest picture and sums the sound's energy. `SourceWatch.sample()`, called about once a
-second, does the work: it shrinks the latest picture to 64x36 grey with OpenCV, compares it with the previous
-sample (frozen: no change for `frozen_s`) and measures its brightness (black: mean under 12 of 255).
+second, does the work: it turns the latest picture grey at full resolution, measures its brightness (black: mean
+under 12 of 255) and compares it with the first sample of the candidate freeze.
+
+Frozen, as ffmpeg's `freezedetect` filter decides it: the mean absolute difference per pixel, at full resolution,
+stays under a noise tolerance of 0.001 of full scale (-60 dB, 0.255 grey levels) for `frozen_s`, always measured
+against the first picture of the candidate freeze, so a slow drift adds up and ends it. A live camera on a still
+room differs by its sensor noise (a grey level or more per pixel: still well over the tolerance), a stalled
+camera or pipeline repeats one decoded picture (0), and an H.264 stream of a still picture has skip-block P-frames
+(0) and keyframes that re-encode it almost identically. Averaging pixels (a small thumbnail) would remove the
+noise and report a still room as frozen, hence full resolution: one grey conversion, ~0.5 ms at 1920x1080.
 """
 
 from __future__ import annotations
@@ -21,15 +29,21 @@ import numpy as np
 
 from media.sources import AudioBlock, RawFrame
 
-THUMB = (64, 36)
-FROZEN_DIFF = 0.5  # mean absolute difference (0..255) under which two samples are "the same picture"
+FREEZE_NOISE = 0.001 * 255  # freezedetect's default tolerance (-60 dB), as a mean absolute difference in grey levels
 BLACK_MEAN = 12.0
 STALE_S = 2.0  # no item for this long: not arriving
 
 
-def thumbnail(image: np.ndarray) -> np.ndarray:
-    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-    return cv2.resize(grey, THUMB, interpolation=cv2.INTER_AREA).astype(np.float32)
+def grey(image: np.ndarray) -> np.ndarray:
+    """The picture in grey levels at full resolution: no averaging, so sensor noise stays visible."""
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else np.ascontiguousarray(image)
+
+
+def picture_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference per pixel (0..255) of two grey pictures; pictures of different sizes differ."""
+    if a.shape != b.shape:
+        return math.inf
+    return float(cv2.norm(a, b, cv2.NORM_L1)) / a.size
 
 
 def dbfs(mean_square: float) -> float:
@@ -47,7 +61,8 @@ class CameraWatch:
     fps: float = 0.0
     frozen_since: float | None = None
     black: bool = False
-    _thumb: np.ndarray | None = None
+    difference: float | None = None  # to the first picture of the candidate freeze, at the last sample
+    _reference: np.ndarray | None = None  # that first picture, grey
     _counted: int = 0
     _sampled_t: float | None = None
 
@@ -57,14 +72,14 @@ class CameraWatch:
         self._counted, self._sampled_t = self.frames, now
         image = self.latest
         if image is not None:
-            thumb = thumbnail(image)
-            self.black = float(thumb.mean()) < BLACK_MEAN
-            same = self._thumb is not None and float(np.abs(thumb - self._thumb).mean()) < FROZEN_DIFF
-            if not same:
-                self.frozen_since = None
+            picture = grey(image)
+            self.black = cv2.mean(picture)[0] < BLACK_MEAN
+            self.difference = None if self._reference is None else picture_difference(picture, self._reference)
+            if self.difference is None or self.difference > FREEZE_NOISE:
+                self.frozen_since = None  # it changed: this picture starts the next candidate freeze
+                self._reference = picture
             elif self.frozen_since is None:
                 self.frozen_since = now
-            self._thumb = thumb
         arriving = self.last_item_t is not None and now - self.last_item_t < STALE_S
         frozen_for = now - self.frozen_since if self.frozen_since is not None else 0.0
         return {"track": self.track, "source": self.source, "state": "recording", "arriving": arriving,

@@ -18,6 +18,11 @@ a textured "chest" in the middle moving down and up at that rate per minute, fro
 after `open()`, in cycles of ``cpr_cycle`` compressions (default 30) separated by ``cpr_pause_s`` seconds
 of stillness (default 0: no pauses). It does not flash then (``flash=1`` to flash anyway); ``flash=0``
 turns the flash off in any mode.
+
+A real camera's picture is never still: ``noise=2`` (default 0: none) adds sensor noise, Gaussian with that sigma
+in grey levels per pixel and channel, new in every frame, seeded by ``seed``. ``still=1`` holds the test pattern
+instead of scrolling it (an empty room; no flash unless ``flash=1``). A frozen fault repeats one frame, noise and
+all, bit for bit, as a stalled pipeline does.
 """
 
 from __future__ import annotations
@@ -127,13 +132,19 @@ class SyntheticCamera:
 
     def __init__(self, params: str = "", width: int = 1280, height: int = 720, fps: float = 25.0,
                  label: str = "OSCE") -> None:
-        p = parse_params(params, IMPERFECTION_KEYS | {"label", "freeze_after_s", "freeze_for_s", "flash"} | CPR_KEYS)
+        p = parse_params(params, IMPERFECTION_KEYS | CPR_KEYS
+                         | {"label", "freeze_after_s", "freeze_for_s", "flash", "noise", "still"})
         self.imp = _imperfection(p)
         self.freeze_after_s = _fault_time(p, "freeze_after_s")
         self.freeze_for_s = _fault_time(p, "freeze_for_s")
         self.chest = _ChestMotion.from_params(p, width, height)
+        self.still = p.get("still", "0") != "0" or self.chest is not None
         # A real camera does not flash; a flash every second would also read as motion at 60/min.
-        self.flash = p.get("flash", "0" if self.chest is not None else "1") != "0"
+        self.flash = p.get("flash", "0" if self.still else "1") != "0"
+        sigma = _fault_time(p, "noise") or 0.0
+        if sigma < 0 or sigma > 50:
+            raise SourceError(f"synthetic source: noise must be 0..50 grey levels, not {sigma:g}")
+        self.noise = _SensorNoise(sigma, width, height, self.imp.seed) if sigma > 0 else None
         self._frozen: np.ndarray | None = None
         self.label = p.get("label", label)
         self.width, self.height, self.fps = width, height, fps
@@ -164,9 +175,10 @@ class SyntheticCamera:
         return frame
 
     def _render(self, t: float) -> np.ndarray:
-        if self.chest is not None:  # a still camera over a moving chest
+        if self.still:  # a still camera, maybe over a moving chest
             image = self._pattern.copy()
-            self.chest.draw(image, t - self._pacer.start)
+            if self.chest is not None:
+                self.chest.draw(image, t - self._pacer.start)
         else:
             shift = int(t * 160) % self.width  # 160 px/s: visibly moving, mean brightness constant
             image = np.roll(self._pattern, shift, axis=1)
@@ -181,10 +193,32 @@ class SyntheticCamera:
         w = max(0.0, 1.0 - abs(t - nearest) * self.fps) if self.flash else 0.0
         if w > 0:
             image = cv2.addWeighted(image, 1.0 - w, np.full_like(image, 255), w, 0.0)
+        if self.noise is not None:
+            self.noise.add(image)
         return image
 
     def close(self) -> None:
         self._pacer.stop.set()
+
+
+class _SensorNoise:
+    """Gaussian noise drawn once into a bank a little larger than the picture; each frame adds the bank seen
+    through a random window, so every pixel gets new noise at the cost of two saturating adds (no random
+    numbers per frame: at 25 fps and 720p those would cost more than the rest of the frame)."""
+
+    MARGIN = 64  # window offsets 0..64 in each direction: 65 x 65 different noise fields
+
+    def __init__(self, sigma: float, width: int, height: int, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        noise = np.rint(self.rng.normal(0.0, sigma, (height + self.MARGIN, width + self.MARGIN, 3)))
+        self.up = np.clip(noise, 0, 255).astype(np.uint8)  # uint8 halves: cv2 adds them with saturation
+        self.down = np.clip(-noise, 0, 255).astype(np.uint8)
+
+    def add(self, image: np.ndarray) -> None:
+        h, w = image.shape[:2]
+        dy, dx = (int(v) for v in self.rng.integers(0, self.MARGIN + 1, 2))
+        cv2.add(image, self.up[dy: dy + h, dx: dx + w], dst=image)
+        cv2.subtract(image, self.down[dy: dy + h, dx: dx + w], dst=image)
 
 
 CPR_KEYS = {"cpr_rate", "cpr_after_s", "cpr_cycle", "cpr_pause_s"}
