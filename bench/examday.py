@@ -1,8 +1,9 @@
 """A whole exam day under faults (issue 9): the server and N station agents as real processes, two examiners per
 station marking on the tablet API, and one fault of each kind on a seeded schedule (agent kill -9, server
-kill -9, network cut, frozen camera, silent microphone, full disk). Prints the README's table: per fault the
-longest live-view outage and the time until media flowed (or the warning cleared) again; in total the media
-hours, and fragments, bytes and marks lost or doubled. The ratio is media recorded / media scheduled (cam0).
+kill -9, network cut, frozen camera, silent microphone, full disk, a station's system clock stepped). Prints the
+README's table: per fault the longest live-view outage and the time until media flowed (or the warning cleared)
+again; in total the media hours, and fragments, bytes and marks lost, doubled or misplaced on the timeline.
+The ratio is media recorded / media scheduled (cam0).
 
     .venv/bin/python bench/examday.py                 # 6 stations in two circuits, 12 candidates, 20 minutes
     .venv/bin/python bench/examday.py --quick         # 3 stations, 3 short attempts (what CI runs)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -18,6 +20,23 @@ from typing import Any
 from checklists.loader import DATA_DIR
 
 TOKEN = "test-station-token"
+CLOCK_STEP_SHIM = Path(__file__).with_name("clock_step_shim.c")
+
+
+def build_clock_step_shim(folder: Path) -> Path:
+    """Compile `clock_step_shim.c` (LD_PRELOAD: steps one process's system clock) into `folder`."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    assert compiler, "a C compiler (Debian's gcc) is needed to build the clock-step shim: scripts/setup.sh installs it"
+    out = folder / "clock_step_shim.so"
+    subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-o", str(out), str(CLOCK_STEP_SHIM), "-ldl"], check=True)
+    return out
+
+
+def set_clock_step(path: Path, seconds: float) -> None:
+    """Step the clock of the processes started with OSCE_CLOCK_STEP_FILE=path (the shim maps the file: at once)."""
+    mode = "r+b" if path.exists() else "wb"
+    with open(path, mode) as fh:
+        fh.write(struct.pack("<q", int(seconds * 1e9)))
 
 
 def short_checklist(folder: Path, reading_s: int = 2, performing_s: int = 4) -> Path:

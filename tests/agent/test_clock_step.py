@@ -8,9 +8,6 @@ logged once the attempt is over.
 
 from __future__ import annotations
 
-import shutil
-import struct
-import subprocess
 import time
 import uuid
 from datetime import datetime
@@ -21,32 +18,22 @@ import pytest
 from media.manifest import read_manifest, verify_recording
 
 from .conftest import Client
-from .daemon_process import Daemon, events, wait_for, write_config
+from .daemon_process import Daemon, build_clock_step_shim, events, set_clock_step, wait_for, write_config
 
-SHIM = Path(__file__).with_name("clock_step_shim.c")
 STEP_S = 3600
 READING_S, PERFORMING_S = 1, 8
 
 
 @pytest.fixture(scope="module")
 def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    assert compiler, "a C compiler (Debian's gcc) is needed to build the clock-step shim: scripts/setup.sh installs it"
-    out = tmp_path_factory.mktemp("shim") / "clock_step_shim.so"
-    subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-o", str(out), str(SHIM), "-ldl"], check=True)
-    return out
-
-
-def set_step(path: Path, seconds: float) -> None:
-    with open(path, "r+b") as fh:  # the shim maps this file: the running process sees the new value at once
-        fh.write(struct.pack("<q", int(seconds * 1e9)))
+    return build_clock_step_shim(tmp_path_factory.mktemp("shim"))
 
 
 @pytest.mark.parametrize("step_s", [STEP_S, -STEP_S], ids=["ahead", "back"])
 def test_a_clock_step_during_an_attempt_cuts_nothing_and_moves_no_mark(tmp_path: Path, shim: Path,
                                                                         step_s: int) -> None:
     step_file = tmp_path / "clock-step"
-    step_file.write_bytes(struct.pack("<q", 0))
+    set_clock_step(step_file, 0)
     daemon = Daemon(write_config(tmp_path, microphone="none", exam_extra="marking_port = 0"))
     folder = tmp_path / "data" / "recordings" / "d1-st1-step"
     try:
@@ -70,7 +57,7 @@ def test_a_clock_step_during_an_attempt_cuts_nothing_and_moves_no_mark(tmp_path:
         time.sleep(max(0.0, started + 1.5 - time.monotonic()))
         first, first_at = mark(1)
         exam_before = datetime.fromisoformat(daemon.request("GET", "/api/clock", token=None)[1]["exam_time"])
-        set_step(step_file, step_s)
+        set_clock_step(step_file, step_s)
         stepped_at = time.monotonic()
         time.sleep(1.0)
         second, second_at = mark(2)

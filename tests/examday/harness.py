@@ -36,6 +36,7 @@ from sqlalchemy import func, select
 from checklists.loader import load_checklist
 from checklists.scoring import score
 from media.manifest import MANIFEST_NAME, read_manifest
+from tests.agent.daemon_process import build_clock_step_shim, set_clock_step
 from tests.agent.test_network_cut import CutProxy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +45,8 @@ STEMS = ["01_basic_cpr_adult", "02_im_injection_gluteal", "03_blood_pressure"]
 PASSWORD = "examday-" + uuid.uuid4().hex[:8]
 PINS = {"examiner1": "1111", "examiner2": "2222"}
 MEASURE_S = 20.0  # after a fault ends, how long its effects are watched
-FAULT_KINDS = ("agent_kill", "server_kill", "network_cut", "camera_freeze", "mic_silent", "disk_full")
+FAULT_KINDS = ("agent_kill", "server_kill", "network_cut", "camera_freeze", "mic_silent", "disk_full", "clock_step")
+MARK_OFFSET_TOLERANCE_S = 3.0  # a mark's offset into the recording against when it was made (pre-roll, warm-up)
 
 
 def event_id(key: str) -> str:
@@ -102,6 +104,7 @@ class Fault:
     live_outage_s: float | None = None
     detected_s: float | None = None  # health faults: from start to the agent's warning
     into_s: float = 0.0  # seconds into the attempt (the synthetic sources count from their opening)
+    step_s: float = 0.0  # clock_step: by how much the station's system clock is stepped
 
 
 @dataclass
@@ -114,6 +117,7 @@ class Station:
     http_port: int
     marking_port: int
     disk_mount: Path | None = None
+    clock_file: Path | None = None  # the clock-step shim's file: the agent runs with its system clock steppable
     proc: subprocess.Popen[bytes] | None = None
     live: list[float] = field(default_factory=list)  # arrival times of live media messages (harness clock)
     problems: list[tuple[float, str]] = field(default_factory=list)  # (time, the agent's health problems)
@@ -127,6 +131,7 @@ class ExamDay:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server: subprocess.Popen[bytes] | None = None
+        self.clock_shim: Path | None = None
         self.stations: list[Station] = []
         self.faults: list[Fault] = []
         self.acked: dict[str, dict[str, Any]] = {}  # event_id -> event, for every mark a station acknowledged
@@ -199,6 +204,8 @@ class ExamDay:
         self.osce("server", "schedule", "import", str(root / "day.json"), "--specialty", "nursing",
                   "--specialty-name", "Сестринское дело", "--title", "exam day simulation", "--config", str(self.cfg))
         self._plan_faults()
+        if "clock_step" in p.faults:
+            self.clock_shim = build_clock_step_shim(root)
         for st in self.stations:
             self._write_agent_config(st)
 
@@ -206,14 +213,17 @@ class ExamDay:
         """One fault of each kind, at seeded moments inside the attempts' performing phases."""
         p = self.plan
         slots = p.slots
+        spread = [k for k in p.faults if k != "clock_step"]
         for n, kind in enumerate(p.faults):  # spread over the day, one station at a time
             station = -1 if kind == "server_kill" else n % p.stations
-            slot = n * slots // len(p.faults)
+            # the clock step goes mid-day, into an attempt that other faults may also hit
+            slot = spread.index(kind) * slots // len(spread) if kind in spread else slots // 2
             # early enough in performing that the station is still recording when the fault is over
             into = p.reading_s + self.rng.uniform(2.0, max(2.5, p.performing_s - p.fault_s - 10.0))
             at = p.start_in_s + slot * p.slot_s + into
-            duration = 0.0 if kind in ("agent_kill", "server_kill") else p.fault_s
-            self.faults.append(Fault(kind, station, at, duration, into_s=into))
+            duration = 0.0 if kind in ("agent_kill", "server_kill", "clock_step") else p.fault_s
+            step = self.rng.choice((-1, 1)) * self.rng.uniform(20.0, 90.0) if kind == "clock_step" else 0.0
+            self.faults.append(Fault(kind, station, at, duration, into_s=into, step_s=round(step, 1)))
         self.faults.sort(key=lambda f: f.at_s)
 
     def _write_agent_config(self, st: Station) -> None:
@@ -225,6 +235,9 @@ class ExamDay:
                 cam += f",freeze_after_s={f.into_s:.1f},freeze_for_s={f.duration_s:.1f}"
             if f.station == st.index and f.kind == "mic_silent":
                 mic += f",mute_after_s={f.into_s:.1f},mute_for_s={f.duration_s:.1f}"
+        if any(f.station == st.index and f.kind == "clock_step" for f in self.faults):
+            st.clock_file = st.folder / "clock-step"
+            set_clock_step(st.clock_file, 0)
         data_dir = st.folder / "data"
         if any(f.station == st.index and f.kind == "disk_full" for f in self.faults):
             data_dir = st.folder / "disk"
@@ -282,8 +295,11 @@ silence_s = 3
 
     def start_agent(self, st: Station) -> None:
         log = open(st.folder / "agent.log", "ab")  # noqa: SIM115
+        env = dict(os.environ)
+        if st.clock_file is not None:
+            env.update(LD_PRELOAD=str(self.clock_shim), OSCE_CLOCK_STEP_FILE=str(st.clock_file))
         st.proc = subprocess.Popen([*OSCE, "agent", "run", "--config", str(st.folder / "agent.toml")],
-                                   cwd=st.folder, stdout=log, stderr=log)
+                                   cwd=st.folder, stdout=log, stderr=log, env=env)
 
     async def wait_http(self, url: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -366,6 +382,10 @@ silence_s = 3
                 await proxy.restore()
             elif f.kind == "disk_full":
                 asyncio.create_task(self._fill_disk(self.stations[f.station], f.duration_s))
+            elif f.kind == "clock_step":  # for good, as NTP or a technician would step it
+                clock_file = self.stations[f.station].clock_file
+                assert clock_file is not None
+                set_clock_step(clock_file, f.step_s)
             # camera_freeze and mic_silent are in the synthetic sources' configuration (seeded times)
             asyncio.create_task(self._measure(f))
 
@@ -465,8 +485,11 @@ silence_s = 3
         async with aiohttp.ClientSession(timeout=timeout) as http, http.get(
             f"http://127.0.0.1:{st.http_port}/api/status", headers={"Authorization": f"Bearer {st.token}"}
         ) as r:
-            if (await r.json()).get("phase") != "performing":
+            status = await r.json()
+            if status.get("phase") != "performing":
                 return
+        # Examiners mark as the candidate goes: every item by 60 % of the performing time, in checklist order.
+        share = min(1.0, (1.0 - float(status.get("remaining_s", 0.0)) / self.plan.performing_s) / 0.6)
         for examiner, pin in PINS.items():
             async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), timeout=timeout) as http:
                 async with http.post(base + "/api/login", json={"examiner": examiner, "pin": pin}) as r:
@@ -479,10 +502,15 @@ silence_s = 3
                     continue
                 cl = self.checklists[STEMS[st.index % 3]]
                 rng = random.Random(f"{self.plan.seed}/{attempt}")  # both examiners decide the same
-                for item in cl.item_numbers:
+                items = cl.item_numbers
+                due = items[:max(1, round(share * len(items)))]
+                for item in items:
                     ev = {"event_id": event_id(f"{attempt}/{examiner}/{item}"),
                           "kind": "mark", "item": item, "done": rng.random() < 0.85}
-                    await self._post_event(http, base, ev, attempt, examiner)
+                    if item in due and ev["event_id"] not in self.acked:
+                        await self._post_event(http, base, ev, attempt, examiner)
+                if len(due) < len(items):
+                    continue
                 fin = {"event_id": event_id(f"{attempt}/{examiner}/finalise"),
                        "kind": "finalise"}
                 await self._post_event(http, base, fin, attempt, examiner)
@@ -493,7 +521,9 @@ silence_s = 3
         async with http.post(base + "/api/events", json=ev) as r:
             if r.status >= 300:
                 raise ValueError(f"{r.status} {await r.text()}")
-        self.acked[ev["event_id"]] = {**ev, "attempt_id": attempt, "examiner": examiner}
+            offset = (await r.json())["event"].get("recording_offset_s")
+        self.acked[ev["event_id"]] = {**ev, "attempt_id": attempt, "examiner": examiner, "offset_s": offset,
+                                      "made_at": time.time()}
 
     async def _drain(self, timeout: float = 180) -> None:
         """Until every station's upload queue and marks are empty."""
@@ -559,6 +589,18 @@ silence_s = 3
                     if frag.track == "cam0" and frag.kind == "media" and frag.end is not None:
                         media_s += frag.end - (frag.start or 0.0)
         lost_marks = sorted(set(self.acked) - server_marks)
+        # A mark sits on the timeline where it was made, also on a station whose clock was stepped.
+        reading = {a["attempt_id"]: dt.datetime.fromisoformat(a["reading_starts_at"]).timestamp()
+                   for a in self.schedule}
+        misplaced = {k: {"offset_s": ev["offset_s"], "made_s": round(ev["made_at"] - reading[ev["attempt_id"]], 3)}
+                     for k, ev in self.acked.items() if ev["offset_s"] is not None
+                     and abs(ev["offset_s"] - (ev["made_at"] - reading[ev["attempt_id"]])) > MARK_OFFSET_TOLERANCE_S}
+        taken_up = {}  # a stepped station's agent takes the step up between attempts, and logs it
+        for f in self.faults:
+            if f.kind == "clock_step":
+                st = self.stations[f.station]
+                taken_up[st.code] = "the system clock was stepped by" in (st.folder / "agent.log").read_text(
+                    encoding="utf-8", errors="replace")
         expected_s = self.plan.reading_s + self.plan.performing_s
         short, gaps_s = {}, 0.0
         for a in self.schedule:  # media on the server plus the gaps the station logged cover the attempt
@@ -581,6 +623,9 @@ silence_s = 3
             "marks_acknowledged": len(self.acked),
             "marks_lost": len(lost_marks),
             "mark_duplicates": duplicates,
+            "marks_misplaced": dict(list(misplaced.items())[:20]),
+            "marks_misplaced_count": len(misplaced),
+            "clock_steps_taken_up": taken_up,
             "attempts_off_duration": short,
             "gaps_logged_s": round(gaps_s, 1),
             "expected_attempt_s": expected_s,
@@ -647,13 +692,16 @@ def table(result: dict[str, Any]) -> str:
         def fmt(v: float | None) -> str:
             return "—" if v is None else f"{v:.1f}"
         who = "server" if f["station"] < 0 else f"st{f['station'] + 1}"
-        lines.append(f"| {f['kind']} | {who} | {f['at_s']:.0f} | {f['duration_s']:.0f} | {fmt(f['live_outage_s'])} "
+        kind = f"{f['kind']} ({f['step_s']:+.1f} s)" if f["kind"] == "clock_step" else f["kind"]
+        lines.append(f"| {kind} | {who} | {f['at_s']:.0f} | {f['duration_s']:.0f} | {fmt(f['live_outage_s'])} "
                      f"| {fmt(f['detected_s'])} | {fmt(f['recovered_s'])} |")
     lines.append("")
     lines.append(f"stations {result['stations']}, attempts {result['attempts']}, media {result['media_hours']} h "
                  f"(cam0), fragments {result['fragments_local']}: lost {result['fragments_lost']} "
                  f"({result['bytes_lost']} B); marks {result['marks_acknowledged']}: lost {result['marks_lost']}, "
-                 f"duplicates {result['mark_duplicates']}; attempts off the phase time by more than allowed: "
+                 f"duplicates {result['mark_duplicates']}, "
+                 f"misplaced on the timeline {result['marks_misplaced_count']}; "
+                 "attempts off the phase time by more than allowed: "
                  f"{len(result['attempts_off_duration'])}")
     return "\n".join(lines)
 

@@ -1,6 +1,6 @@
 """The exam day simulation, short enough for CI: 3 stations, 3 candidates, one fault of each kind (agent
-kill -9, server kill -9, network cut, frozen camera, silent microphone, full disk). The long run with the
-README's figures is `bench/examday.py`."""
+kill -9, server kill -9, network cut, frozen camera, silent microphone, full disk, a station's clock stepped).
+The long run with the README's figures is `bench/examday.py`."""
 
 from __future__ import annotations
 
@@ -18,11 +18,14 @@ async def test_an_exam_day_under_faults_loses_nothing(tmp_path: Path) -> None:
     assert result["fragments_local"] > 0 and result["marks_acknowledged"] > 0
     assert result["fragments_lost"] == 0 and result["bytes_lost"] == 0, result
     assert result["marks_lost"] == 0 and result["mark_duplicates"] == 0, result
+    assert result["marks_misplaced_count"] == 0, result["marks_misplaced"]
+    assert result["clock_steps_taken_up"] and all(result["clock_steps_taken_up"].values()), result
     assert result["attempts_off_duration"] == {}, result["attempts_off_duration"]
     assert result["protocol_wrong"] == {} and result["attempts_scored"] == result["attempts"], result
     assert result["export_verified"], result["verify_output"]
     by_kind = {f["kind"]: f for f in result["faults"]}
-    assert set(by_kind) == {"agent_kill", "server_kill", "network_cut", "camera_freeze", "mic_silent", "disk_full"}
+    assert set(by_kind) == {"agent_kill", "server_kill", "network_cut", "camera_freeze", "mic_silent", "disk_full",
+                            "clock_step"}
     for kind in ("agent_kill", "server_kill", "network_cut"):
         assert by_kind[kind]["recovered_s"] is not None and by_kind[kind]["recovered_s"] < 20, by_kind[kind]
     for kind in ("camera_freeze", "mic_silent", "disk_full"):
