@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import queue
 import threading
 import uuid
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 
 STALL_S = 2.0  # no frames for this long: the camera is reported lost and reopened
 RETRY_S = 2.0
+DAMAGE_NOTE_S = 10.0  # a network camera losing packets is noted in the manifest at most this often
 # Media from the first moments after opening is not recorded: the device clocks are still
 # settling (see DeviceClock) and a network stream flushes its backlog. Measured here: without
 # it the first flash-and-beep pair of a UDP camera was 170 ms off, every later one within 2 ms.
@@ -83,6 +85,8 @@ class _Camera:
     clock: DeviceClock = field(default_factory=DeviceClock)
     queue: queue.Queue = field(default_factory=lambda: queue.Queue(maxsize=50))
     dropped: int = 0
+    damaged: int = 0  # stream copy: packets the demuxer marked corrupt (a network camera's lost packets)
+    damaged_noted_t: float = -math.inf
     lost: bool = False
 
 
@@ -198,6 +202,7 @@ class Recorder:
         out: dict[str, Any] = {"failures": list(self.failures)}
         for i, cam in enumerate(self._cameras):
             out[f"cam{i}"] = {"frames": cam.track.frames if cam.track else 0, "dropped": cam.dropped,
+                              "damaged_packets": cam.damaged,
                               "drift_ppm": round(cam.clock.drift_ppm, 2) if cam.clock.ready else None,
                               "bytes": cam.track.bytes_written if cam.track else 0,
                               "audio_silence_filled_s": round(cam.track.silence_filled / AUDIO_RATE, 3)
@@ -256,6 +261,8 @@ class Recorder:
             if t < 0:
                 continue
             if isinstance(item, EncodedVideo):
+                if item.packet.is_corrupt:
+                    self._note_damage(cam, t)
                 self._guard(track, track.add_packet, item.packet, t,
                             float((item.packet.pts - item.packet.dts) * item.packet.time_base))
             else:
@@ -263,6 +270,16 @@ class Recorder:
                     cam.queue.put_nowait((item, t))
                 except queue.Full:
                     cam.dropped += 1  # the encoder cannot keep up: drop, never block capture
+
+    def _note_damage(self, cam: _Camera, t: float) -> None:
+        """Count a damaged packet; the manifest notes where, at most once per `DAMAGE_NOTE_S` (the picture is
+        recorded as it came: a decoder shows the loss as a smear until the next key frame)."""
+        cam.damaged += 1
+        if t - cam.damaged_noted_t >= DAMAGE_NOTE_S:
+            cam.damaged_noted_t = t
+            assert cam.track is not None
+            self._event("source_damaged", track=cam.track.id, damaged_packets=cam.damaged,
+                        message=f"{cam.source.name}: damaged packets from the network (lost data)")
 
     def _reopen(self, cam: _Camera) -> bool:
         if self._stop.wait(RETRY_S):

@@ -27,7 +27,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from media.sources import AudioBlock, RawFrame
+from media.sources import AudioBlock, EncodedVideo, RawFrame
 
 FREEZE_NOISE = 0.001 * 255  # freezedetect's default tolerance (-60 dB), as a mean absolute difference in grey levels
 BLACK_MEAN = 12.0
@@ -55,6 +55,7 @@ class CameraWatch:
     track: str
     source: str
     frames: int = 0
+    damaged: int = 0
     latest: np.ndarray | None = None
     last_item_t: float | None = None
     # sampled state
@@ -83,8 +84,8 @@ class CameraWatch:
         arriving = self.last_item_t is not None and now - self.last_item_t < STALE_S
         frozen_for = now - self.frozen_since if self.frozen_since is not None else 0.0
         return {"track": self.track, "source": self.source, "state": "recording", "arriving": arriving,
-                "frames": self.frames, "fps": round(self.fps, 1), "frozen": frozen_for >= frozen_s,
-                "frozen_for_s": round(frozen_for, 1), "black": self.black}
+                "frames": self.frames, "damaged_packets": self.damaged, "fps": round(self.fps, 1),
+                "frozen": frozen_for >= frozen_s, "frozen_for_s": round(frozen_for, 1), "black": self.black}
 
 
 @dataclass
@@ -136,6 +137,8 @@ class SourceWatch:
             cam.last_item_t = now
             if isinstance(item, RawFrame):
                 cam.latest = item.image
+            elif isinstance(item, EncodedVideo) and item.packet.is_corrupt:
+                cam.damaged += 1  # a stream-copied network camera lost packets on the way
 
     def sample(self, frozen_s: float, silence_s: float, silence_dbfs: float) -> dict[str, Any]:
         now = time.monotonic()

@@ -6,10 +6,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import av
 import numpy as np
 
 from media.manifest import read_manifest
-from media.sources import AudioBlock, RawFrame
+from media.sources import AudioBlock, EncodedVideo, RawFrame
 from media.sources.synthetic import SyntheticCamera, SyntheticMicrophone
 from station_agent.health import CameraWatch, MicWatch, SourceWatch, dbfs, disk_status, problems
 
@@ -43,6 +44,16 @@ def test_black_picture_and_frames_not_arriving() -> None:
     report = cam.sample(10.5, frozen_s=3.0)
     assert report["black"] is True and report["arriving"] is True
     assert cam.sample(13.0, frozen_s=3.0)["arriving"] is False  # nothing for 2.5 s
+
+
+def test_a_stream_copied_camera_counts_its_damaged_packets() -> None:
+    watch = SourceWatch(cameras={"cam0": CameraWatch("cam0", "copy:udp://camera")})
+    for n in range(10):
+        packet = av.Packet(b"\0\0\0\1" + bytes(100))
+        packet.is_corrupt = n in (3, 7)  # what the MPEG-TS demuxer flags after a continuity-counter gap
+        watch.observe("cam0", EncodedVideo(packet=packet, device_t=n / 25, observed_t=n / 25))
+    report = watch.sample(frozen_s=3.0, silence_s=3.0, silence_dbfs=-60.0)["cameras"][0]
+    assert report["frames"] == 10 and report["damaged_packets"] == 2, report
 
 
 def test_synthetic_camera_moves_and_its_frozen_variant_does_not() -> None:
