@@ -3,7 +3,6 @@ frozen, from the synthetic camera and from a real H.264 network camera decoded b
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,16 +18,11 @@ from media.sources import SourceError
 from media.sources.spec import open_video_source
 from media.sources.synthetic import SyntheticCamera
 from station_agent.health import FREEZE_NOISE, CameraWatch
+from tests.media.conftest import free_udp_port, udp_camera_url
 
 from .daemon_process import Daemon, write_config
 
 FPS = 25
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def old_thumbnail(image: np.ndarray) -> np.ndarray:
@@ -168,7 +162,7 @@ def watch_network_camera(picture: Path, noise: int, seconds: float, frozen_s: fl
     try:
         time.sleep(0.3)
         # the agent's own network camera source (OpenCV + FFmpeg), as a station config names it
-        source = open_video_source(f"udp://127.0.0.1:{port}?fifo_size=1000000&overrun_nonfatal=1")
+        source = open_video_source(udp_camera_url(port))
         source.open()
         watch, out = CameraWatch("cam0", f"udp noise={noise}"), []
         try:
