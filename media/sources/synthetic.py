@@ -83,7 +83,8 @@ def _in_fault(since_open: float, after: float | None, lasts: float | None) -> bo
     return after is not None and since_open >= after and (lasts is None or since_open < after + lasts)
 
 
-def _fault_time(params: dict[str, str], key: str) -> float | None:
+def _optional_number(params: dict[str, str], key: str) -> float | None:
+    """A number parameter (a fault time, the noise sigma), or None when not given."""
     if key not in params:
         return None
     try:
@@ -135,13 +136,13 @@ class SyntheticCamera:
         p = parse_params(params, IMPERFECTION_KEYS | CPR_KEYS
                          | {"label", "freeze_after_s", "freeze_for_s", "flash", "noise", "still"})
         self.imp = _imperfection(p)
-        self.freeze_after_s = _fault_time(p, "freeze_after_s")
-        self.freeze_for_s = _fault_time(p, "freeze_for_s")
+        self.freeze_after_s = _optional_number(p, "freeze_after_s")
+        self.freeze_for_s = _optional_number(p, "freeze_for_s")
         self.chest = _ChestMotion.from_params(p, width, height)
         self.still = p.get("still", "0") != "0" or self.chest is not None
         # A real camera does not flash; a flash every second would also read as motion at 60/min.
         self.flash = p.get("flash", "0" if self.still else "1") != "0"
-        sigma = _fault_time(p, "noise") or 0.0
+        sigma = _optional_number(p, "noise") or 0.0
         if sigma < 0 or sigma > 50:
             raise SourceError(f"synthetic source: noise must be 0..50 grey levels, not {sigma:g}")
         self.noise = _SensorNoise(sigma, width, height, self.imp.seed) if sigma > 0 else None
@@ -293,8 +294,8 @@ class SyntheticMicrophone:
     def __init__(self, params: str = "", rate: int = 48000, block: int = 480) -> None:
         p = parse_params(params, IMPERFECTION_KEYS | {"mute_after_s", "mute_for_s"})
         self.imp = _imperfection(p)
-        self.mute_after_s = _fault_time(p, "mute_after_s")
-        self.mute_for_s = _fault_time(p, "mute_for_s")
+        self.mute_after_s = _optional_number(p, "mute_after_s")
+        self.mute_for_s = _optional_number(p, "mute_for_s")
         self.rate = rate
         self.block = block
         self.name = "synthetic microphone"

@@ -592,9 +592,11 @@ silence_s = 3
         # A mark sits on the timeline where it was made, also on a station whose clock was stepped.
         reading = {a["attempt_id"]: dt.datetime.fromisoformat(a["reading_starts_at"]).timestamp()
                    for a in self.schedule}
-        misplaced = {k: {"offset_s": ev["offset_s"], "made_s": round(ev["made_at"] - reading[ev["attempt_id"]], 3)}
-                     for k, ev in self.acked.items() if ev["offset_s"] is not None
-                     and abs(ev["offset_s"] - (ev["made_at"] - reading[ev["attempt_id"]])) > MARK_OFFSET_TOLERANCE_S}
+        misplaced = {}
+        for key, ev in self.acked.items():
+            made_s = ev["made_at"] - reading[ev["attempt_id"]]
+            if ev["offset_s"] is not None and abs(ev["offset_s"] - made_s) > MARK_OFFSET_TOLERANCE_S:
+                misplaced[key] = {"offset_s": ev["offset_s"], "made_s": round(made_s, 3)}
         taken_up = {}  # a stepped station's agent takes the step up between attempts, and logs it
         for f in self.faults:
             if f.kind == "clock_step":
