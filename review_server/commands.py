@@ -225,7 +225,8 @@ def _station_revoke(args: argparse.Namespace) -> int:
 
 
 def _schedule_import(args: argparse.Namespace) -> int:
-    from .day_import import SHIPPED_CHECKLISTS, ScheduleImportError, import_day
+    from . import audit
+    from .day_import import SCHEDULE_IMPORT_REFUSED, SHIPPED_CHECKLISTS, ScheduleImportError, import_day
 
     try:
         schedule = json.loads(args.file.read_text(encoding="utf-8"))
@@ -233,11 +234,16 @@ def _schedule_import(args: argparse.Namespace) -> int:
         print(f"osce server schedule import: {args.file}: {exc}", file=sys.stderr)
         return 2
     db = _db(args)
+    actor = f"cli:{getpass.getuser()}"
     try:
         with db.transaction() as s:
-            r = import_day(s, schedule, args.specialty, args.specialty_name, args.title,
-                           f"cli:{getpass.getuser()}", args.checklists or SHIPPED_CHECKLISTS)
+            r = import_day(s, schedule, args.specialty, args.specialty_name, args.title, actor,
+                           args.checklists or SHIPPED_CHECKLISTS)
     except ScheduleImportError as exc:
+        if exc.holds:  # nothing was imported; the refusal itself goes on record
+            with db.transaction() as s:
+                audit.append(s, actor, SCHEDULE_IMPORT_REFUSED, str(args.file)[:300],
+                             {"where": exc.where, "holds": exc.holds})
         print(f"osce server schedule import: {args.file}: {exc}", file=sys.stderr)
         return 2
     finally:

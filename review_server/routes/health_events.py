@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..app import ApiError, db_run, identity
+from ..attempt_owner import station_attempt
 from ..models import HealthEvent
 from ..roles import requires
 from ..validate import Fields, parse_utc, read_json
@@ -54,7 +55,9 @@ async def put_health_events(request: web.Request) -> web.Response:
 
     def store(s: Session) -> dict[str, int]:
         new = ended = 0
-        for ev in events:
+        for i, ev in enumerate(events):
+            if ev["attempt_id"] is not None:  # linked to the attempt page only if it is this station's
+                station_attempt(s, station_id, ev["attempt_id"], f"events[{i}].attempt_id")
             row = s.scalar(select(HealthEvent).where(HealthEvent.station_id == station_id,
                                                      HealthEvent.event_id == ev["id"]))
             if row is None:

@@ -8,12 +8,21 @@ import json
 import zipfile
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from review_server.models import AuditEvent, CprFigures
 from review_server.package import verify
 
 from .conftest import Api, World
+
+
+@pytest.fixture
+def world(world: World) -> World:
+    """The attempts these tests name, on the schedule: a station sends only for its own scheduled attempts."""
+    world.schedule("A7")
+    return world
+
 
 URL = "/api/attempts/A7/cpr-figures"
 REPORT: dict[str, Any] = {

@@ -51,6 +51,7 @@ async def _json(resp, status: int):  # type: ignore[no-untyped-def]
 async def test_export_package_end_to_end(world: World, recording: Path, tmp_path: Path) -> None:
     api, client = world.api, world.api.client
     ids = add_schedule(world)
+    world.schedule("A1")
     cl = checklist(CPR)
     frags = await upload_recording(world, recording, "rec-A1", "A1")
     link_attempt(world, "A1", "2611001", ids, "CPR")
@@ -208,6 +209,7 @@ async def test_verify_finds_extra_missing_and_resigned(world: World, tmp_path: P
     from review_server.signing import public_pem
 
     ids = add_schedule(world)
+    world.schedule("B1")
     cl = checklist(CPR)
     await post_marks(world, events("B1", "S1", cl, set(cl.item_numbers)))
     link_attempt(world, "B1", "2611002", ids, "CPR")

@@ -24,6 +24,7 @@ async def test_cli_export_with_progress_and_absent_media(
     world: World, config: ServerConfig, tmp_path: Path, capsys
 ) -> None:  # type: ignore[no-untyped-def]
     ids = add_schedule(world)
+    world.schedule("C1")
     cl = checklist(CPR)
     client = world.api.client
     blobs = [init_bytes()] + [media_bytes(300_000 + i, seed=i) for i in (1, 2)]

@@ -69,6 +69,7 @@ async def _media_request(world: World, fragments: int, size: int, seed: int) -> 
     """Attempt A1 on S1 with one recording of an init and `fragments` media fragments (fMP4-shaped, random
     payload), marked; an export request selecting it. Returns (request id, media bytes)."""
     ids = add_schedule(world)
+    world.schedule("A1")
     rnd = random.Random(seed)
     client, total = world.api.client, 0
     for seq in range(fragments + 1):

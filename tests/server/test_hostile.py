@@ -24,6 +24,7 @@ from review_server.models import Attempt, Base, Fragment, MarkEvent, Recording, 
 from ..fmp4_bytes import media_bytes
 from .conftest import World
 
+
 SQL = "x'); DROP TABLE users; --"
 SQL_STRINGS = [SQL, "' OR '1'='1", "1; SELECT pg_sleep(10) --", 'a" OR ""="', "admin'--"]
 TRAVERSALS = ["..", "../../etc/passwd", "..%2F..%2Fetc%2Fpasswd", "%2e%2e", "a/../../b", "C:\\windows", "/abs"]
@@ -441,6 +442,7 @@ async def test_malformed_forms_are_400(world: World, content_type: str, body: by
 
 
 async def test_conflicting_attempt_is_refused_before_any_byte_is_stored(world: World) -> None:
+    world.schedule("att1", "att2")
     first = media_bytes(64, seed=1)
     assert (
         await put_fragment(world, "/api/recordings/rec1/tracks/cam1/fragments/1?attempt_id=att1", first)
