@@ -35,7 +35,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import audit
+from . import audit, audit_anchor
 from .db import Database
 from .models import (
     Attempt,
@@ -88,6 +88,7 @@ class Gathered:
     audit: list[dict[str, Any]] = field(default_factory=list)
     total_bytes: int = 0
     cpr_figures: dict[str, bytes] = field(default_factory=dict)  # attempt id -> the uploaded report
+    audit_anchor: dict[str, Any] = field(default_factory=dict)  # the chain's head when gathered (audit_anchor.py)
 
 
 def _code(s: Session, model: Any, row_id: int | None) -> str | None:
@@ -177,6 +178,7 @@ def gather(s: Session, request_id: int) -> Gathered:
         }
         for e in sorted(found, key=lambda e: e.seq)
     ]
+    g.audit_anchor = audit_anchor.head(s)
     return g
 
 
@@ -411,6 +413,7 @@ def _write_members(
         "created_by": actor,
         "attempts": [a["attempt_id"] for a in g.attempts],
         "absent_media": absent,
+        "audit_anchor": g.audit_anchor,  # signed with the manifest: the recipient holds the chain's head of today
     }
     return pw.finish(key, meta)
 

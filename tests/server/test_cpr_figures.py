@@ -101,4 +101,5 @@ async def test_export_includes_the_report(world: World, tmp_path) -> None:  # ty
     assert {"path": "attempts/A7/cpr_figures.json", "sha256": sha, "size": len(raw)} in manifest["files"]
     assert f"{sha}  attempts/A7/cpr_figures.json\n" in sums
     (tmp_path / "p.zip").write_bytes(body)
-    assert verify(tmp_path / "p.zip").ok
+    published = await (await client.get("/api/export-key")).read()
+    assert verify(tmp_path / "p.zip", published).ok

@@ -13,6 +13,7 @@ from osce_cli import main
 from review_server.config import ServerConfig
 from review_server.models import AuditEvent
 from review_server.package import verify
+from review_server.signing import data_dir, load_existing, public_pem
 from review_server.storage import LocalStorage
 
 from ..fmp4_bytes import init_bytes, media_bytes
@@ -62,7 +63,7 @@ async def test_cli_export_with_progress_and_absent_media(
     pkg = json.loads(captured.out)
     assert pkg["path"] == str(out) and hashlib.sha256(out.read_bytes()).hexdigest() == pkg["sha256"]
 
-    report = verify(out)
+    report = verify(out, public_pem(load_existing(data_dir(config))))
     assert report.ok, report.problems
     import zipfile
 

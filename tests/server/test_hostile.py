@@ -24,7 +24,6 @@ from review_server.models import Attempt, Base, Fragment, MarkEvent, Recording, 
 from ..fmp4_bytes import media_bytes
 from .conftest import World
 
-
 SQL = "x'); DROP TABLE users; --"
 SQL_STRINGS = [SQL, "' OR '1'='1", "1; SELECT pg_sleep(10) --", 'a" OR ""="', "admin'--"]
 TRAVERSALS = ["..", "../../etc/passwd", "..%2F..%2Fetc%2Fpasswd", "%2e%2e", "a/../../b", "C:\\windows", "/abs"]
