@@ -180,10 +180,14 @@ def _station_add(args: argparse.Namespace) -> int:
 
     from . import audit, auth
     from .models import Station
+    from .names import name_problem
     from .validate import CODE_RE
 
     if not CODE_RE.fullmatch(args.code):
         print(f"osce server station add: code must match {CODE_RE.pattern}", file=sys.stderr)
+        return 2
+    if problem := name_problem(args.name):
+        print(f"osce server station add: --name: {problem}", file=sys.stderr)
         return 2
     db = _db(args)
     try:

@@ -28,6 +28,7 @@ from checklists.model import Checklist
 
 from . import audit
 from .models import Attempt, Candidate, ChecklistVersion, ExamDay, Specialty, Station, Task
+from .names import name_problem
 from .retention import active_holds, held_message
 from .validate import CODE_RE
 
@@ -93,6 +94,9 @@ def import_day(s: Session, schedule: dict[str, Any], specialty: str, specialty_n
         raise ScheduleImportError("expected a non-empty 'attempts' list", "attempts")
     if not CODE_RE.fullmatch(specialty):
         raise ScheduleImportError(f"must match {CODE_RE.pattern}", "specialty")
+    for where, name in (("specialty name", specialty_name), ("title", title)):
+        if problem := name_problem(name):
+            raise ScheduleImportError(problem, where)
     report = ImportReport()
     sp, _ = _get_or_add(s, Specialty, Specialty.code == specialty, code=specialty, name=specialty_name or specialty)
     first = min(_starts(e, f"attempts[{i}]") for i, e in enumerate(entries) if isinstance(e, dict))

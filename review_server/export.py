@@ -18,9 +18,7 @@ and a finished package is downloaded again at any time, with Range.
 from __future__ import annotations
 
 import contextlib
-import csv
 import datetime as dt
-import io
 import json
 import os
 import secrets
@@ -56,6 +54,7 @@ from .models import (
 from .package import PackageSink, PackageWriter
 from .scores import Outcome, attempt_outcome, wire
 from .signing import data_dir, load_or_create
+from .spreadsheet import csv_bytes
 from .station_health import events_between
 from .storage import MediaStorage, NotFound
 
@@ -235,13 +234,11 @@ PROTOCOL_COLUMNS = [
 
 
 def protocol_csv(g: Gathered) -> bytes:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(PROTOCOL_COLUMNS)
+    rows: list[list[str]] = [PROTOCOL_COLUMNS]
     for att in g.attempts:
         out = g.outcomes[att["attempt_id"]]
         pct = "" if out.percent is None else f"{out.percent:.2f}"
-        w.writerow(
+        rows.append(
             [
                 att["accreditation_number"] or "",
                 att["attempt_id"],
@@ -256,7 +253,7 @@ def protocol_csv(g: Gathered) -> bytes:
                 out.note,
             ]
         )
-    return buf.getvalue().encode("utf-8")
+    return csv_bytes(rows)
 
 
 def _json(obj: Any) -> bytes:

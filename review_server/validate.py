@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from .app import ApiError
+from .names import name_problem
 
 CODE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # station/specialty/task codes, attempt/recording ids
 ACCRED_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z-]{0,63}")  # accreditation numbers
@@ -79,6 +80,13 @@ class Fields:
         if value is None:
             return default
         return check_text(value, self.where(name), max_len)
+
+    def name(self, name: str, *, required: bool = True, max_len: int = 200, default: str | None = None) -> Any:
+        """A person's or a thing's name: text without control or invisible format characters (names.py)."""
+        value = self.text(name, required=required, max_len=max_len, default=default)
+        if value is not None and (problem := name_problem(value)):
+            raise ApiError(422, problem, self.where(name))
+        return value
 
     def ident(self, name: str, pattern: re.Pattern[str] = CODE_RE, *, required: bool = True) -> Any:
         value = self._get(name, required)

@@ -44,7 +44,7 @@ def parse_event(obj: Any, where: str) -> dict[str, Any]:
         "event_id": f.uuid("event_id"),
         "attempt_id": f.ident("attempt_id", CODE_RE),
         "station_id": f.ident("station_id", CODE_RE),
-        "examiner": f.text("examiner", max_len=128),
+        "examiner": f.name("examiner", max_len=128),
         "kind": f.choice("kind", KINDS),
         "item": f.integer("item", required=False, lo=1, hi=100_000),
         "done": f.boolean("done", required=False),
