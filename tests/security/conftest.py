@@ -145,11 +145,42 @@ class Stand:
         finally:
             database.dispose()
 
+    def schedule(self, station: str, *attempts: str) -> None:
+        """Put attempts on the exam day's schedule for `station`, as `osce server schedule import` does
+        (review_server/day_import.py): a station sends marks and media only for its own scheduled attempts."""
+        schedule_attempts(self.db_url, [(a, station) for a in attempts])
+
+    def config(self) -> Path:
+        return self.dir / "server.toml"
+
+    def osce(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """The real `osce` command (a separate process) with this server's configuration where it takes one."""
+        return subprocess.run([sys.executable, "-m", "osce_cli", *args], cwd=ROOT, capture_output=True, text=True,
+                              timeout=timeout)
+
     def media_files(self) -> set[Path]:
         return {p for p in self.media_dir.rglob("*") if p.is_file()}
 
     def alive(self) -> bool:
         return self.proc.poll() is None and self.request("GET", "/health", timeout=5).status == 200
+
+
+SCHEDULE_DAY = "2026-06-01T09:00:00+00:00"
+
+
+def schedule_attempts(db_url: str, pairs: list[tuple[str, str]]) -> None:
+    """(attempt, station) pairs onto one exam day through the schedule import's own code."""
+    from review_server.day_import import import_day
+    from review_server.db import Database
+
+    entries = [{"attempt_id": a, "candidate": "26" + hashlib.sha256(a.encode()).hexdigest()[:6], "station_id": st,
+                "checklist": "01_basic_cpr_adult", "reading_starts_at": SCHEDULE_DAY} for a, st in pairs]
+    database = Database(db_url)
+    try:
+        database.run(lambda s: import_day(s, {"attempts": entries}, "nursing", "Сестринское дело", "security pass",
+                                          "cli:security-pass"))
+    finally:
+        database.dispose()
 
 
 def mark_event(attempt: str, station: str, item: int = 1, **extra: Any) -> dict[str, Any]:
@@ -231,9 +262,11 @@ def _seed(db_url: str) -> dict[str, str]:
         return tokens
 
     try:
-        return database.run(make)
+        tokens = database.run(make)
     finally:
         database.dispose()
+    schedule_attempts(db_url, [("att-s1", "S1"), ("att-s2", "S2")])
+    return tokens
 
 
 @pytest.fixture(scope="session")
