@@ -348,6 +348,77 @@ def new_station(stand: Stand) -> Any:
     return make
 
 
+def export_package(stand: Stand, attempts: list[str], out: Path) -> Path:
+    """An archivist's export of `attempts` through the API (request, selection, export, download) into `out`."""
+    arch = stand.user("archivist")
+    req = stand.json_request("POST", "/api/export-requests",
+                             {"number": f"SEC-{uuid.uuid4().hex[:6]}", "date": "2026-07-01", "requester": "суд"}, arch)
+    assert req.status == 201, req.body
+    rid = req.json()["id"]
+    sel = stand.json_request("POST", f"/api/export-requests/{rid}/attempts", {"attempt_ids": attempts}, arch)
+    assert sel.status == 200, sel.body
+    made = stand.request("POST", f"/api/export-requests/{rid}/exports", arch)
+    assert made.status == 201, made.body
+    got = stand.request("GET", made.json()["url"], stand.user("archivist", csrf=False))
+    assert got.status == 200
+    out.write_bytes(got.body)
+    return out
+
+
+@dataclass
+class Package:
+    """A genuine export package of the stand, and the centre's key as GET /api/export-key publishes it."""
+
+    zip: Path
+    centre_pem: Path
+
+
+@pytest.fixture(scope="session")
+def package(stand: Stand, tmp_path_factory: pytest.TempPathFactory) -> Package:
+    folder = tmp_path_factory.mktemp("package")
+    key = stand.request("GET", "/api/export-key")
+    assert key.status == 200
+    (folder / "centre.pem").write_bytes(key.body)
+    return Package(export_package(stand, ["att-s1"], folder / "genuine.zip"), folder / "centre.pem")
+
+
+@dataclass
+class Measured:
+    returncode: int
+    stdout: str
+    stderr: str
+    max_rss_mb: float
+    cpu_s: float
+    timed_out: bool
+
+
+def run_measured(args: list[str], *, memory_mb: int = 1024, timeout: float = 60) -> Measured:
+    """Run `osce ARGS` as its own process with its address space capped at `memory_mb` (so that a parser that
+    would eat the machine fails inside its cap instead), killed after `timeout`; its own peak memory and CPU."""
+    import resource
+    import tempfile
+    import threading
+
+    limit = memory_mb * 1024 * 1024
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([sys.executable, "-m", "osce_cli", *args], cwd=ROOT, stdout=out, stderr=err,
+                                preexec_fn=cap)
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        timed_out = not timer.is_alive()
+        timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return Measured(proc.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace"),
+                        usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, timed_out)
+
+
 def fmp4_bytes(parts: list[bytes]) -> bytes:
     buf = io.BytesIO()
     for p in parts:
