@@ -298,10 +298,38 @@ class _Source:
             while got <= size and (chunk := fh.read(min(CHUNK, size + 1 - got))):
                 h.update(chunk)
                 got += len(chunk)
+            if got == size and self.zf is not None and not self._ends_where_declared(self.zf.getinfo(name)):
+                raise Unreadable(f"its data goes on past the {size} bytes it declares")
         if got != size:
             raise Unreadable(f"holds {'more than' if got > size else 'only'} {min(got, size)} bytes, "
                              f"the manifest says {size}")
         return h.hexdigest()
+
+    def _ends_where_declared(self, info: zipfile.ZipInfo) -> bool:
+        """Does a ZIP member hold exactly the bytes it declares? zipfile stops at the declared size (its CRC-32
+        covers only that), so data hidden past it, which an unzip tool may still write out, is seen only here:
+        stored bytes beyond it, or a deflate stream that goes on. Inflates at most one byte past the size."""
+        if info.compress_type == zipfile.ZIP_STORED:
+            return info.compress_size == info.file_size
+        with self.where.open("rb") as f:
+            f.seek(info.header_offset)
+            head = f.read(30)
+            if len(head) < 30 or head[:4] != b"PK\x03\x04":
+                raise Unreadable("no local header where the ZIP's directory says")
+            name_len, extra_len = int.from_bytes(head[26:28], "little"), int.from_bytes(head[28:30], "little")
+            f.seek(info.header_offset + 30 + name_len + extra_len)
+            inflate, out, left = zlib.decompressobj(-zlib.MAX_WBITS), 0, info.compress_size
+            while left and not inflate.eof:
+                buf = f.read(min(CHUNK, left))
+                if not buf:
+                    return False
+                left -= len(buf)
+                while buf and not inflate.eof:
+                    out += len(inflate.decompress(buf, info.file_size + 1 - out))
+                    if out > info.file_size:
+                        return False
+                    buf = inflate.unconsumed_tail
+        return inflate.eof and out == info.file_size and left == 0 and not inflate.unused_data
 
     @contextlib.contextmanager
     def _reading(self, name: str) -> Iterator[None]:
