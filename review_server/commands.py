@@ -400,8 +400,11 @@ def _export(args: argparse.Namespace) -> int:
 
 def _date(value: str):  # type: ignore[no-untyped-def]
     import datetime as dt
+    import re
 
     try:
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):  # not the week form "2026-W27-3" either
+            raise ValueError(value)
         return dt.date.fromisoformat(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {value!r}") from None

@@ -25,6 +25,7 @@ ACCRED_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z-]{0,63}")  # accreditation number
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 INT_MAX = 2**31 - 1
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def _reject_constant(name: str) -> Any:
@@ -143,7 +144,8 @@ class Fields:
     def date(self, name: str) -> dt.date:
         value = self._get(name, True)
         try:
-            return dt.date.fromisoformat(value) if isinstance(value, str) and len(value) == 10 else _bad()
+            # YYYY-MM-DD only: fromisoformat also takes the week form "2026-W27-3" (ten characters too)
+            return dt.date.fromisoformat(value) if isinstance(value, str) and _DATE.fullmatch(value) else _bad()
         except ValueError:
             raise ApiError(422, "expected a date YYYY-MM-DD", self.where(name)) from None
 
