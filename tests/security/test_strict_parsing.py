@@ -94,3 +94,14 @@ def test_a_manikin_csv_number_outside_the_format_is_refused_naming_the_line(tmp_
                            str(tmp_path / "no-recording")], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert f"{csv}:4: {depth!r} is not a number" in done.stderr, done.stderr[-500:]
+
+
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/api/exam-days", {"day": "2026-W27-3", "title": "неделя"}, "day"),
+    ("/api/export-requests", {"number": "8", "date": "2026-W27-3", "requester": "суд"}, "date"),
+], ids=["exam day", "export request"])
+def test_a_date_in_the_iso_week_form_is_not_a_date(stand: Stand, path: str, body: dict[str, str], field: str) -> None:
+    """date.fromisoformat() takes "2026-W27-3" (ten characters, as YYYY-MM-DD has): an exam day made by it."""
+    who = "admin" if path == "/api/exam-days" else "archivist"
+    reply = stand.json_request("POST", path, body, stand.user(who))
+    assert reply.status == 422 and reply.json()["where"] == field, (reply.status, reply.body[:200])
