@@ -2,9 +2,9 @@
 
 Attempt rows are made only by the schedule import (`osce server schedule import`, day_import.py). A station's
 mark, fragment or CPR report that names an attempt is taken only when the schedule gave that attempt to the same
-station; anything else is refused with 409 before anything is written (health events: routes/health_events.py). A station that
-could create an attempt by naming it first could claim another room's attempt before that room did, and the
-room's own marks and media would then be refused as "another station's".
+station; anything else is refused with 409 before anything is written (health events: routes/health_events.py).
+A station that could create an attempt by naming it first could claim another room's attempt before that room
+did, and the room's own marks and media would then be refused as "another station's".
 """
 
 from __future__ import annotations
