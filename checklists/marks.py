@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 KINDS = ("mark", "rating", "finalise", "reopen")
-_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+_HASH_RE = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 class MarkEventError(ValueError):

@@ -23,6 +23,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from .models import LoginAttempt, Station, StationToken, User, UserSession, utcnow
+from .names import name_problem
 from .roles import STATION, Role
 
 SESSION_COOKIE = "osce_session"
@@ -90,6 +91,8 @@ def encodable(text: str) -> bool:
 def add_user(session: Session, login: str, password: str, role: str, display_name: str = "") -> User:
     validate_login(login)
     validate_password(password)
+    if problem := name_problem(display_name):
+        raise ValueError(f"display name: {problem}")
     role = Role(role).value
     if session.scalar(select(User.id).where(User.login == login)) is not None:
         raise ValueError(f"login: user {login!r} already exists")

@@ -33,9 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     aud = ssub.add_parser("audit", help="the audit log")
     asub = aud.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
-    ver = asub.add_parser("verify", help="check the hash chain; exit 1 at the first broken row")
+    ver = asub.add_parser("verify", help="check the hash chain and its signed anchors; exit 1 at the first broken row "
+                                         "or an anchor the chain no longer matches")
     _config_option(ver)
     ver.set_defaults(func=_audit_verify)
+    anc = asub.add_parser("anchor", help="write today's signed head of the chain to audit_anchor_dir (once a day)")
+    _config_option(anc)
+    anc.set_defaults(func=_audit_anchor)
 
     st = ssub.add_parser("station", help="stations and their tokens")
     stsub = st.add_subparsers(dest="station_command", required=True, metavar="ACTION")
@@ -139,15 +143,36 @@ def _user_add(args: argparse.Namespace) -> int:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    from . import audit
+    from . import audit, audit_anchor
+    from .signing import data_dir, load_existing
 
+    cfg = _config(args)
     db = _db(args)
+    key = load_existing(data_dir(cfg))
     try:
         result = db.run(audit.verify)
+        checked, problems = db.run(lambda s: audit_anchor.check(s, key, audit_anchor.folder_of(cfg)))
     finally:
         db.dispose()
-    print(json.dumps(result.as_dict(), ensure_ascii=False))
-    return 0 if result.ok else 1
+    out = result.as_dict() | {"anchors_checked": checked, "anchor_problems": problems}
+    out["ok"] = result.ok and not problems
+    print(json.dumps(out, ensure_ascii=False))
+    return 0 if out["ok"] else 1
+
+
+def _audit_anchor(args: argparse.Namespace) -> int:
+    from . import audit_anchor
+    from .signing import data_dir, load_or_create
+
+    cfg = _config(args)
+    db = _db(args)
+    key = load_or_create(data_dir(cfg))
+    try:
+        written = db.run(lambda s: audit_anchor.publish(s, key, audit_anchor.folder_of(cfg)))
+    finally:
+        db.dispose()
+    print(f"wrote {written}" if written else "today's anchor exists already")
+    return 0
 
 
 def _station_add(args: argparse.Namespace) -> int:
@@ -155,10 +180,14 @@ def _station_add(args: argparse.Namespace) -> int:
 
     from . import audit, auth
     from .models import Station
+    from .names import name_problem
     from .validate import CODE_RE
 
     if not CODE_RE.fullmatch(args.code):
         print(f"osce server station add: code must match {CODE_RE.pattern}", file=sys.stderr)
+        return 2
+    if problem := name_problem(args.name):
+        print(f"osce server station add: --name: {problem}", file=sys.stderr)
         return 2
     db = _db(args)
     try:
@@ -225,7 +254,8 @@ def _station_revoke(args: argparse.Namespace) -> int:
 
 
 def _schedule_import(args: argparse.Namespace) -> int:
-    from .day_import import SHIPPED_CHECKLISTS, ScheduleImportError, import_day
+    from . import audit
+    from .day_import import SCHEDULE_IMPORT_REFUSED, SHIPPED_CHECKLISTS, ScheduleImportError, import_day
 
     try:
         schedule = json.loads(args.file.read_text(encoding="utf-8"))
@@ -233,11 +263,16 @@ def _schedule_import(args: argparse.Namespace) -> int:
         print(f"osce server schedule import: {args.file}: {exc}", file=sys.stderr)
         return 2
     db = _db(args)
+    actor = f"cli:{getpass.getuser()}"
     try:
         with db.transaction() as s:
-            r = import_day(s, schedule, args.specialty, args.specialty_name, args.title,
-                           f"cli:{getpass.getuser()}", args.checklists or SHIPPED_CHECKLISTS)
+            r = import_day(s, schedule, args.specialty, args.specialty_name, args.title, actor,
+                           args.checklists or SHIPPED_CHECKLISTS)
     except ScheduleImportError as exc:
+        if exc.holds:  # nothing was imported; the refusal itself goes on record
+            with db.transaction() as s:
+                audit.append(s, actor, SCHEDULE_IMPORT_REFUSED, str(args.file)[:300],
+                             {"where": exc.where, "holds": exc.holds})
         print(f"osce server schedule import: {args.file}: {exc}", file=sys.stderr)
         return 2
     finally:
@@ -262,9 +297,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _register_archive(sub: argparse._SubParsersAction, ssub: argparse._SubParsersAction) -> None:
-    ver = sub.add_parser("verify", help="check an export package (ZIP or unpacked folder): signature, hashes, files")
+    ver = sub.add_parser("verify", help="check an export package (ZIP or folder): who signed it, hashes, files",
+                         description="The package must be signed by the centre's key: give its published key "
+                                     "(GET /api/export-key) with --public-key, or --config on the server. Exit 0 when "
+                                     "every check holds, 1 otherwise (also when no trusted key was given).")
     ver.add_argument("package", type=Path)
-    ver.add_argument("--public-key", type=Path, default=None, help="the server's published key (PEM) to check against")
+    ver.add_argument("--public-key", type=Path, default=None, help="the centre's published key (PEM) to check against")
+    ver.add_argument("--config", type=Path, default=None, help="the server's TOML: check against the server's own key")
+    ver.add_argument("--trust-embedded-key", action="store_true",
+                     help="check against the key inside the package (proves integrity, not who made it)")
     ver.set_defaults(func=_verify_package)
     exp = ssub.add_parser("export", help="write the export package of a request, with progress")
     exp.add_argument("--request", type=int, required=True, help="the export request's id")
@@ -294,11 +335,30 @@ def _register_archive(sub: argparse._SubParsersAction, ssub: argparse._SubParser
 
 def _verify_package(args: argparse.Namespace) -> int:
     from .package import verify
+    from .signing import data_dir, load_existing, public_pem
 
-    key = args.public_key.read_bytes() if args.public_key is not None else None
-    report = verify(args.package, key)
+    key, source = None, ""
+    if args.public_key is not None and args.config is not None:
+        print("osce verify: give --public-key or --config, not both", file=sys.stderr)
+        return 2
+    if args.public_key is not None:
+        try:
+            key, source = args.public_key.read_bytes()[:64 * 1024], f"--public-key {args.public_key}"
+        except OSError as exc:
+            print(f"osce verify: --public-key: {exc}", file=sys.stderr)
+            return 2
+    elif args.config is not None:
+        server_key = load_existing(data_dir(_config(args)))
+        if server_key is None:
+            print(f"osce verify: the server of {args.config} has no signing key yet", file=sys.stderr)
+            return 2
+        key, source = public_pem(server_key), f"the server's key (--config {args.config})"
+    report = verify(args.package, key, trust_embedded_key=args.trust_embedded_key, trusted_from=source)
     for line in report.lines():
         print(line)
+    if report.ok and key is None:
+        print("WARNING: checked against the package's own key only: anyone can make a package that passes this; "
+              "compare the key's sha256 above with the centre's published one", file=sys.stderr)
     return 0 if report.ok else 1
 
 
@@ -340,8 +400,11 @@ def _export(args: argparse.Namespace) -> int:
 
 def _date(value: str):  # type: ignore[no-untyped-def]
     import datetime as dt
+    import re
 
     try:
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):  # not the week form "2026-W27-3" either
+            raise ValueError(value)
         return dt.date.fromisoformat(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {value!r}") from None

@@ -12,6 +12,7 @@ Example `server.toml` (every key optional):
     argon2_time_cost = 3                                   # Argon2id cost; lower only in tests
     idle_timeout_s = 30                                    # close a connection silent or mid-header this long
     body_timeout_s = 30                                    # 408 for a request body not received in this long
+    audit_anchor_dir = "/srv/worm/osce-anchors"            # the daily signed audit head (audit_anchor.py)
 
 Secrets never live in this file: the database password may come from OSCE_DATABASE_URL, S3 keys from
 OSCE_S3_ACCESS_KEY_ID / OSCE_S3_SECRET_ACCESS_KEY or from `s3_credentials_file`.
@@ -67,6 +68,9 @@ class ServerConfig:
     # The exam day's schedule (JSON: {"attempts": [{"attempt_id", "candidate", "station_id", "checklist",
     # "reading_starts_at", "reading_s"?, "performing_s"?}]}), served to each station with the server's time.
     schedule_file: Path | None = None
+    # Where `osce server audit anchor` writes the daily signed head of the audit chain (audit_anchor.py); default
+    # <data dir>/audit-anchors. Best a write-once mount, or a folder copied away every day.
+    audit_anchor_dir: Path | None = None
     # Filled from the environment / credentials file, never from the TOML itself.
     s3_access_key_id: str | None = field(default=None, repr=False)
     s3_secret_access_key: str | None = field(default=None, repr=False)

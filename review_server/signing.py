@@ -44,6 +44,13 @@ def load_or_create(folder: Path) -> Ed25519PrivateKey:
     return key
 
 
+def load_existing(folder: Path) -> Ed25519PrivateKey | None:
+    """The signing key in `folder`, or None if the server has made none yet (nothing is created)."""
+    if not (Path(folder) / KEY_FILE).exists():
+        return None
+    return load_or_create(folder)
+
+
 def public_pem(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
     pub = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
     return pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)

@@ -18,12 +18,14 @@ from typing import Any
 from aiohttp import web
 
 from .app import ApiError
+from .names import name_problem
 
 CODE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # station/specialty/task codes, attempt/recording ids
 ACCRED_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z-]{0,63}")  # accreditation numbers
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 INT_MAX = 2**31 - 1
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def _reject_constant(name: str) -> Any:
@@ -80,6 +82,13 @@ class Fields:
             return default
         return check_text(value, self.where(name), max_len)
 
+    def name(self, name: str, *, required: bool = True, max_len: int = 200, default: str | None = None) -> Any:
+        """A person's or a thing's name: text without control or invisible format characters (names.py)."""
+        value = self.text(name, required=required, max_len=max_len, default=default)
+        if value is not None and (problem := name_problem(value)):
+            raise ApiError(422, problem, self.where(name))
+        return value
+
     def ident(self, name: str, pattern: re.Pattern[str] = CODE_RE, *, required: bool = True) -> Any:
         value = self._get(name, required)
         if value is None:
@@ -135,7 +144,8 @@ class Fields:
     def date(self, name: str) -> dt.date:
         value = self._get(name, True)
         try:
-            return dt.date.fromisoformat(value) if isinstance(value, str) and len(value) == 10 else _bad()
+            # YYYY-MM-DD only: fromisoformat also takes the week form "2026-W27-3" (ten characters too)
+            return dt.date.fromisoformat(value) if isinstance(value, str) and _DATE.fullmatch(value) else _bad()
         except ValueError:
             raise ApiError(422, "expected a date YYYY-MM-DD", self.where(name)) from None
 

@@ -42,8 +42,8 @@ from media.recorder import WARMUP_S
 
 from . import station_clock
 
-ATTEMPT_ID_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,99}$")
-CANDIDATE_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z-]{0,39}$")
+ATTEMPT_ID_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,99}\Z")  # \Z: "$" would let a trailing newline in
+CANDIDATE_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z-]{0,39}\Z")
 LOG_NAME = "attempt.jsonl"
 CUES = {
     "reading": "Ознакомьтесь с заданием",

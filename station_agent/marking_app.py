@@ -40,7 +40,7 @@ from .journal import Journal
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 COOKIE = "osce_marking"
-CANDIDATE_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z-]{0,39}$")
+CANDIDATE_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z-]{0,39}\Z")  # \Z: "$" would let a trailing newline in
 CLIENT_FIELDS = ("event_id", "kind", "item", "done", "rating", "reason")
 MAX_FAILED_LOGINS = 5
 LOCKOUT_S = 30.0

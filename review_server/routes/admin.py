@@ -42,7 +42,7 @@ async def add_user(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise ApiError(422, str(exc), "password") from None
     role = f.choice("role", tuple(r.value for r in Role))
-    display_name = f.text("display_name", required=False, default="")
+    display_name = f.name("display_name", required=False, default="")
     who = identity(request)
 
     def add(s: Session) -> dict:
@@ -101,7 +101,7 @@ async def list_stations(request: web.Request) -> web.Response:
 @requires("stations.manage")
 async def add_station(request: web.Request) -> web.Response:
     f = Fields(await read_json(request), allowed={"code", "name", "specialty", "task"})
-    code, name = f.ident("code"), f.text("name", required=False, default="")
+    code, name = f.ident("code"), f.name("name", required=False, default="")
     specialty, task = f.ident("specialty", required=False), f.ident("task", required=False)
     who = identity(request)
 

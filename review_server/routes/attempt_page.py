@@ -48,7 +48,7 @@ from ..scores import Outcome, attempt_outcome
 from ..station_health import events_between
 from ..validate import CODE_RE, parse_utc, path_ident
 from .scope import require_assigned
-from .track_file import Piece, from_first_byte, send_track, track_pieces
+from .track_file import Piece, Viewing, send_track, track_pieces
 
 routes = web.RouteTableDef()
 
@@ -702,9 +702,8 @@ async def attempt_track(request: web.Request) -> web.StreamResponse:
         rec = s.scalar(select(Recording).where(Recording.key == key, Recording.attempt_id == att.id))
         if rec is None:
             raise ApiError(404, "no such recording for this attempt", "URL key")
-        pieces = track_pieces(s, rec, track)
-        if from_first_byte(request.headers.get("Range")):
-            audit.append(s, who.actor, ATTEMPT_MEDIA, key, {"attempt_id": att.id, "track": track})
-        return pieces
+        return track_pieces(s, rec, track)
 
-    return await send_track(request, await db_run(request, q))
+    pieces = await db_run(request, q)
+    viewing = Viewing(who.actor, ATTEMPT_MEDIA, key, {"attempt_id": attempt_id, "track": track})
+    return await send_track(request, pieces, viewing)

@@ -55,8 +55,8 @@ def _request(s: Session, request_id: int) -> ExportRequest:
 async def add_request(request: web.Request) -> web.Response:
     """Body {"number", "date": YYYY-MM-DD, "requester", "subject"}: what was asked, by whom, when."""
     f = Fields(await read_json(request), allowed={"number", "date", "requester", "subject"})
-    number, date = f.text("number", max_len=64), f.date("date")
-    requester, subject = f.text("requester", max_len=300), f.text("subject", max_len=5000, required=False, default="")
+    number, date = f.name("number", max_len=64), f.date("date")
+    requester, subject = f.name("requester", max_len=300), f.text("subject", max_len=5000, required=False, default="")
     for name, value in (("number", number), ("requester", requester)):
         if not value.strip():
             raise ApiError(422, "required", name)

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..app import ApiError, db_run, identity
-from ..models import HealthEvent
+from ..models import Attempt, HealthEvent
 from ..roles import requires
 from ..validate import Fields, parse_utc, read_json
 from .scope import own_station
@@ -54,7 +54,14 @@ async def put_health_events(request: web.Request) -> web.Response:
 
     def store(s: Session) -> dict[str, int]:
         new = ended = 0
-        for ev in events:
+        for i, ev in enumerate(events):
+            # Never pinned on another station's attempt. One the server does not know yet (started by hand at the
+            # room PC, the day not imported) is kept as sent: the event is this station's own and is shown only
+            # with this station's attempts, and refusing it would hold up every later warning of the station.
+            att = s.get(Attempt, ev["attempt_id"]) if ev["attempt_id"] is not None else None
+            if att is not None and att.station_id != station_id:
+                raise ApiError(409, f"attempt {ev['attempt_id']!r} belongs to another station",
+                               f"events[{i}].attempt_id")
             row = s.scalar(select(HealthEvent).where(HealthEvent.station_id == station_id,
                                                      HealthEvent.event_id == ev["id"]))
             if row is None:

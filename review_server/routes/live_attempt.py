@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from functools import cache
 from typing import Any
 
@@ -175,7 +176,7 @@ def _int_query(request: web.Request, name: str, default: int, hi: int) -> int:
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or int(raw) > hi:
+    if not re.fullmatch(r"[0-9]{1,19}", raw) or int(raw) > hi:  # ASCII digits: isdigit() takes "²" and "١"
         raise ApiError(400, f"a whole number from 0 to {hi}", f"query {name}")
     return int(raw)
 

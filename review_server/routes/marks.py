@@ -22,9 +22,11 @@ from media.cpr.figures import MAX_REPORT_BYTES, check_report
 
 from .. import audit, scores
 from ..app import CONFIG, ApiError, db_run, identity
+from ..attempt_owner import station_attempt
 from ..auth import Identity
 from ..markformat import check_with_contract, merged_sheets
 from ..models import Attempt, CprFigures, MarkEvent, Station, utcnow
+from ..retention import active_holds, held_message
 from ..roles import requires
 from ..validate import CODE_RE, SHA256_RE, Fields, path_ident, read_json
 from .scope import require_assigned
@@ -33,6 +35,7 @@ routes = web.RouteTableDef()
 
 KINDS = ("mark", "rating", "finalise", "reopen")
 EVENT_FIELDS = WIRE_FIELDS  # one definition of a mark event: checklists/marks.py
+CPR_FIGURES_REFUSED = "attempt.cpr_figures.refused"  # a replacement refused: the attempt is held
 
 
 def parse_event(obj: Any, where: str) -> dict[str, Any]:
@@ -41,7 +44,7 @@ def parse_event(obj: Any, where: str) -> dict[str, Any]:
         "event_id": f.uuid("event_id"),
         "attempt_id": f.ident("attempt_id", CODE_RE),
         "station_id": f.ident("station_id", CODE_RE),
-        "examiner": f.text("examiner", max_len=128),
+        "examiner": f.name("examiner", max_len=128),
         "kind": f.choice("kind", KINDS),
         "item": f.integer("item", required=False, lo=1, hi=100_000),
         "done": f.boolean("done", required=False),
@@ -101,13 +104,7 @@ def store_events(
                 raise ApiError(409, f"event_id {eid} was already stored with different content", f"{where}[{i}]")
             dup.append(eid)
             continue
-        att = s.get(Attempt, ev["attempt_id"])
-        if att is None:
-            # Stations create attempts offline; the schedule links them to candidates later.
-            s.add(Attempt(id=ev["attempt_id"], station_id=station.id))
-            s.flush()
-        elif att.station_id != station.id:
-            raise ApiError(409, f"attempt {ev['attempt_id']!r} belongs to another station", f"{where}[{i}].attempt_id")
+        station_attempt(s, station.id, ev["attempt_id"], f"{where}[{i}].attempt_id")
         other = s.scalar(
             select(MarkEvent.checklist_hash).where(
                 MarkEvent.attempt_id == ev["attempt_id"], MarkEvent.checklist_hash != ev["checklist_hash"]
@@ -157,7 +154,8 @@ async def ingest_marks(request: web.Request) -> web.Response:
 async def put_cpr_figures(request: web.Request) -> web.Response:
     """A station's CPR figures report for its attempt (`osce-cpr-figures/1`, media/cpr/FORMATS.md), stored as
     sent and exported as cpr_figures.json. Informative only: it marks nothing. A new report replaces the old one
-    (audited); the same bytes again change nothing. The attempt is created if the station has not sent marks yet."""
+    (audited), except while a legal hold covers the attempt (409 naming the hold, audited); the same bytes again change
+    nothing. Only for the station's own scheduled attempt (attempt_owner.py)."""
     attempt_id = path_ident(request, "attempt_id")
     who = identity(request)
     body = await read_json(request)
@@ -173,16 +171,15 @@ async def put_cpr_figures(request: web.Request) -> web.Response:
     assert station_id is not None  # station.upload: station tokens only
 
     def store(s: Session) -> dict[str, Any]:
-        att = s.get(Attempt, attempt_id)
-        if att is None:
-            s.add(Attempt(id=attempt_id, station_id=station_id))
-            s.flush()
-        elif att.station_id != station_id:
-            raise ApiError(409, f"attempt {attempt_id!r} belongs to another station", "URL attempt_id")
+        station_attempt(s, station_id, attempt_id, "URL attempt_id")
         row = s.get(CprFigures, attempt_id)
         if row is not None and row.sha256 == sha:
             return {"attempt_id": attempt_id, "sha256": sha, "stored": False}
         details = {"sha256": sha, "replaces": row.sha256 if row is not None else None}
+        holds = active_holds(s, attempt_id) if row is not None else []
+        if holds:  # a held attempt's evidence is not rewritten: the refusal is audited, the report kept
+            audit.append(s, who.actor, CPR_FIGURES_REFUSED, attempt_id, details | {"holds": holds})
+            return {"holds": holds}
         if row is None:
             s.add(CprFigures(attempt_id=attempt_id, body=raw.decode("utf-8"), sha256=sha, uploaded_by=who.actor))
         else:
@@ -190,7 +187,10 @@ async def put_cpr_figures(request: web.Request) -> web.Response:
         audit.append(s, who.actor, audit.CPR_FIGURES, attempt_id, details)
         return {"attempt_id": attempt_id, "sha256": sha, "stored": True}
 
-    return web.json_response(await db_run(request, store))
+    out = await db_run(request, store)
+    if "holds" in out:
+        raise ApiError(409, held_message(attempt_id, out["holds"]), "URL attempt_id", holds=out["holds"])
+    return web.json_response(out)
 
 
 def _signed_by(s: Session, attempt_id: str, examiner: str | None) -> bool:

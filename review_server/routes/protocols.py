@@ -5,6 +5,7 @@ Registered through routes/archive.py (ROUTES below).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -71,7 +72,7 @@ async def upload_checklist(request: web.Request) -> web.Response:
     except UnicodeDecodeError:
         raise ApiError(400, "not UTF-8 text", "body") from None
     try:
-        cl = parse_checklist(text, "upload")
+        cl = await asyncio.to_thread(parse_checklist, text, "upload")  # not on the event loop: YAML is slow
     except ChecklistError as exc:
         p = exc.problems[0]
         raise ApiError(422, f"not a valid checklist: {p.field}: {p.message}", f"body line {p.line}") from None

@@ -39,7 +39,7 @@ async def issue(request: web.Request) -> web.Response:
     """Body {"reviewer": name, "minutes": N}: 201 with the link (shown once) and when it expires."""
     attempt_id = path_ident(request, "attempt_id")
     f = Fields(await read_json(request), allowed={"reviewer", "minutes"})
-    reviewer, minutes = f.text("reviewer", max_len=200), f.integer("minutes", lo=1, hi=MAX_MINUTES)
+    reviewer, minutes = f.name("reviewer", max_len=200), f.integer("minutes", lo=1, hi=MAX_MINUTES)
     if not reviewer.strip():
         raise ApiError(422, "required", "reviewer")
     who = identity(request)

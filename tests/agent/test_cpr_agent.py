@@ -27,6 +27,7 @@ from media.sources.synthetic import SyntheticCamera
 from review_server import auth
 from review_server.db import Database
 from review_server.migrations import upgrade
+from review_server.models import Attempt as AttemptRow
 from review_server.models import AuditEvent, CprFigures, Station, User
 from station_agent.config import ConfigError, load_config
 from station_agent.marking_app import PENDING_NOTE
@@ -79,8 +80,9 @@ class Server:
             self.log.write_bytes(self.log.read_bytes().replace(b"serving", b"served"))
 
 
-def server_db(folder: Path) -> tuple[str, str, str]:
-    """A migrated SQLite database with station st1 and an observer: (url, station token, observer cookie)."""
+def server_db(folder: Path, attempts: tuple[str, ...] = (ATTEMPT, "mine-1")) -> tuple[str, str, str]:
+    """A migrated SQLite database with station st1, its scheduled attempts and an observer: (url, station token,
+    observer cookie)."""
     url = f"sqlite:///{folder / 'osce.db'}"
     upgrade(url)
     auth.configure_passwords(1, 8, 1)  # TEST-ONLY cost
@@ -91,6 +93,8 @@ def server_db(folder: Path) -> tuple[str, str, str]:
             s.add(station)
             s.flush()
             token = auth.issue_station_token(s, station)[0]
+            for attempt_id in attempts:  # on the schedule (osce server schedule import)
+                s.add(AttemptRow(id=attempt_id, station_id=station.id))
             auth.add_user(s, "observer1", "correct horse battery", "observer")
             user = s.scalar(select(User).where(User.login == "observer1"))
             return token, auth.create_session(s, user, 3600)[0]
@@ -267,7 +271,6 @@ async def test_refused_report_is_kept_failed_with_its_reason(tmp_path: Path) -> 
 
     from media.cpr.motion import SyntheticChest
     from review_server.app import create_app
-    from review_server.models import Attempt as AttemptRow
     from review_server.storage import LocalStorage
     from station_agent.cpr_analysis import FAILED, PENDING_NAME, REPORT_NAME, CprStation
     from station_agent.lifecycle import Attempt

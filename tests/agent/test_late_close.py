@@ -48,7 +48,7 @@ def figure_audits(db_url: str) -> int:
 
 
 def test_attempt_that_ended_while_the_agent_was_killed_is_closed_after_restart(tmp_path: Path) -> None:
-    db_url, token, _ = server_db(tmp_path)
+    db_url, token, _ = server_db(tmp_path, (ATTEMPT,))
     server = Server(db_url, tmp_path / "media", free_port(), tmp_path / "server.log")
     checklist = short_checklist(tmp_path).rename(tmp_path / "01_basic_cpr_adult.yaml")
     config = write_config(tmp_path, cameras=(CAMERA,), microphone="none", checklist=checklist,

@@ -99,6 +99,11 @@ def test_schedule_contract() -> None:
      "schedule.attempts[0].attempt_id"),
     ({"attempts": [{"attempt_id": "a1", "candidate": "1", "reading_starts_at": "2026-11-26T08:00:00Z",
                     "performing_s": -5}]}, "schedule.attempts[0].performing_s"),
+    # "$" matched before a trailing newline: an id or number with one in it went through to folder names.
+    ({"attempts": [{"attempt_id": "a1\n", "candidate": "1", "reading_starts_at": "2026-11-26T08:00:00Z"}]},
+     "schedule.attempts[0].attempt_id"),
+    ({"attempts": [{"attempt_id": "a1", "candidate": "240517\n", "reading_starts_at": "2026-11-26T08:00:00Z"}]},
+     "schedule.attempts[0].candidate"),
 ])
 def test_schedule_errors_name_the_field(doc: dict, message: str) -> None:
     with pytest.raises(ScheduleError, match=message.replace("[", r"\[").replace("]", r"\]")):

@@ -21,7 +21,7 @@ from review_server import auth
 from review_server.app import DB, create_app
 from review_server.config import ServerConfig
 from review_server.migrations import upgrade
-from review_server.models import ExaminerAssignment, Station, User
+from review_server.models import Attempt, ExaminerAssignment, Station, User
 from review_server.storage import LocalStorage
 from station_agent.journal import Journal
 from station_agent.mark_pull import MarkPull
@@ -50,6 +50,7 @@ class Server:
             st = Station(code=code, name=code)
             s.add(st)
             s.flush()
+            s.add(Attempt(id={"st1": "A1", "st2": "B1"}[code], station_id=st.id))  # on the schedule
             return auth.issue_station_token(s, st)[0]
 
         return self.db.run(make)
@@ -118,7 +119,7 @@ async def test_server_marks_reach_the_journal_once_and_are_not_sent_back(server:
 
 
 async def test_an_id_known_with_other_content_is_reported_not_overwritten(server: Server, tmp_path: Path) -> None:
-    await server.station_upload("st1", tablet_event("A1", 1, 1))  # the attempt is known once the station sent
+    await server.station_upload("st1", tablet_event("A1", 1, 1))
     event_id = await server.examiner_mark("A1", 5, True, seq=2)
     journal = Journal(tmp_path / "marks.db")
     local = MarkEvent.new(attempt_id="A1", station_id="st1", examiner="examiner1", kind="mark", item=5, done=False,

@@ -31,7 +31,7 @@ from review_server.app import create_app
 from review_server.config import ServerConfig
 from review_server.db import Database
 from review_server.migrations import upgrade
-from review_server.models import Fragment, Recording, Station
+from review_server.models import Attempt, Fragment, Recording, Station
 from review_server.models import MarkEvent as MarkRow
 from review_server.storage import LocalStorage
 from review_server.tus import add_tus_routes
@@ -48,7 +48,8 @@ CHECKLIST_HASH = "ab" * 32
 
 
 def server_setup(tmp: Path) -> tuple[ServerConfig, str]:
-    """A migrated SQLite server database with station S1; returns the config and S1's bearer token."""
+    """A migrated SQLite server database with station S1 and its scheduled attempt att-1; returns the config and
+    S1's bearer token."""
     url = f"sqlite:///{tmp / 'server' / 'osce.db'}"
     upgrade(url)
     db = Database(url)
@@ -58,6 +59,7 @@ def server_setup(tmp: Path) -> tuple[ServerConfig, str]:
             s.add(st)
             s.flush()
             token = auth.issue_station_token(s, st)[0]
+            s.add(Attempt(id="att-1", station_id=st.id))  # on the schedule (osce server schedule import)
     finally:
         db.dispose()
     return server_config(url, tmp / "server" / "media"), token

@@ -148,7 +148,8 @@ def test_export_page_progress_and_download(stack: dict[str, Any], tmp_path: Path
             dl.value.save_as(saved)
             sha = stack["db"].run(lambda s: s.get(ExportPackage, package_id).sha256)
             assert hashlib.sha256(saved.read_bytes()).hexdigest() == sha
-            assert verify(saved).ok
+            published = page.request.get(f"{base}/api/export-key").body()
+            assert verify(saved, published).ok
             expect(pkg_row).to_contain_text(f"SHA-256 {sha}")
 
             page.goto(f"{base}/export-requests/{stack['request_id']}?lang=en")

@@ -29,7 +29,7 @@ from review_server import auth
 from review_server.app import DB, create_app
 from review_server.config import ServerConfig
 from review_server.migrations import upgrade
-from review_server.models import Candidate, CandidatePersonal, ExaminerAssignment, Station, User
+from review_server.models import Attempt, Candidate, CandidatePersonal, ExaminerAssignment, Station, User
 from review_server.scores import attempt_outcome
 from review_server.storage import LocalStorage
 from tests.server.archive_helpers import CPR, ROOT, add_schedule, checklist, link_attempt
@@ -75,6 +75,7 @@ class Stack:
             s.flush()
             uid = s.scalar(select(User.id).where(User.login == "examiner"))
             s.add(ExaminerAssignment(user_id=uid, station_id=st.id, exam_day_id=None))
+            s.add(Attempt(id="E1", station_id=st.id))  # on the schedule (osce server schedule import)
             return auth.issue_station_token(s, st)[0]
 
         self.token = self.run(station)

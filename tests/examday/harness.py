@@ -681,7 +681,8 @@ silence_s = 3
             db.dispose()
         out = self.root / "export.zip"
         self.osce("server", "export", "--request", str(request_id), "--out", str(out), "--config", str(self.cfg))
-        report = subprocess.run([*OSCE, "verify", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        report = subprocess.run([*OSCE, "verify", str(out), "--config", str(self.cfg)], cwd=ROOT, capture_output=True,
+                                text=True, timeout=300)
         return {"export_bytes": out.stat().st_size, "export_verified": report.returncode == 0,
                 "verify_output": report.stdout[-400:] + report.stderr[-400:]}
 

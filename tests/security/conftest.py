@@ -145,11 +145,42 @@ class Stand:
         finally:
             database.dispose()
 
+    def schedule(self, station: str, *attempts: str) -> None:
+        """Put attempts on the exam day's schedule for `station`, as `osce server schedule import` does
+        (review_server/day_import.py): a station sends marks and media only for its own scheduled attempts."""
+        schedule_attempts(self.db_url, [(a, station) for a in attempts])
+
+    def config(self) -> Path:
+        return self.dir / "server.toml"
+
+    def osce(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """The real `osce` command (a separate process) with this server's configuration where it takes one."""
+        return subprocess.run([sys.executable, "-m", "osce_cli", *args], cwd=ROOT, capture_output=True, text=True,
+                              timeout=timeout)
+
     def media_files(self) -> set[Path]:
         return {p for p in self.media_dir.rglob("*") if p.is_file()}
 
     def alive(self) -> bool:
         return self.proc.poll() is None and self.request("GET", "/health", timeout=5).status == 200
+
+
+SCHEDULE_DAY = "2026-06-01T09:00:00+00:00"
+
+
+def schedule_attempts(db_url: str, pairs: list[tuple[str, str]]) -> None:
+    """(attempt, station) pairs onto one exam day through the schedule import's own code."""
+    from review_server.day_import import import_day
+    from review_server.db import Database
+
+    entries = [{"attempt_id": a, "candidate": "26" + hashlib.sha256(a.encode()).hexdigest()[:6], "station_id": st,
+                "checklist": "01_basic_cpr_adult", "reading_starts_at": SCHEDULE_DAY} for a, st in pairs]
+    database = Database(db_url)
+    try:
+        database.run(lambda s: import_day(s, {"attempts": entries}, "nursing", "Сестринское дело", "security pass",
+                                          "cli:security-pass"))
+    finally:
+        database.dispose()
 
 
 def mark_event(attempt: str, station: str, item: int = 1, **extra: Any) -> dict[str, Any]:
@@ -231,9 +262,11 @@ def _seed(db_url: str) -> dict[str, str]:
         return tokens
 
     try:
-        return database.run(make)
+        tokens = database.run(make)
     finally:
         database.dispose()
+    schedule_attempts(db_url, [("att-s1", "S1"), ("att-s2", "S2")])
+    return tokens
 
 
 @pytest.fixture(scope="session")
@@ -313,6 +346,77 @@ def new_station(stand: Stand) -> Any:
         return code, data["token"], data["token_id"]
 
     return make
+
+
+def export_package(stand: Stand, attempts: list[str], out: Path) -> Path:
+    """An archivist's export of `attempts` through the API (request, selection, export, download) into `out`."""
+    arch = stand.user("archivist")
+    req = stand.json_request("POST", "/api/export-requests",
+                             {"number": f"SEC-{uuid.uuid4().hex[:6]}", "date": "2026-07-01", "requester": "суд"}, arch)
+    assert req.status == 201, req.body
+    rid = req.json()["id"]
+    sel = stand.json_request("POST", f"/api/export-requests/{rid}/attempts", {"attempt_ids": attempts}, arch)
+    assert sel.status == 200, sel.body
+    made = stand.request("POST", f"/api/export-requests/{rid}/exports", arch)
+    assert made.status == 201, made.body
+    got = stand.request("GET", made.json()["url"], stand.user("archivist", csrf=False))
+    assert got.status == 200
+    out.write_bytes(got.body)
+    return out
+
+
+@dataclass
+class Package:
+    """A genuine export package of the stand, and the centre's key as GET /api/export-key publishes it."""
+
+    zip: Path
+    centre_pem: Path
+
+
+@pytest.fixture(scope="session")
+def package(stand: Stand, tmp_path_factory: pytest.TempPathFactory) -> Package:
+    folder = tmp_path_factory.mktemp("package")
+    key = stand.request("GET", "/api/export-key")
+    assert key.status == 200
+    (folder / "centre.pem").write_bytes(key.body)
+    return Package(export_package(stand, ["att-s1"], folder / "genuine.zip"), folder / "centre.pem")
+
+
+@dataclass
+class Measured:
+    returncode: int
+    stdout: str
+    stderr: str
+    max_rss_mb: float
+    cpu_s: float
+    timed_out: bool
+
+
+def run_measured(args: list[str], *, memory_mb: int = 1024, timeout: float = 60) -> Measured:
+    """Run `osce ARGS` as its own process with its address space capped at `memory_mb` (so that a parser that
+    would eat the machine fails inside its cap instead), killed after `timeout`; its own peak memory and CPU."""
+    import resource
+    import tempfile
+    import threading
+
+    limit = memory_mb * 1024 * 1024
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([sys.executable, "-m", "osce_cli", *args], cwd=ROOT, stdout=out, stderr=err,
+                                preexec_fn=cap)
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        timed_out = not timer.is_alive()
+        timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return Measured(proc.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace"),
+                        usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, timed_out)
 
 
 def fmp4_bytes(parts: list[bytes]) -> bytes:

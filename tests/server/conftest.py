@@ -173,6 +173,22 @@ class World:
 
         api.run(assign)
 
+    def schedule(self, *attempt_ids: str, station: str = "S1") -> None:
+        """Put attempts on the schedule of `station` (what `osce server schedule import` does): a station sends
+        marks, media, CPR figures and health events only for its own scheduled attempts."""
+
+        def make(s):  # type: ignore[no-untyped-def]
+            from sqlalchemy import select
+
+            from review_server.models import Attempt
+
+            sid = s.scalar(select(Station.id).where(Station.code == station))
+            for attempt_id in attempt_ids:
+                if s.get(Attempt, attempt_id) is None:
+                    s.add(Attempt(id=attempt_id, station_id=sid))
+
+        self.api.run(make)
+
     def headers(self, principal: str | None) -> dict[str, str]:
         """Request headers for a principal: None (anonymous), a role name (a fresh session) or 'station'."""
         if principal is None:

@@ -27,6 +27,7 @@ async def _put(world: World, key: str, seq: int, data: bytes, query: str) -> int
 
 async def _two_parts(world: World) -> None:
     ids = add_schedule(world)
+    world.schedule("Q1")
     for n, (key, media_from) in enumerate(PARTS.items()):
         assert await _put(world, key, 0, init_bytes(seed=20 + n), f"&media_from={media_from}") == 201
         for seq in (1, 2, 3):

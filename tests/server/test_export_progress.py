@@ -69,6 +69,7 @@ async def _media_request(world: World, fragments: int, size: int, seed: int) -> 
     """Attempt A1 on S1 with one recording of an init and `fragments` media fragments (fMP4-shaped, random
     payload), marked; an export request selecting it. Returns (request id, media bytes)."""
     ids = add_schedule(world)
+    world.schedule("A1")
     rnd = random.Random(seed)
     client, total = world.api.client, 0
     for seq in range(fragments + 1):
@@ -142,7 +143,8 @@ async def test_progress_while_running_then_download_verifies(gated: tuple[World,
         body = await got.read()
         assert got.status == 200 and hashlib.sha256(body).hexdigest() == st["sha256"] == got.headers["X-Content-SHA256"]
     (tmp_path / "p.zip").write_bytes(body)
-    report = verify(tmp_path / "p.zip")
+    published = await (await client.get("/api/export-key")).read()
+    report = verify(tmp_path / "p.zip", published)
     assert report.ok, report.problems
     with zipfile.ZipFile(tmp_path / "p.zip") as zf:  # files counted: every entry, the envelope's included
         assert len(zf.namelist()) == final["files_total"]
@@ -240,7 +242,7 @@ async def test_server_killed_mid_export_then_resumed(world: World, config: Serve
     body = await (await client.get(done["url"], headers=arch)).read()
     assert hashlib.sha256(body).hexdigest() == done["sha256"]
     (tmp_path / "r.zip").write_bytes(body)
-    assert verify(tmp_path / "r.zip").ok
+    assert verify(tmp_path / "r.zip", await (await client.get("/api/export-key")).read()).ok
     assert (await client.post(f"/api/exports/{pkg['id']}/resume", headers=arch)).status == 409  # done
     assert (await client.post("/api/exports/999999/resume", headers=arch)).status == 404
     resumed = world.api.run(

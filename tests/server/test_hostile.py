@@ -441,6 +441,7 @@ async def test_malformed_forms_are_400(world: World, content_type: str, body: by
 
 
 async def test_conflicting_attempt_is_refused_before_any_byte_is_stored(world: World) -> None:
+    world.schedule("att1", "att2")
     first = media_bytes(64, seed=1)
     assert (
         await put_fragment(world, "/api/recordings/rec1/tracks/cam1/fragments/1?attempt_id=att1", first)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from checklists.marks import MarkEvent as WireEvent
@@ -12,6 +13,15 @@ from review_server import audit
 from review_server.models import AuditEvent, MarkEvent
 
 from .conftest import World
+
+
+@pytest.fixture
+def world(world: World) -> World:
+    """The attempts these tests name, on the schedule: a station sends only for its own scheduled attempts."""
+    world.schedule("att1")
+    world.schedule("att2", station="S2")
+    return world
+
 
 CHECKLIST = "ab" * 32
 

@@ -58,6 +58,7 @@ def test_borderline_regression_by_hand() -> None:
 
 async def test_quality_report_by_hand(world: World) -> None:
     ids = add_schedule(world)
+    world.schedule("A1", "A2", "A3", "A5")
     # A1: exA all 19 (rating 5); exB all but item 1 (18/19, rating 4). Item 1 marked at 12.7 s and 15.2 s.
     # A2: exA and exB items 1..10 (10/19, both rating 2).  A3: exA alone, items 1..14 (rating 3).
     # A5: exA, not finalised: left out.
@@ -150,6 +151,7 @@ async def test_quality_report_bad_input(world: World) -> None:
 async def test_finalise_refreshes_the_stored_result(world: World) -> None:
     """POST /api/attempts/{id}/finalise updates `scores` (protocol and archive search read it)."""
     ids = add_schedule(world)
+    world.schedule("F1")
     await post_marks(world, events("F1", "S1", CL, {1, 2, 3}, finalise=False))  # 3 of 19, not signed
     link_attempt(world, "F1", "2611090", ids, "CPR")
     client, arch = world.api.client, world.headers("archivist")

@@ -28,6 +28,7 @@ from .conftest import World
 
 async def test_review_link_shows_video_and_marks_until_it_expires(world: World) -> None:
     ids = add_schedule(world)
+    world.schedule("V1")
     cl = checklist(CPR)
     client = world.api.client
     blobs = [init_bytes(), media_bytes(350, seed=1), media_bytes(350, seed=2)]
@@ -95,6 +96,7 @@ async def test_review_page_plays_in_chromium(world: World, recording: Path) -> N
     from playwright.async_api import async_playwright
 
     ids = add_schedule(world)
+    world.schedule("W1")
     cl = checklist(CPR)
     await upload_recording(world, recording, "rec-W1", "W1")
     await post_marks(world, events("W1", "S1", cl, set(cl.item_numbers[:10])))
