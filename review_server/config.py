@@ -25,6 +25,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .client_address import parse_proxies
+
 
 class ConfigError(ValueError):
     """A configuration file is wrong; the message names the file and the key."""
@@ -45,10 +47,16 @@ class ServerConfig:
     # Cookies are Secure unless this is set; browsers drop Secure cookies on plain http except localhost.
     insecure_cookies: bool = False
     session_ttl_s: int = 12 * 3600
-    # Throttling: refuse logins after this many failures inside the window, per account and per address.
+    # Throttling (review_server/throttle.py): per (account, address) this many failures are free, then each next
+    # attempt waits login_delay_s, doubling per failure up to the window; per address, this many failures inside
+    # the window and every login from it waits. A stranger's failures slow the stranger, not the account's owner.
     login_max_failures_per_account: int = 5
     login_max_failures_per_ip: int = 20
     login_window_s: int = 15 * 60
+    login_delay_s: int = 2
+    # Reverse proxies (addresses or CIDR networks) whose X-Forwarded-For names the client; from any other peer
+    # the header is ignored. Empty: the peer's own address is the client's.
+    trusted_proxies: list[str] = field(default_factory=list)
     max_json_bytes: int = 1024 * 1024
     max_fragment_bytes: int = 256 * 1024 * 1024
     max_mark_batch: int = 1000
@@ -111,6 +119,10 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         cfg.s3_secret_access_key = creds.get("secret_access_key")
     cfg.s3_access_key_id = env.get("OSCE_S3_ACCESS_KEY_ID", cfg.s3_access_key_id)
     cfg.s3_secret_access_key = env.get("OSCE_S3_SECRET_ACCESS_KEY", cfg.s3_secret_access_key)
+    try:
+        parse_proxies(cfg.trusted_proxies)
+    except ValueError as exc:
+        raise ConfigError(f"{path or '<defaults>'}: {exc}") from None
     if cfg.media_backend not in ("local", "s3"):
         raise ConfigError(f"{path or '<defaults>'}: media_backend must be 'local' or 's3', not {cfg.media_backend!r}")
     return cfg
@@ -124,6 +136,10 @@ def _coerce(path: Path, key: str, typ: object, value: object) -> object:
         p = Path(value)
         # Relative paths are relative to the config file, so a config can be moved with its data.
         return p if p.is_absolute() else (path.parent / p)
+    if typ_s == "list[str]":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{path}: {key}: expected a list of strings")
+        return value
     if typ_s == "bool":
         if not isinstance(value, bool):
             raise ConfigError(f"{path}: {key}: expected true or false")

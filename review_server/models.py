@@ -297,6 +297,19 @@ class LoginAttempt(Base):
     success: Mapped[bool] = mapped_column(Boolean)
 
 
+class AuditBurst(Base):
+    """A burst of the same refusal (throttled logins from one address, a station's refused marks): the audit log
+    gets one row when a burst starts; the repeats are only counted here, and the count of a burst goes into the
+    row that starts the next one for the same key (review_server/throttle.py)."""
+
+    __tablename__ = "audit_bursts"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    action: Mapped[str] = mapped_column(String(64))
+    first_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    last_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    count: Mapped[int] = mapped_column(Integer)
+
+
 class AuditEvent(Base):
     """Append-only, hash-chained audit log (see audit.py). `seq` is assigned under a lock, no gaps."""
 

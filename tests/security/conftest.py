@@ -87,15 +87,17 @@ class Stand:
     # -- requests --
 
     def request(self, method: str, target: str, headers: dict[str, str] | None = None, body: bytes | None = None,
-                timeout: float = 15.0) -> Reply:
-        """One request on a fresh connection, the target sent byte for byte (no normalisation)."""
+                timeout: float = 15.0, source: str | None = None) -> Reply:
+        """One request on a fresh connection, the target sent byte for byte (no normalisation). `source`: the
+        client's own address (any 127.x.y.z: distinct clients as the server sees them)."""
         head = [f"{method} {target} HTTP/1.1", f"Host: {self.host}:{self.port}", "Connection: close"]
         headers = dict(headers or {})
         if body is not None and "Content-Length" not in headers and "Transfer-Encoding" not in headers:
             headers["Content-Length"] = str(len(body))
         head += [f"{k}: {v}" for k, v in headers.items()]
         raw = ("\r\n".join(head) + "\r\n\r\n").encode("utf-8", "surrogateescape") + (body or b"")
-        with socket.create_connection((self.host, self.port), timeout=timeout) as sock:
+        bind = (source, 0) if source else None
+        with socket.create_connection((self.host, self.port), timeout=timeout, source_address=bind) as sock:
             sock.sendall(raw)
             resp = http.client.HTTPResponse(sock, method=method)
             resp.begin()
@@ -116,14 +118,15 @@ class Stand:
     def station(self, code: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[code]}"}
 
-    def login(self, login: str, password: str = PASSWORD, cookie: str = "") -> Reply:
+    def login(self, login: str, password: str = PASSWORD, cookie: str = "", source: str | None = None,
+              headers: dict[str, str] | None = None) -> Reply:
         """The JSON login, as a browser script does it: GET /login for the double-submit token, then POST."""
-        form = self.request("GET", "/login")
+        form = self.request("GET", "/login", source=source)
         token = form.headers["X-CSRF-Token"]
         cookies = f"osce_login_csrf={token}" + (f"; {cookie}" if cookie else "")
         body = json.dumps({"login": login, "password": password}).encode()
         return self.request("POST", "/login", {"Content-Type": "application/json", "X-CSRF-Token": token,
-                                               "Cookie": cookies}, body)
+                                               "Cookie": cookies, **(headers or {})}, body, source=source)
 
     def put_fragment(self, station: str, key: str, track: str, seq: int, data: bytes, attempt: str | None = None,
                      sha: str | None = None) -> Reply:
@@ -236,38 +239,59 @@ def _seed(db_url: str) -> dict[str, str]:
         database.dispose()
 
 
+def server_config(db_url: str, media: Path, extra: str = "") -> str:
+    """The security pass's server.toml: small limits, short timeouts, cheap Argon2 (TEST-ONLY cost)."""
+    return (
+        f'database_url = "{db_url}"\nmedia_dir = "{media}"\ninsecure_cookies = true\n'
+        f"max_json_bytes = {MAX_JSON}\nmax_fragment_bytes = {MAX_FRAGMENT}\nmax_mark_batch = {MAX_MARK_BATCH}\n"
+        f"idle_timeout_s = {IDLE_TIMEOUT_S}\nbody_timeout_s = {BODY_TIMEOUT_S}\n"
+        "argon2_time_cost = 1\nargon2_memory_kib = 8\nargon2_parallelism = 1\n" + extra
+    )
+
+
+def start_server(folder: Path, db_url: str, extra_config: str = "", tokens: dict[str, str] | None = None) -> Stand:
+    """`osce server run` on a free port with server_config(extra_config), once /health answers. The database
+    must be migrated and seeded already. Stop it with stop_server."""
+    media = folder / "media"
+    config = folder / "server.toml"
+    config.write_text(server_config(db_url, media, extra_config), encoding="utf-8")
+    port = _free_port()
+    log = (folder / "server.log").open("ab")
+    cmd = [sys.executable, "-m", "osce_cli", "server", "run", "--host", "127.0.0.1", "--port", str(port),
+           "--config", str(config)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+    log.close()
+    server = Stand("127.0.0.1", port, folder, db_url, media, proc, tokens=dict(tokens or {}))
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if server.request("GET", "/health", timeout=2).status == 200:
+                return server
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_server(server)
+            raise AssertionError("the server did not answer within 30 s: "
+                                 + (folder / "server.log").read_text(errors="replace")[-3000:])
+        time.sleep(0.1)
+
+
+def stop_server(server: Stand) -> None:
+    server.proc.terminate()
+    try:
+        server.proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+        server.proc.wait()
+
+
 @pytest.fixture(scope="session")
 def stand(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stand]:
     folder = tmp_path_factory.mktemp("security-server")
     db_url = f"sqlite:///{folder / 'osce.db'}"
-    media = folder / "media"
-    config = folder / "server.toml"
-    config.write_text(
-        f'database_url = "{db_url}"\nmedia_dir = "{media}"\ninsecure_cookies = true\n'
-        f"max_json_bytes = {MAX_JSON}\nmax_fragment_bytes = {MAX_FRAGMENT}\nmax_mark_batch = {MAX_MARK_BATCH}\n"
-        "login_max_failures_per_ip = 100000\n"
-        f"idle_timeout_s = {IDLE_TIMEOUT_S}\nbody_timeout_s = {BODY_TIMEOUT_S}\n"
-        "argon2_time_cost = 1\nargon2_memory_kib = 8\nargon2_parallelism = 1\n",
-        encoding="utf-8",
-    )
     tokens = _seed(db_url)
-    port = _free_port()
-    log = (folder / "server.log").open("wb")
-    cmd = [sys.executable, "-m", "osce_cli", "server", "run", "--host", "127.0.0.1", "--port", str(port),
-           "--config", str(config)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
-    server = Stand("127.0.0.1", port, folder, db_url, media, proc, tokens=tokens)
+    server = start_server(folder, db_url, "login_max_failures_per_ip = 100000\n", tokens)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if server.request("GET", "/health", timeout=2).status == 200:
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None, (folder / "server.log").read_text(errors="replace")
-            assert time.monotonic() < deadline, "the server did not answer within 30 s"
-            time.sleep(0.1)
         for role in (*ROLES, "examiner2"):
             reply = server.login(role)
             assert reply.status == 200, reply.body
@@ -283,13 +307,7 @@ def stand(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stand]:
                                        "events": [e["event_id"] for e in events]}
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        stop_server(server)
 
 
 @pytest.fixture(scope="session")
