@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +73,15 @@ class ServerConfig:
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
+    # The centre's time zone: an exam day ends at its midnight (examiners' tablet credentials end with the day).
+    timezone: str = "Europe/Moscow"
+    # Examiners' tablet PINs (review_server/tablet_credentials.py): digits, at least 6. Their key derivation uses
+    # the argon2_* costs below, on the room PC at each tablet sign-in.
+    tablet_pin_digits: int = 6
+    # Only while agents are being upgraded to signed marks (checklists/examiner_keys.py): accept a station's marks
+    # without a proof when the named examiner is assigned to that station (audited once per burst). Off: a
+    # station's mark must be signed by the examiner's tablet key.
+    accept_unsigned_station_marks: bool = False
     # The exam day's schedule (JSON: {"attempts": [{"attempt_id", "candidate", "station_id", "checklist",
     # "reading_starts_at", "reading_s"?, "performing_s"?}]}), served to each station with the server's time.
     schedule_file: Path | None = None
@@ -119,6 +129,12 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         cfg.s3_secret_access_key = creds.get("secret_access_key")
     cfg.s3_access_key_id = env.get("OSCE_S3_ACCESS_KEY_ID", cfg.s3_access_key_id)
     cfg.s3_secret_access_key = env.get("OSCE_S3_SECRET_ACCESS_KEY", cfg.s3_secret_access_key)
+    try:
+        zoneinfo.ZoneInfo(cfg.timezone)
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        raise ConfigError(f"{path or '<defaults>'}: timezone: no time zone {cfg.timezone!r}") from None
+    if not 6 <= cfg.tablet_pin_digits <= 12:
+        raise ConfigError(f"{path or '<defaults>'}: tablet_pin_digits: 6 to 12, not {cfg.tablet_pin_digits}")
     try:
         parse_proxies(cfg.trusted_proxies)
     except ValueError as exc:

@@ -24,13 +24,14 @@ from . import (
     quality,
     schedule,
     session,
+    tablet,
 )
 from .scope import examiner_may
 
 
 def setup_routes(app: web.Application) -> None:
     for module in (session, admin, schedule, exam_clock, media, marks, archive, live_attempt, quality, attempt_page,
-                   archive_page, health_events):
+                   archive_page, health_events, tablet):
         app.router.add_routes(module.routes)
     add_tus_routes(app)
     add_live_routes(app, who=_live_who, day_stations=_stations, may_view=_may_view, page_meta=_page_meta,

@@ -1,7 +1,9 @@
 """The security pass: a real `osce server run` process on a free port, attacked over real sockets.
 
 One server for the whole session (SQLite, a temporary folder, cheap Argon2 for speed). The database is seeded
-before the server starts: one user per role, stations S1 and S2 with tokens, the examiner assigned to S1 only.
+before the server starts: one user per role, stations S1 and S2 with tokens, the examiner assigned to S1 only
+(examiner2 to S2). Station marks are signed by their examiner's tablet key, as an agent's are
+(tests/mark_signing.py: the credentials are issued by the server's own code).
 Then S1 and S2 each upload a real fMP4 recording and send marks for their own attempt through the API, so that
 the attacks have something real to aim at. A test that changes shared state (revoking a token, say) makes its
 own station.
@@ -31,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.mark_signing import Signer
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery"
@@ -83,6 +87,7 @@ class Stand:
     tokens: dict[str, str] = field(default_factory=dict)  # station code -> bearer token
     sessions: dict[str, tuple[str, str]] = field(default_factory=dict)  # role -> (cookie, csrf)
     recordings: dict[str, dict[str, Any]] = field(default_factory=dict)  # station -> {key, attempt, fragments}
+    signer: Signer | None = None
 
     # -- requests --
 
@@ -134,7 +139,13 @@ class Stand:
         headers = {**self.station(station), "X-Content-SHA256": sha or hashlib.sha256(data).hexdigest()}
         return self.request("PUT", f"/api/recordings/{key}/tracks/{track}/fragments/{seq}{query}", headers, data)
 
-    def post_marks(self, station: str, events: list[dict[str, Any]]) -> Reply:
+    def post_marks(self, station: str, events: list[dict[str, Any]], sign: bool = True) -> Reply:
+        """As the station's agent sends them: each event signed by its examiner's tablet key (tests/mark_signing.py),
+        unless `sign` is False."""
+        if sign:
+            if self.signer is None:
+                self.signer = Signer(self.db)
+            events = self.signer.sign(station, events)
         return self.json_request("POST", "/api/marks", {"events": events}, self.station(station))
 
     # -- direct looks at the server's state (read-only, for assertions) --
@@ -156,7 +167,9 @@ class Stand:
 
 
 def mark_event(attempt: str, station: str, item: int = 1, **extra: Any) -> dict[str, Any]:
-    return {"event_id": str(uuid.uuid4()), "attempt_id": attempt, "station_id": station, "examiner": "examiner",
+    """A mark by the station's examiner (S2's: examiner2, who is assigned there; elsewhere: examiner)."""
+    return {"event_id": str(uuid.uuid4()), "attempt_id": attempt, "station_id": station,
+            "examiner": "examiner2" if station == "S2" else "examiner",
             "kind": "mark", "item": item, "done": True, "rating": None, "reason": None,
             "checklist_hash": CHECKLIST_HASH, "wall_time": "2026-06-01T09:30:00+00:00", "recording_offset_s": 1.0,
             "seq": item} | extra
@@ -228,9 +241,10 @@ def _seed(db_url: str) -> dict[str, str]:
             s.add(st)
             s.flush()
             tokens[code] = auth.issue_station_token(s, st)[0]
-        uid = s.scalar(select(User.id).where(User.login == "examiner"))
-        sid = s.scalar(select(Station.id).where(Station.code == "S1"))
-        s.add(ExaminerAssignment(user_id=uid, station_id=sid, exam_day_id=None))
+        for login, code in (("examiner", "S1"), ("examiner2", "S2")):
+            uid = s.scalar(select(User.id).where(User.login == login))
+            sid = s.scalar(select(Station.id).where(Station.code == code))
+            s.add(ExaminerAssignment(user_id=uid, station_id=sid, exam_day_id=None))
         return tokens
 
     try:

@@ -50,7 +50,8 @@ async def test_the_attempt_in_progress_with_its_checklist_and_my_sheet(world: Wo
     assert body["sheet"] == {"marks": {}, "finalised": False, "next_seq": 1} and body["can_mark"] is True
 
     # The station's event makes the attempt known; a mark from the room joins the same sheet.
-    r = await client.post("/api/marks", json={"events": [_event("S1-0", 1)]}, headers=world.headers("station"))
+    r = await client.post("/api/marks", json={"events": world.sign([_event("S1-0", 1)])},
+                          headers=world.headers("station"))
     assert r.status == 200
     mark = _event("S1-0", 2, item=3, done=False, reason="комната наблюдения")
     for name in ("examiner", "attempt_id", "station_id"):

@@ -34,7 +34,8 @@ def event(seq: int, kind: str = "mark", **fields: Any) -> dict[str, Any]:
 
 async def send(world: World, *events: dict[str, Any], token: str | None = None):  # type: ignore[no-untyped-def]
     headers = {"Authorization": f"Bearer {token}"} if token else world.headers("station")
-    return await world.api.client.post("/api/marks", json={"events": list(events)}, headers=headers)
+    signed = world.sign(list(events), token)  # as the station's agent sends them
+    return await world.api.client.post("/api/marks", json={"events": signed}, headers=headers)
 
 
 def audit_actions(world: World) -> list[str]:
@@ -72,6 +73,7 @@ async def test_same_event_id_with_other_content_is_409_and_the_batch_is_refused(
 
 
 async def test_every_finalisation_and_every_correction_after_it_is_audited(world: World) -> None:
+    world.sign([event(1)])  # the examiner's tablet credential is issued (and audited) before the count starts
     before = len(audit_actions(world))
     plain = event(1)
     final = event(2, "finalise")
@@ -147,7 +149,7 @@ async def test_examiner_corrects_and_finalises_on_the_server(world: World) -> No
 
 
 async def test_examiner_cannot_mark_an_unassigned_station(world: World) -> None:
-    other = {**event(1), "station_id": "S2", "attempt_id": "att2"}
+    other = {**event(1), "station_id": "S2", "attempt_id": "att2", "examiner": "examiner2"}  # S2's examiner
     assert (await send(world, other, token=world.other_station_token)).status == 200
     fix = {"event_id": str(uuid.uuid4()), "kind": "mark", "item": 1, "done": False, "reason": "r"}
     fix |= {"checklist_hash": CHECKLIST, "wall_time": "2026-06-01T10:00:00Z", "seq": 2}
