@@ -317,11 +317,12 @@ def _schedule_import(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"osce server schedule import: {args.file}: {exc}", file=sys.stderr)
         return 2
+    cfg = _config(args)
     db = _db(args)
     try:
         with db.transaction() as s:
             r = import_day(s, schedule, args.specialty, args.specialty_name, args.title,
-                           f"cli:{getpass.getuser()}", args.checklists or SHIPPED_CHECKLISTS)
+                           f"cli:{getpass.getuser()}", args.checklists or SHIPPED_CHECKLISTS, cfg.timezone)
     except ScheduleImportError as exc:
         print(f"osce server schedule import: {args.file}: {exc}", file=sys.stderr)
         return 2

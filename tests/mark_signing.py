@@ -25,6 +25,16 @@ Run = Callable[[Callable[[Any], Any]], Any]  # Database.run, or a stand's db()
 
 def issue_key(run: Run, station: str, login: str, day: dt.date | None = None) -> tuple[str, Ed25519PrivateKey]:
     """(key_id, signing key) of a fresh credential for the examiner at the station on the day (default today)."""
+    pin, entry = issue_pin(run, station, login, day)
+    key = entry.unlock(pin)
+    assert key is not None
+    return entry.key_id, key
+
+
+def issue_pin(run: Run, station: str, login: str,
+              day: dt.date | None = None) -> tuple[str, examiner_keys.RosterEntry]:
+    """(PIN, roster entry) of a fresh credential, as `osce server tablet issue` makes it; the account, the
+    assignment and the exam day are made first if missing."""
     from sqlalchemy import select
 
     from review_server import auth
@@ -54,10 +64,7 @@ def issue_key(run: Run, station: str, login: str, day: dt.date | None = None) ->
     import json
 
     pin, entry_json = run(make)
-    entry = examiner_keys.RosterEntry.from_json(json.loads(entry_json))
-    key = entry.unlock(pin)
-    assert key is not None
-    return entry.key_id, key
+    return pin, examiner_keys.RosterEntry.from_json(json.loads(entry_json))
 
 
 class Signer:
