@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..app import ApiError, db_run, identity
-from ..models import HealthEvent
+from ..models import Attempt, HealthEvent
 from ..roles import requires
 from ..validate import Fields, parse_utc, read_json
 from .scope import own_station
@@ -54,7 +54,11 @@ async def put_health_events(request: web.Request) -> web.Response:
 
     def store(s: Session) -> dict[str, int]:
         new = ended = 0
-        for ev in events:
+        for i, ev in enumerate(events):
+            att = s.get(Attempt, ev["attempt_id"]) if ev["attempt_id"] else None
+            if att is not None and att.station_id != station_id:  # its warnings would show on another's attempt
+                raise ApiError(409, f"attempt {ev['attempt_id']!r} belongs to another station",
+                               f"events[{i}].attempt_id")
             row = s.scalar(select(HealthEvent).where(HealthEvent.station_id == station_id,
                                                      HealthEvent.event_id == ev["id"]))
             if row is None:
