@@ -73,6 +73,10 @@ class ServerConfig:
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
+    # The live relay (review_server/live.py): cameras a station may publish at once, and how long a channel with no
+    # publisher and no viewer stays before it is removed.
+    live_max_cameras: int = 4
+    live_idle_s: int = 60
     # The centre's time zone: an exam day ends at its midnight (examiners' tablet credentials end with the day).
     timezone: str = "Europe/Moscow"
     # Examiners' tablet PINs (review_server/tablet_credentials.py): digits, at least 6. Their key derivation uses

@@ -20,10 +20,18 @@ recording, warnings (``{"code", "text"}`` or plain strings), attempt_id and chec
 and on the CPR station ``cpr`` ``{"rate_per_min", "compressions", "ccf", "confidence", "estimate"}``.
 
 Back-pressure: every viewer has a bounded queue; a publisher's message is offered to each viewer without
-waiting. A viewer whose oldest queued message has waited more than MAX_LAG_S (or whose queue is full) loses
-what is queued and resumes at the next key frame (nothing stale is sent), so a slow viewer never slows the
-station or the other viewers. Viewer sockets get small writer and kernel buffers (64 KiB, doubled by the
-kernel), so that at most a couple of seconds sit below the queue at a low-bitrate stream.
+waiting. A viewer whose oldest queued message has waited more than MAX_LAG_S (or whose queue is full, in
+messages or bytes) loses what is queued and resumes at the next key frame (nothing stale is sent), so a slow
+viewer never slows the station or the other viewers. Viewer sockets get small writer and kernel buffers (64 KiB,
+doubled by the kernel), so that at most a couple of seconds sit below the queue at a low-bitrate stream.
+
+Bounded by what a station can send, not by what it does send: a channel keeps the current GOP (what a joining
+viewer needs) up to MAX_GOP_BYTES and MAX_GOP_CHUNKS, and the HLS window up to twice that; past a bound the
+GOP (or the segment being cut) is dropped and the channel waits for the next key frame. A station's cameras are
+its recorder's tracks, cam0, cam1, ... (media/recorder.py): only `cam0`..`cam{max_cameras-1}` are accepted, from
+its publisher and from viewers alike (a viewer may open a camera before it publishes), so no request can make a
+channel for any other name; a channel with no publisher and no viewer that has received nothing for `idle_s` is
+removed while the server runs.
 """
 
 from __future__ import annotations
@@ -61,10 +69,17 @@ MayView = Callable[[web.Request, str], Awaitable[bool]]  # (request, station cod
 STATIC = Path(__file__).parent / "static" / "live"
 ASSETS = {"live.js": "text/javascript", "live.css": "text/css"}
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+CAMERA_RE = re.compile(r"cam([0-9]{1,2})")
 LIVE_TOKEN_TTL_S = 3600
 HLS_WINDOW = 6
 MAX_MESSAGE = 16 * 1024 * 1024
+MAX_META = 64 * 1024  # a station's meta message; a longer one is dropped (every viewer gets the meta)
 MAX_LAG_S = 2.0  # a viewer whose oldest queued chunk waited longer than this is moved to the live edge
+MAX_GOP_BYTES = 8 * 1024 * 1024  # a 2 s GOP at 8 Mbit/s is 2 MiB; past this the GOP is dropped until the next key
+MAX_GOP_CHUNKS = 1000
+VIEWER_MAX_BYTES = 8 * 1024 * 1024
+MAX_CAMERAS = 4  # live channels per station
+IDLE_S = 60.0  # a channel without publisher or viewers, silent this long, is removed
 # What a station's meta may tell the grid (anything else is dropped): the attempt and its checklist version
 # (for marking beside the picture), phase and seconds left, health warnings, and the CPR estimate if any.
 META_KEYS = ("station_name", "candidate", "recording", "warnings", "attempt_id", "checklist_hash", "phase",
@@ -75,16 +90,17 @@ class Viewer:
     """One viewer's bounded queue of encoded messages: a viewer more than max_lag_s (or max_messages) behind
     loses what is queued and resumes at the next key frame."""
 
-    def __init__(self, max_messages: int, max_lag_s: float = MAX_LAG_S) -> None:
+    def __init__(self, max_messages: int, max_lag_s: float = MAX_LAG_S, max_bytes: int = VIEWER_MAX_BYTES) -> None:
         self.queue: deque[tuple[bytes, bytes, float]] = deque()  # (kind, message, queued at)
-        self.max_messages, self.max_lag_s = max_messages, max_lag_s
+        self.max_messages, self.max_lag_s, self.max_bytes = max_messages, max_lag_s, max_bytes
+        self.bytes = 0
         self.need_key = False
         self.dropped = 0
         self.skips = 0  # times moved to the live edge
         self.ready = asyncio.Event()
 
-    def _behind(self, now: float) -> bool:
-        if len(self.queue) >= self.max_messages:
+    def _behind(self, now: float, size: int) -> bool:
+        if len(self.queue) >= self.max_messages or self.bytes + size > self.max_bytes:
             return True
         oldest = next((m for m in self.queue if m[0] != INIT), None)  # an init, if any, is only at the front
         return oldest is not None and now - oldest[2] > self.max_lag_s
@@ -93,21 +109,25 @@ class Viewer:
         now = time.monotonic()
         if kind == INIT:
             self.queue.clear()
+            self.bytes = 0
             self.need_key = False
         elif self.need_key and kind != KEY:
             self.dropped += 1
             return
-        elif self._behind(now):
+        elif self._behind(now, len(message)):
             kept = [m for m in self.queue if m[0] == INIT]
             self.dropped += len(self.queue) - len(kept)
             self.queue = deque(kept)
+            self.bytes = sum(len(m[1]) for m in kept)
             self.skips += 1
             self.need_key = kind != KEY
-            if self.need_key:
+            if self.need_key or self.bytes + len(message) > self.max_bytes:
+                self.need_key = True
                 self.dropped += 1
                 return
         self.need_key = False
         self.queue.append((kind, message, now))
+        self.bytes += len(message)
         self.ready.set()
 
     async def pump(self, ws: web.WebSocketResponse) -> None:
@@ -117,6 +137,7 @@ class Viewer:
                 await self.ready.wait()
                 continue
             _, message, _ = self.queue.popleft()
+            self.bytes -= len(message)
             await ws.send_bytes(message)
 
 
@@ -139,7 +160,12 @@ class Channel:
     last_t: float = 0.0
     received_at: float = 0.0
     segments: deque[Segment] = field(default_factory=lambda: deque(maxlen=HLS_WINDOW))
+    max_gop_bytes: int = MAX_GOP_BYTES
+    created_at: float = field(default_factory=time.monotonic)
+    gop_bytes: int = 0
+    gop_dropped: int = 0  # GOPs dropped for passing the bounds
     _seg_parts: list[bytes] = field(default_factory=list)
+    _seg_bytes: int = 0
     _seg_start: float | None = None
     _seg_seq: int = 0
 
@@ -147,13 +173,18 @@ class Channel:
         kind, t = HEADER.unpack_from(message)
         self.received_at = time.monotonic()
         if kind == INIT:
-            self.init, self.gop = message, []
-            self._seg_parts, self._seg_start = [], None
+            self.init, self.gop, self.gop_bytes = message, [], 0
+            self._seg_parts, self._seg_bytes, self._seg_start = [], 0, None
             self.segments.clear()
         elif kind == KEY:
-            self.gop = [message]
+            self.gop, self.gop_bytes = [message], len(message)
         elif self.gop:
-            self.gop.append(message)
+            if self.gop_bytes + len(message) > self.max_gop_bytes or len(self.gop) >= MAX_GOP_CHUNKS:
+                self.gop, self.gop_bytes = [], 0  # a joiner waits for the next key frame instead
+                self.gop_dropped += 1
+            else:
+                self.gop.append(message)
+                self.gop_bytes += len(message)
         self.last_t = t if kind != INIT else self.last_t
         self._hls(kind, t, message[HEADER.size:])
         for viewer in self.viewers:
@@ -172,9 +203,15 @@ class Channel:
                 self._seg_seq += 1
                 self.segments.append(Segment(self._seg_seq, max(t - self._seg_start, 0.001),
                                              b"".join(self._seg_parts)))
-            self._seg_parts, self._seg_start = [payload], t
+                while sum(len(s.data) for s in self.segments) > 2 * self.max_gop_bytes:
+                    self.segments.popleft()
+            self._seg_parts, self._seg_bytes, self._seg_start = [payload], len(payload), t
         elif kind != INIT and self._seg_start is not None:
-            self._seg_parts.append(payload)
+            if self._seg_bytes + len(payload) > self.max_gop_bytes:  # not cut into a segment: wait for a key
+                self._seg_parts, self._seg_bytes, self._seg_start = [], 0, None
+            else:
+                self._seg_parts.append(payload)
+                self._seg_bytes += len(payload)
 
     def playlist(self, query: str) -> str:
         segments = list(self.segments)
@@ -188,17 +225,37 @@ class Channel:
 
 
 class LiveHub:
-    def __init__(self, viewer_queue: int = 400, viewer_sndbuf: int = 64 * 1024) -> None:
+    def __init__(self, viewer_queue: int = 400, viewer_sndbuf: int = 64 * 1024, max_cameras: int = MAX_CAMERAS,
+                 idle_s: float = IDLE_S, max_gop_bytes: int = MAX_GOP_BYTES) -> None:
         self.channels: dict[tuple[str, str], Channel] = {}
         self.viewer_queue = viewer_queue
         self.viewer_sndbuf = viewer_sndbuf
+        self.max_cameras, self.idle_s, self.max_gop_bytes = max_cameras, idle_s, max_gop_bytes
         self.secret = secrets.token_bytes(32)
 
-    def channel(self, station: str, camera: str) -> Channel:
+    def camera_ok(self, camera: str) -> bool:
+        """One of a station's cameras: cam0 .. cam{max_cameras-1}."""
+        match = CAMERA_RE.fullmatch(camera)
+        return match is not None and int(match.group(1)) < self.max_cameras
+
+    def channel(self, station: str, camera: str) -> Channel | None:
+        """The station's channel for this camera (made on first use), or None if the name is not a camera's."""
+        self.sweep()
+        if not self.camera_ok(camera):
+            return None
         key = (station, camera)
         if key not in self.channels:
-            self.channels[key] = Channel(station, camera)
+            self.channels[key] = Channel(station, camera, max_gop_bytes=self.max_gop_bytes)
         return self.channels[key]
+
+    def sweep(self, now: float | None = None) -> int:
+        """Remove channels nobody publishes to or watches that have been silent for idle_s; how many."""
+        now = time.monotonic() if now is None else now
+        idle = [key for key, ch in self.channels.items() if ch.publisher is None and not ch.viewers
+                and now - max(ch.received_at, ch.created_at) > self.idle_s]
+        for key in idle:
+            del self.channels[key]
+        return len(idle)
 
     # -- signed HLS URLs ------------------------------------------------------------------------
     def sign(self, station: str, camera: str, expires: int) -> str:
@@ -248,9 +305,11 @@ async def publish(request: web.Request) -> web.StreamResponse:
     station, camera = _names(request)
     if _who(request)[1] != station:
         raise web.HTTPForbidden(reason=f"this token may not publish for station {station}")
+    channel = request.app[LIVE_HUB].channel(station, camera)
+    if channel is None:
+        raise web.HTTPForbidden(reason=f"a station's cameras are cam0..cam{request.app[LIVE_HUB].max_cameras - 1}")
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=MAX_MESSAGE)
     await ws.prepare(request)
-    channel = request.app[LIVE_HUB].channel(station, camera)
     if channel.publisher is not None:  # a reconnecting station replaces its stale connection
         task = asyncio.ensure_future(channel.publisher.close())
         _background.add(task)
@@ -262,7 +321,7 @@ async def publish(request: web.Request) -> web.StreamResponse:
         async for msg in ws:
             if msg.type == WSMsgType.BINARY and len(msg.data) >= HEADER.size:
                 channel.publish(msg.data)
-            elif msg.type == WSMsgType.TEXT:
+            elif msg.type == WSMsgType.TEXT and len(msg.data) <= MAX_META:
                 with contextlib.suppress(ValueError, AttributeError):
                     meta = json.loads(msg.data)
                     channel.meta = {k: meta[k] for k in META_KEYS if k in meta}
@@ -299,6 +358,9 @@ async def watch(request: web.Request) -> web.StreamResponse:
     if origin is not None and origin.split("://", 1)[-1] != request.host:
         raise web.HTTPForbidden(reason="WebSocket from another site")
     await _require_view(request, station)
+    channel = hub.channel(station, camera)
+    if channel is None:  # not one of a station's cameras: no channel is made for it
+        raise web.HTTPNotFound(reason=f"no camera {camera} at {station}")
     # Little buffering below the viewer's queue (aiohttp's writer, the transport, the kernel), so that a
     # slow viewer fills its queue, where it can be moved to the live edge, within a second or two.
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=4096, writer_limit=hub.viewer_sndbuf)
@@ -310,7 +372,6 @@ async def watch(request: web.Request) -> web.StreamResponse:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, hub.viewer_sndbuf)
     viewer = Viewer(hub.viewer_queue)
-    channel = hub.channel(station, camera)
     channel.join(viewer)
     pump = asyncio.create_task(viewer.pump(ws))
     try:
@@ -327,6 +388,7 @@ async def watch(request: web.Request) -> web.StreamResponse:
 @requires("recordings.view")
 async def streams(request: web.Request) -> web.Response:
     hub = request.app[LIVE_HUB]
+    hub.sweep()
     day_fn = request.app.get(LIVE_DAY)
     day = await day_fn(request) if day_fn is not None else []  # type: ignore[operator]
     stations: dict[str, dict[str, Any]] = {s["code"]: {"station": s["code"], "station_name": s.get("name", s["code"]),

@@ -7,8 +7,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import auth
-from ..app import db_run, identity
-from ..live import add_live_routes
+from ..app import CONFIG, db_run, identity
+from ..live import LiveHub, add_live_routes
 from ..models import Station
 from ..tus import add_tus_routes
 from . import (
@@ -34,8 +34,9 @@ def setup_routes(app: web.Application) -> None:
                    archive_page, health_events, tablet):
         app.router.add_routes(module.routes)
     add_tus_routes(app)
+    cfg = app[CONFIG]
     add_live_routes(app, who=_live_who, day_stations=_stations, may_view=_may_view, page_meta=_page_meta,
-                    still_ok=_token_still_valid)
+                    still_ok=_token_still_valid, hub=LiveHub(max_cameras=cfg.live_max_cameras, idle_s=cfg.live_idle_s))
 
 
 async def _token_still_valid(request: web.Request) -> bool:
