@@ -73,6 +73,11 @@ class ServerConfig:
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
+    # tus ingest (review_server/tus.py): uploads not yet stored per station, and the bytes they may declare together;
+    # an upload that receives nothing for tus_idle_s is removed while the server runs.
+    tus_max_open_per_station: int = 32
+    tus_max_open_bytes_per_station: int = 2 * 1024 * 1024 * 1024
+    tus_idle_s: int = 3600
     # The live relay (review_server/live.py): cameras a station may publish at once, and how long a channel with no
     # publisher and no viewer stays before it is removed.
     live_max_cameras: int = 4

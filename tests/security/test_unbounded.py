@@ -118,3 +118,101 @@ def test_idle_channels_are_removed_while_the_server_runs(quick_idle: Stand, fmp4
     assert [c["camera"] for c in _streams(stand)["S1"]["cameras"]] == ["cam0", "cam1"]
     time.sleep(1.5)
     assert _streams(stand).get("S1", {}).get("cameras", []) == []  # both channels gone, not just silent
+
+
+# --- tus (issue 16, case 11): abandoned uploads filled the disk; a station could open any number of them ---------
+
+TUS = {"Tus-Resumable": "1.0.0"}
+
+
+@pytest.fixture(scope="module")
+def small_tus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stand]:
+    """A server with small tus limits: 5 open uploads or 1 MiB declared per station."""
+    extra = "tus_max_open_per_station = 5\ntus_max_open_bytes_per_station = 1048576\n"
+    with own_server(Path(tmp_path_factory.mktemp("tus")), "sqlite", extra) as stand:
+        yield stand
+
+
+@pytest.fixture(scope="module")
+def quick_tus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stand]:
+    """A server whose tus uploads are idle after 1 s."""
+    with own_server(Path(tmp_path_factory.mktemp("tus-idle")), "sqlite", "tus_idle_s = 1\n") as stand:
+        yield stand
+
+
+def _create(stand: Stand, station: str, length: int, seq: int) -> Any:
+    from .conftest import tus_metadata
+
+    meta = tus_metadata(sha256=f"{seq:064x}", recording=f"rec-{station}", track="cam0", seq=str(seq), kind="media")
+    return stand.request("POST", "/api/tus", {**stand.station(station), **TUS, "Upload-Length": str(length),
+                                              "Upload-Metadata": meta})
+
+
+def _delete_all(stand: Stand, locations: list[str], station: str) -> None:
+    for loc in locations:
+        stand.request("DELETE", loc, {**stand.station(station), **TUS})
+
+
+def test_abandoned_uploads_are_removed_while_the_server_runs(quick_tus: Stand) -> None:
+    stand = quick_tus
+    made = _create(stand, "S1", 1000, 1)
+    assert made.status == 201
+    loc = made.headers["Location"]
+    patch = {**stand.station("S1"), **TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
+    assert stand.request("PATCH", loc, patch, b"x" * 400).status == 204
+    part = stand.media_dir / ".tus" / (loc.rsplit("/", 1)[1] + ".part")
+    assert part.stat().st_size == 400
+    time.sleep(2.5)  # idle for more than tus_idle_s, the server untouched meanwhile
+    assert not part.exists()
+    assert stand.request("HEAD", loc, {**stand.station("S1"), **TUS}).status == 404
+
+
+def test_a_station_cannot_open_uploads_without_limit(small_tus: Stand) -> None:
+    stand = small_tus
+    made = [_create(stand, "S1", 1000, 10 + i) for i in range(5)]
+    assert [r.status for r in made] == [201] * 5
+    refused = _create(stand, "S1", 1000, 20)
+    assert refused.status == 429, refused.body
+    assert _create(stand, "S2", 1000, 21).status == 201  # another station is not held up by S1's uploads
+    _delete_all(stand, [made[0].headers["Location"]], "S1")
+    again = _create(stand, "S1", 1000, 22)
+    assert again.status == 201
+    _delete_all(stand, [r.headers["Location"] for r in (*made[1:], again)], "S1")
+
+
+def test_open_bytes_per_station_are_capped(small_tus: Stand) -> None:
+    stand = small_tus
+    first = _create(stand, "S1", 700 * 1024, 30)
+    assert first.status == 201
+    assert _create(stand, "S1", 400 * 1024, 31).status == 429
+    _delete_all(stand, [first.headers["Location"]], "S1")
+    assert _create(stand, "S1", 400 * 1024, 32).status == 201
+
+
+def test_parallel_creates_cannot_all_pass_the_limit(small_tus: Stand) -> None:
+    """Races on quotas: 60 creates inside the server at once."""
+    from collections import Counter
+
+    from .conftest import tus_metadata
+    from .servers import late_bodies
+
+    requests = []
+    for i in range(60):
+        meta = tus_metadata(sha256=f"{100 + i:064x}", recording="rec-race", track="cam0", seq=str(i + 1),
+                            kind="media")
+        head = (f"POST /api/tus HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer "
+                f"{small_tus.tokens['S2']}\r\nTus-Resumable: 1.0.0\r\nUpload-Length: 1000\r\n"
+                f"Upload-Metadata: {meta}\r\nContent-Length: 0\r\n\r\n").encode()
+        requests.append((head, b""))
+    open_before = _open_uploads_of(small_tus, "S2")
+    outcome = Counter(late_bodies(small_tus, requests))
+    assert outcome[201] <= 5 - open_before and outcome[429] >= 55, outcome
+
+
+def _open_uploads_of(stand: Stand, station: str) -> int:
+    """Uploads of the station not stored yet, as on the server's disk."""
+    from review_server.models import Station
+
+    sid = stand.db(lambda s: s.query(Station.id).filter(Station.code == station).scalar())
+    infos = [json.loads(p.read_text()) for p in (stand.media_dir / ".tus").glob("*.json")]
+    return sum(1 for i in infos if i.get("station_id") == sid and not i.get("stored"))
