@@ -9,8 +9,11 @@ Routes (`add_live_routes(app, who)`), with the permission each declares (roles.p
 - ``GET /api/live/streams``                      recordings.view: stations, cameras, meta (JSON)
 - ``GET /api/live/{station}/{camera}/hls``       recordings.view: a signed HLS URL for players that cannot log in
 - ``GET /live/{station}/{camera}/index.m3u8``, ``…/init.mp4``, ``…/{seq}.m4s``: public at the middleware;
-  the handler wants a session allowed recordings.view OR ``?token=`` from the route above (HMAC of
-  station/camera/expiry with a per-process secret, valid LIVE_TOKEN_TTL_S): `ffmpeg -i "<url>"` plays it.
+  the handler wants a session allowed recordings.view OR ``?token=`` from the route above: an HMAC (per-process
+  secret) of station/camera/expiry and the session that asked for it, good for LIVE_TOKEN_TTL_S and only while
+  that session lives and may watch the station: logging out or being disabled ends it at once. A player keeps
+  watching by asking /hls again before `refresh_after` (`ffmpeg -i "<url>"` plays one URL for its lifetime).
+  A viewer's WebSocket is closed (4401) the same way when its session ends.
 - ``GET /live`` and ``GET /live/assets/{name}``   recordings.view: the observation grid page (with the session's
   CSRF token and role from `page_meta`, an examiner marks the enlarged station's checklist beside it; the
   attempt and checklist come from routes/live_attempt.py, marks go to ``POST /api/attempts/{id}/marks``).
@@ -70,7 +73,8 @@ STATIC = Path(__file__).parent / "static" / "live"
 ASSETS = {"live.js": "text/javascript", "live.css": "text/css"}
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 CAMERA_RE = re.compile(r"cam([0-9]{1,2})")
-LIVE_TOKEN_TTL_S = 3600
+SESSION_REF_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+LIVE_TOKEN_TTL_S = 600
 HLS_WINDOW = 6
 MAX_MESSAGE = 16 * 1024 * 1024
 MAX_META = 64 * 1024  # a station's meta message; a longer one is dropped (every viewer gets the meta)
@@ -258,15 +262,20 @@ class LiveHub:
         return len(idle)
 
     # -- signed HLS URLs ------------------------------------------------------------------------
-    def sign(self, station: str, camera: str, expires: int) -> str:
-        mac = hmac.new(self.secret, f"{station}/{camera}/{expires}".encode(), hashlib.sha256).hexdigest()[:40]
-        return f"{expires}.{mac}"
+    def sign(self, station: str, camera: str, expires: int, session: str) -> str:
+        """A URL token for this camera until `expires`, for as long as `session` (a non-secret reference to the
+        session that asked, e.g. its row id) lives."""
+        text = f"{station}/{camera}/{expires}/{session}"
+        mac = hmac.new(self.secret, text.encode(), hashlib.sha256).hexdigest()[:40]
+        return f"{expires}.{session}.{mac}"
 
-    def token_ok(self, station: str, camera: str, token: str) -> bool:
-        expires, _, _ = token.partition(".")
-        if not expires.isdigit() or int(expires) < time.time():
-            return False
-        return hmac.compare_digest(self.sign(station, camera, int(expires)), token)
+    def token_session(self, station: str, camera: str, token: str) -> str | None:
+        """The session a token was made for, if it is genuine and not expired; else None."""
+        expires, _, rest = token.partition(".")
+        session = rest.rpartition(".")[0]
+        if not expires.isdigit() or int(expires) < time.time() or not SESSION_REF_RE.fullmatch(session):
+            return None
+        return session if hmac.compare_digest(self.sign(station, camera, int(expires), session), token) else None
 
 
 LIVE_HUB = web.AppKey("live_hub", LiveHub)
@@ -275,6 +284,7 @@ LIVE_DAY = web.AppKey("live_day_stations", object)
 LIVE_MAY_VIEW = web.AppKey("live_may_view", object)
 LIVE_PAGE_META = web.AppKey("live_page_meta", object)
 LIVE_STILL_OK = web.AppKey("live_still_ok", object)
+LIVE_SESSION = web.AppKey("live_session", object)  # (session_of, session_alive): see add_live_routes
 TOKEN_RECHECK_S = 5.0
 _background: set[asyncio.Future[Any]] = set()
 
@@ -350,6 +360,34 @@ async def _close_when_revoked(request: web.Request, ws: web.WebSocketResponse) -
             return
 
 
+def _session_of(request: web.Request) -> str | None:
+    hooks = request.app.get(LIVE_SESSION)
+    return None if hooks is None else hooks[0](request)  # type: ignore[index]
+
+
+async def _session_alive(request: web.Request, session: str, station: str) -> bool:
+    hooks = request.app.get(LIVE_SESSION)
+    return True if hooks is None else await hooks[1](request, session, station)  # type: ignore[index]
+
+
+async def _close_when_session_ends(request: web.Request, ws: web.WebSocketResponse, station: str) -> None:
+    """A viewer's session is checked again every TOKEN_RECHECK_S: a logout, a disabled account or a withdrawn
+    assignment ends what it watches."""
+    session = _session_of(request)
+    if session is None:
+        return
+    while not ws.closed:
+        await asyncio.sleep(TOKEN_RECHECK_S)
+        try:
+            alive = await _session_alive(request, session, station)
+        except Exception:  # a database hiccup is not a logout
+            log.warning("live: cannot re-check a viewer's session", exc_info=True)
+            continue
+        if not alive:
+            await ws.close(code=4401, message=b"session ended")
+            return
+
+
 @requires("recordings.view")
 async def watch(request: web.Request) -> web.StreamResponse:
     station, camera = _names(request)
@@ -374,11 +412,13 @@ async def watch(request: web.Request) -> web.StreamResponse:
     viewer = Viewer(hub.viewer_queue)
     channel.join(viewer)
     pump = asyncio.create_task(viewer.pump(ws))
+    recheck = asyncio.ensure_future(_close_when_session_ends(request, ws, station))
     try:
         async for _ in ws:
             pass  # viewers send nothing we need
     finally:
         channel.viewers.discard(viewer)
+        recheck.cancel()
         pump.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):  # a dead viewer's socket errors
             await pump
@@ -409,17 +449,25 @@ async def streams(request: web.Request) -> web.Response:
 async def hls_url(request: web.Request) -> web.Response:
     station, camera = _names(request)
     await _require_view(request, station)
-    expires = int(time.time()) + LIVE_TOKEN_TTL_S
-    token = request.app[LIVE_HUB].sign(station, camera, expires)
-    return web.json_response({"url": f"/live/{station}/{camera}/index.m3u8?token={token}", "expires": expires})
+    session = _session_of(request)
+    if session is None:
+        raise web.HTTPForbidden(reason="a signed URL is made for a signed-in session")
+    now = int(time.time())
+    expires = now + LIVE_TOKEN_TTL_S
+    token = request.app[LIVE_HUB].sign(station, camera, expires, session)
+    return web.json_response({"url": f"/live/{station}/{camera}/index.m3u8?token={token}", "expires": expires,
+                              "refresh_after": now + LIVE_TOKEN_TTL_S // 2},
+                             headers={"Cache-Control": "no-store"})
 
 
 async def _hls_channel(request: web.Request) -> tuple[Channel, str]:
     station, camera = _names(request)
     hub = request.app[LIVE_HUB]
     token = request.query.get("token", "")
-    if hub.token_ok(station, camera, token):
-        pass  # signed by /hls for a viewer who was allowed then
+    session = hub.token_session(station, camera, token) if token else None
+    if session is not None:
+        if not await _session_alive(request, session, station):  # logged out, disabled, or no longer assigned
+            raise web.HTTPUnauthorized(reason="the session this URL was made for has ended")
     elif allowed("recordings.view", _who(request)[0]):
         await _require_view(request, station)
     else:
@@ -477,11 +525,16 @@ async def asset(request: web.Request) -> web.FileResponse:
 def add_live_routes(app: web.Application, who: Who, day_stations: DayStations | None = None,
                     may_view: MayView | None = None, hub: LiveHub | None = None,
                     page_meta: Callable[[web.Request], dict[str, str]] | None = None,
-                    still_ok: Callable[[web.Request], Awaitable[bool]] | None = None) -> LiveHub:
+                    still_ok: Callable[[web.Request], Awaitable[bool]] | None = None,
+                    session_of: Callable[[web.Request], str | None] | None = None,
+                    session_alive: Callable[[web.Request, str, str], Awaitable[bool]] | None = None) -> LiveHub:
     """Add the live routes; `who(request)` gives (principal, station code) as the auth middleware found
     them; `day_stations(request)` lists the day's stations ([{"code", "name"}]) so that silent ones show;
     `may_view(request, station)` narrows viewers further (examiners: their assigned stations only);
-    `still_ok(request)` re-checks a publisher's credentials while it streams (a revoked token ends it)."""
+    `still_ok(request)` re-checks a publisher's credentials while it streams (a revoked token ends it);
+    `session_of(request)` names the viewer's session (not a secret: it goes into signed URLs) and
+    `session_alive(request, session, station)` says whether it still lives and may watch the station (signed
+    URLs and open viewer sockets end with it)."""
     app[LIVE_HUB] = hub = hub or LiveHub()
     app[LIVE_WHO] = who
     if day_stations is not None:
@@ -492,6 +545,8 @@ def add_live_routes(app: web.Application, who: Who, day_stations: DayStations | 
         app[LIVE_PAGE_META] = page_meta
     if still_ok is not None:
         app[LIVE_STILL_OK] = still_ok
+    if session_of is not None and session_alive is not None:
+        app[LIVE_SESSION] = (session_of, session_alive)
     app.router.add_get("/api/live/streams", streams, allow_head=False)
     app.router.add_get("/api/live/{station}/{camera}/publish", publish, allow_head=False)
     app.router.add_get("/api/live/{station}/{camera}/ws", watch, allow_head=False)
@@ -540,6 +595,13 @@ def create_live_test_app(station_tokens: dict[str, str], session_roles: dict[str
             raise web.HTTPForbidden(reason=f"needs {permission}")
         return await handler(request)
 
+    def session_of(request: web.Request) -> str | None:
+        cookie = request.cookies.get(SESSION_COOKIE, "")
+        return hashlib.sha256(cookie.encode()).hexdigest()[:16] if cookie in session_roles else None
+
+    async def session_alive(request: web.Request, session: str, station: str) -> bool:
+        return any(hashlib.sha256(c.encode()).hexdigest()[:16] == session for c in session_roles)
+
     app = web.Application(middlewares=[stand_in_auth])
-    add_live_routes(app, who, hub=hub)
+    add_live_routes(app, who, hub=hub, session_of=session_of, session_alive=session_alive)
     return app
