@@ -81,8 +81,10 @@ MAX_META = 64 * 1024  # a station's meta message; a longer one is dropped (every
 MAX_LAG_S = 2.0  # a viewer whose oldest queued chunk waited longer than this is moved to the live edge
 MAX_GOP_BYTES = 8 * 1024 * 1024  # a 2 s GOP at 8 Mbit/s is 2 MiB; past this the GOP is dropped until the next key
 MAX_GOP_CHUNKS = 1000
-VIEWER_MAX_BYTES = 8 * 1024 * 1024
+VIEWER_MAX_BYTES = 4 * 1024 * 1024  # MAX_LAG_S of a 16 Mbit/s stream
 MAX_CAMERAS = 4  # live channels per station
+MAX_VIEWERS_PER_SESSION = 64  # open viewer sockets of one session (a grid of every station, enlarged views)
+MAX_VIEWERS_PER_CHANNEL = 64
 IDLE_S = 60.0  # a channel without publisher or viewers, silent this long, is removed
 # What a station's meta may tell the grid (anything else is dropped): the attempt and its checklist version
 # (for marking beside the picture), phase and seconds left, health warnings, and the CPR estimate if any.
@@ -236,6 +238,7 @@ class LiveHub:
         self.viewer_sndbuf = viewer_sndbuf
         self.max_cameras, self.idle_s, self.max_gop_bytes = max_cameras, idle_s, max_gop_bytes
         self.secret = secrets.token_bytes(32)
+        self.sockets_of: dict[str, int] = {}  # session -> open viewer sockets
 
     def camera_ok(self, camera: str) -> bool:
         """One of a station's cameras: cam0 .. cam{max_cameras-1}."""
@@ -399,6 +402,19 @@ async def watch(request: web.Request) -> web.StreamResponse:
     channel = hub.channel(station, camera)
     if channel is None:  # not one of a station's cameras: no channel is made for it
         raise web.HTTPNotFound(reason=f"no camera {camera} at {station}")
+    session = _session_of(request) or "?"
+    if hub.sockets_of.get(session, 0) >= MAX_VIEWERS_PER_SESSION or len(channel.viewers) >= MAX_VIEWERS_PER_CHANNEL:
+        raise web.HTTPTooManyRequests(reason="too many live views open; close some")
+    hub.sockets_of[session] = hub.sockets_of.get(session, 0) + 1  # counted before anything is awaited
+    try:
+        return await _watch(request, hub, channel, station)
+    finally:
+        hub.sockets_of[session] -= 1
+        if not hub.sockets_of[session]:
+            del hub.sockets_of[session]
+
+
+async def _watch(request: web.Request, hub: LiveHub, channel: Channel, station: str) -> web.StreamResponse:
     # Little buffering below the viewer's queue (aiohttp's writer, the transport, the kernel), so that a
     # slow viewer fills its queue, where it can be moved to the live edge, within a second or two.
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=4096, writer_limit=hub.viewer_sndbuf)

@@ -216,3 +216,48 @@ def _open_uploads_of(stand: Stand, station: str) -> int:
     sid = stand.db(lambda s: s.query(Station.id).filter(Station.code == station).scalar())
     infos = [json.loads(p.read_text()) for p in (stand.media_dir / ".tus").glob("*.json")]
     return sum(1 for i in infos if i.get("station_id") == sid and not i.get("stored"))
+
+
+# --- viewer sockets: one session, or one channel, cannot open them without end -------------------------------
+
+
+async def _open_viewers(stand: Stand, targets: list[tuple[str, str]]) -> list[int]:
+    """Open a viewer socket per (station, cookie) and hold them all; the status of each (101: opened)."""
+    statuses: list[int] = []
+    async with aiohttp.ClientSession() as http:
+        sockets = []
+        for station, cookie in targets:
+            url = f"ws://{stand.host}:{stand.port}/api/live/{station}/cam0/ws"
+            try:
+                sockets.append(await http.ws_connect(url, headers={"Cookie": cookie}))
+                statuses.append(101)
+            except aiohttp.WSServerHandshakeError as exc:
+                statuses.append(exc.status)
+        for ws in sockets:
+            await ws.close()
+    return statuses
+
+
+def _cookie(stand: Stand) -> str:
+    reply = stand.login("observer")
+    return f"osce_session={reply.cookies()['osce_session']}"
+
+
+def _station_live(stand: Stand, new_station: Any, fmp4: list[bytes]) -> str:
+    code, token, _ = new_station()
+    assert asyncio.run(_publish(stand, code, token, "cam0", [_message(INIT, 0.0, fmp4[0])])) is None
+    return code
+
+
+def test_one_session_cannot_open_viewer_sockets_without_end(stand: Stand, new_station: Any,
+                                                            fmp4: list[bytes]) -> None:
+    a, b = _station_live(stand, new_station, fmp4), _station_live(stand, new_station, fmp4)
+    cookie = _cookie(stand)
+    statuses = asyncio.run(_open_viewers(stand, [(a, cookie)] * 40 + [(b, cookie)] * 40))
+    assert statuses.count(101) == 64 and statuses.count(429) == 16, statuses
+
+
+def test_one_channel_cannot_be_watched_without_end(stand: Stand, new_station: Any, fmp4: list[bytes]) -> None:
+    a = _station_live(stand, new_station, fmp4)
+    statuses = asyncio.run(_open_viewers(stand, [(a, _cookie(stand))] * 40 + [(a, _cookie(stand))] * 40))
+    assert statuses.count(101) == 64 and statuses.count(429) == 16, statuses
