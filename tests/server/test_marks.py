@@ -184,3 +184,21 @@ async def test_one_attempt_one_checklist_version(world: World) -> None:
     resp = await send(world, other)
     assert resp.status == 409 and (await resp.json())["where"] == "events[0].checklist_hash"
     assert stored(world) == 1
+
+
+async def test_unsigned_station_marks_only_during_an_upgrade_and_only_for_an_assigned_examiner(world: World) -> None:
+    """accept_unsigned_station_marks (for agents not yet upgraded to signed marks): off, a station's unsigned mark
+    is refused and audited; on, it is accepted when the named examiner is assigned to the station, audited."""
+    from review_server.app import CONFIG
+
+    headers = world.headers("station")
+    unsigned = event(1)
+    refused = await world.api.client.post("/api/marks", json={"events": [unsigned]}, headers=headers)
+    assert refused.status == 403 and (await refused.json())["where"] == "events[0].proof"
+    assert audit_actions(world)[-1] == "marks.refused" and stored(world) == 0
+    world.api.app[CONFIG].accept_unsigned_station_marks = True
+    ok = await world.api.client.post("/api/marks", json={"events": [unsigned]}, headers=headers)
+    assert ok.status == 200 and audit_actions(world)[-1] == "marks.unsigned_accepted"
+    stranger = {**event(2), "examiner": "observer"}  # not an examiner assigned to S1
+    assert (await world.api.client.post("/api/marks", json={"events": [stranger]}, headers=headers)).status == 403
+    assert stored(world) == 1
