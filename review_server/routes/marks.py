@@ -157,7 +157,7 @@ async def ingest_marks(request: web.Request) -> web.Response:
     proofs = {ev["event_id"]: obj.get("proof") for ev, obj in zip(events, raw, strict=True)}
     cfg = request.app[CONFIG]
 
-    def store(s: Session) -> tuple[list[str], list[str]] | tuple[int, str]:
+    def store(s: Session) -> dict[str, Any]:
         station = s.get(Station, who.station_id)
         check = MarkCheck(s, station, cfg.accept_unsigned_station_marks)  # type: ignore[arg-type]
         for i, (ev, obj) in enumerate(zip(events, raw, strict=True)):
@@ -166,17 +166,17 @@ async def ingest_marks(request: web.Request) -> web.Response:
                 note_burst(s, f"marks-refused:{station.code}", REFUSAL_QUIET_S, who.actor,  # type: ignore[union-attr]
                            MARKS_REFUSED, ev["attempt_id"],
                            {"event_id": ev["event_id"], "examiner": ev["examiner"], "kind": ev["kind"], "why": why})
-                return i, why
+                return {"refused": i, "why": why}  # committed: the audit row stays, nothing else was written
         if check.unsigned:
             note_burst(s, f"marks-unsigned:{station.code}", REFUSAL_QUIET_S, who.actor,  # type: ignore[union-attr]
                        MARKS_UNSIGNED, events[0]["attempt_id"], {"events": check.unsigned[:20]})
-        return store_events(s, events, who.actor, station, proofs=proofs)  # type: ignore[arg-type]
+        new, dup = store_events(s, events, who.actor, station, proofs=proofs)  # type: ignore[arg-type]
+        return {"accepted": new, "duplicates": dup}
 
     result = await db_run(request, store)
-    if isinstance(result[0], int):
-        raise ApiError(403, f"refused: {result[1]}", f"events[{result[0]}].proof")
-    new, dup = result
-    return web.json_response({"accepted": new, "duplicates": dup})
+    if "refused" in result:
+        raise ApiError(403, f"refused: {result['why']}", f"events[{result['refused']}].proof")
+    return web.json_response(result)
 
 
 @routes.put("/api/attempts/{attempt_id}/cpr-figures")
