@@ -254,13 +254,16 @@ def _seed(db_url: str) -> dict[str, str]:
 
 
 def server_config(db_url: str, media: Path, extra: str = "") -> str:
-    """The security pass's server.toml: small limits, short timeouts, cheap Argon2 (TEST-ONLY cost)."""
-    return (
-        f'database_url = "{db_url}"\nmedia_dir = "{media}"\ninsecure_cookies = true\n'
-        f"max_json_bytes = {MAX_JSON}\nmax_fragment_bytes = {MAX_FRAGMENT}\nmax_mark_batch = {MAX_MARK_BATCH}\n"
-        f"idle_timeout_s = {IDLE_TIMEOUT_S}\nbody_timeout_s = {BODY_TIMEOUT_S}\n"
-        "argon2_time_cost = 1\nargon2_memory_kib = 8\nargon2_parallelism = 1\n" + extra
-    )
+    """The security pass's server.toml: small limits, short timeouts, cheap Argon2 (TEST-ONLY cost); a key in
+    `extra` replaces the default line for it."""
+    lines = [
+        f'database_url = "{db_url}"', f'media_dir = "{media}"', "insecure_cookies = true",
+        f"max_json_bytes = {MAX_JSON}", f"max_fragment_bytes = {MAX_FRAGMENT}", f"max_mark_batch = {MAX_MARK_BATCH}",
+        f"idle_timeout_s = {IDLE_TIMEOUT_S}", f"body_timeout_s = {BODY_TIMEOUT_S}",
+        "argon2_time_cost = 1", "argon2_memory_kib = 8", "argon2_parallelism = 1",
+    ]
+    given = {line.split("=", 1)[0].strip() for line in extra.splitlines() if "=" in line}
+    return "\n".join(line for line in lines if line.split("=", 1)[0].strip() not in given) + "\n" + extra
 
 
 def start_server(folder: Path, db_url: str, extra_config: str = "", tokens: dict[str, str] | None = None) -> Stand:

@@ -19,7 +19,8 @@ from .servers import late_bodies, login_request, own_server
 CATEGORY = "races on limits and counters"
 FREE, CEILING, PARALLEL = 5, 20, 300
 CONFIG = (f"login_max_failures_per_account = {FREE}\nlogin_max_failures_per_ip = {CEILING}\nlogin_window_s = 900\n"
-          "login_delay_s = 60\n")  # past the free failures, the next try waits a minute: longer than the test
+          "login_delay_s = 60\n"  # past the free failures, the next try waits a minute: longer than the test
+          "body_timeout_s = 60\n")  # every body is held back until all heads are in: that can take seconds
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
