@@ -29,6 +29,7 @@ from .config import ServerConfig
 from .db import Database
 from .roles import PUBLIC, allowed, permission_of
 from .storage import MediaStorage, storage_from_config
+from .throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -36,7 +37,7 @@ T = TypeVar("T")
 CONFIG = web.AppKey("config", ServerConfig)
 DB = web.AppKey("db", Database)
 STORAGE = web.AppKey("storage", MediaStorage)  # type: ignore[type-abstract]
-THROTTLE = web.AppKey("throttle", auth.Throttle)
+THROTTLE = web.AppKey("throttle", LoginThrottle)
 IDENTITY = web.RequestKey("identity", auth.Identity)
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -209,9 +210,8 @@ def create_app(config: ServerConfig, storage: MediaStorage | None = None) -> web
     app[CONFIG] = config
     app[DB] = Database(config.database_url)
     app[STORAGE] = storage if storage is not None else storage_from_config(config)
-    app[THROTTLE] = auth.Throttle(
-        config.login_max_failures_per_account, config.login_max_failures_per_ip, config.login_window_s
-    )
+    app[THROTTLE] = LoginThrottle(config.login_max_failures_per_account, config.login_max_failures_per_ip,
+                                  config.login_window_s, config.login_delay_s)
     setup_routes(app)
 
     async def _close(app: web.Application) -> None:

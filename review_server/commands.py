@@ -58,6 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _config_option(srev)
     srev.set_defaults(func=_station_revoke)
 
+    _register_tablet(ssub)
+
     sch = ssub.add_parser("schedule", help="the exam day's schedule")
     schsub = sch.add_subparsers(dest="schedule_command", required=True, metavar="ACTION")
     simp = schsub.add_parser("import", help="create the day, candidates, tasks, checklist versions and attempts")
@@ -76,6 +78,89 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--port", type=int, default=None)
     _config_option(run)
     run.set_defaults(func=_run)
+
+
+def _register_tablet(ssub: argparse._SubParsersAction) -> None:
+    tab = ssub.add_parser("tablet", help="examiners' tablet credentials (PIN and signing key per station and day)")
+    tsub = tab.add_subparsers(dest="tablet_command", required=True, metavar="ACTION")
+    iss = tsub.add_parser("issue", help="issue credentials and print each PIN (shown once)")
+    iss.add_argument("--station", required=True, help="station code")
+    iss.add_argument("--day", required=True, help="the exam day, YYYY-MM-DD")
+    iss.add_argument("--login", action="append", help="an examiner (repeat); default: all assigned that day")
+    iss.add_argument("--json", action="store_true", help="print JSON lines")
+    _config_option(iss)
+    iss.set_defaults(func=_tablet_issue)
+    lst = tsub.add_parser("list", help="a station's credentials (no PINs: they are kept nowhere)")
+    lst.add_argument("--station", required=True)
+    _config_option(lst)
+    lst.set_defaults(func=_tablet_list)
+    rev = tsub.add_parser("revoke", help="revoke a credential: every mark it signed is refused from now on")
+    rev.add_argument("key_id")
+    _config_option(rev)
+    rev.set_defaults(func=_tablet_revoke)
+
+
+def _tablet_issue(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from .tablet_credentials import CredentialError, describe, issue, issue_for_assigned
+
+    try:
+        day = dt.date.fromisoformat(args.day)
+    except ValueError:
+        print(f"osce server tablet issue: --day: expected YYYY-MM-DD, got {args.day!r}", file=sys.stderr)
+        return 2
+    cfg = _config(args)
+    db = _db(args)
+    actor = f"cli:{getpass.getuser()}"
+    try:
+        with db.transaction() as s:
+            made = ([(login, *issue(s, cfg, args.station, day, login, actor)) for login in args.login]
+                    if args.login else issue_for_assigned(s, cfg, args.station, day, actor))
+            rows = [describe(s, row) | {"pin": pin} for _, pin, row in made]
+    except CredentialError as exc:
+        print(f"osce server tablet issue: {exc.where}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        db.dispose()
+    if not rows:
+        print(f"osce server tablet issue: no examiner is assigned to {args.station} on {day}", file=sys.stderr)
+        return 1
+    for row in rows:
+        print(json.dumps(row, ensure_ascii=False) if args.json else
+              f"{row['login']}\tPIN {row['pin']}\t{row['key_id']}\tuntil {row['valid_until']}")
+    return 0
+
+
+def _tablet_list(args: argparse.Namespace) -> int:
+    from .tablet_credentials import listed
+
+    db = _db(args)
+    try:
+        with db.transaction() as s:
+            st = _find_station(s, args.station, "tablet list")
+            if st is None:
+                return 2
+            for row in listed(s, st.id):
+                print(json.dumps(row, ensure_ascii=False))
+    finally:
+        db.dispose()
+    return 0
+
+
+def _tablet_revoke(args: argparse.Namespace) -> int:
+    from .tablet_credentials import CredentialError, describe, revoke
+
+    db = _db(args)
+    try:
+        with db.transaction() as s:
+            print(json.dumps(describe(s, revoke(s, args.key_id, f"cli:{getpass.getuser()}")), ensure_ascii=False))
+    except CredentialError as exc:
+        print(f"osce server tablet revoke: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        db.dispose()
+    return 0
 
 
 def _config_option(parser: argparse.ArgumentParser) -> None:
@@ -262,12 +347,13 @@ def _schedule_import(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"osce server schedule import: {args.file}: {exc}", file=sys.stderr)
         return 2
+    cfg = _config(args)
     db = _db(args)
     actor = f"cli:{getpass.getuser()}"
     try:
         with db.transaction() as s:
             r = import_day(s, schedule, args.specialty, args.specialty_name, args.title, actor,
-                           args.checklists or SHIPPED_CHECKLISTS)
+                           args.checklists or SHIPPED_CHECKLISTS, cfg.timezone)
     except ScheduleImportError as exc:
         if exc.holds:  # nothing was imported; the refusal itself goes on record
             with db.transaction() as s:

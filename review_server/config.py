@@ -23,8 +23,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .client_address import parse_proxies
 
 
 class ConfigError(ValueError):
@@ -46,10 +49,16 @@ class ServerConfig:
     # Cookies are Secure unless this is set; browsers drop Secure cookies on plain http except localhost.
     insecure_cookies: bool = False
     session_ttl_s: int = 12 * 3600
-    # Throttling: refuse logins after this many failures inside the window, per account and per address.
+    # Throttling (review_server/throttle.py): per (account, address) this many failures are free, then each next
+    # attempt waits login_delay_s, doubling per failure up to the window; per address, this many failures inside
+    # the window and every login from it waits. A stranger's failures slow the stranger, not the account's owner.
     login_max_failures_per_account: int = 5
     login_max_failures_per_ip: int = 20
     login_window_s: int = 15 * 60
+    login_delay_s: int = 2
+    # Reverse proxies (addresses or CIDR networks) whose X-Forwarded-For names the client; from any other peer
+    # the header is ignored. Empty: the peer's own address is the client's.
+    trusted_proxies: list[str] = field(default_factory=list)
     max_json_bytes: int = 1024 * 1024
     max_fragment_bytes: int = 256 * 1024 * 1024
     max_mark_batch: int = 1000
@@ -65,6 +74,24 @@ class ServerConfig:
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
+    # tus ingest (review_server/tus.py): uploads not yet stored per station, and the bytes they may declare together;
+    # an upload that receives nothing for tus_idle_s is removed while the server runs.
+    tus_max_open_per_station: int = 32
+    tus_max_open_bytes_per_station: int = 2 * 1024 * 1024 * 1024
+    tus_idle_s: int = 3600
+    # The live relay (review_server/live.py): cameras a station may publish at once, and how long a channel with no
+    # publisher and no viewer stays before it is removed.
+    live_max_cameras: int = 4
+    live_idle_s: int = 60
+    # The centre's time zone: an exam day ends at its midnight (examiners' tablet credentials end with the day).
+    timezone: str = "Europe/Moscow"
+    # Examiners' tablet PINs (review_server/tablet_credentials.py): digits, at least 6. Their key derivation uses
+    # the argon2_* costs below, on the room PC at each tablet sign-in.
+    tablet_pin_digits: int = 6
+    # Only while agents are being upgraded to signed marks (checklists/examiner_keys.py): accept a station's marks
+    # without a proof when the named examiner is assigned to that station (audited once per burst). Off: a
+    # station's mark must be signed by the examiner's tablet key.
+    accept_unsigned_station_marks: bool = False
     # The exam day's schedule (JSON: {"attempts": [{"attempt_id", "candidate", "station_id", "checklist",
     # "reading_starts_at", "reading_s"?, "performing_s"?}]}), served to each station with the server's time.
     schedule_file: Path | None = None
@@ -115,6 +142,16 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         cfg.s3_secret_access_key = creds.get("secret_access_key")
     cfg.s3_access_key_id = env.get("OSCE_S3_ACCESS_KEY_ID", cfg.s3_access_key_id)
     cfg.s3_secret_access_key = env.get("OSCE_S3_SECRET_ACCESS_KEY", cfg.s3_secret_access_key)
+    try:
+        zoneinfo.ZoneInfo(cfg.timezone)
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        raise ConfigError(f"{path or '<defaults>'}: timezone: no time zone {cfg.timezone!r}") from None
+    if not 6 <= cfg.tablet_pin_digits <= 12:
+        raise ConfigError(f"{path or '<defaults>'}: tablet_pin_digits: 6 to 12, not {cfg.tablet_pin_digits}")
+    try:
+        parse_proxies(cfg.trusted_proxies)
+    except ValueError as exc:
+        raise ConfigError(f"{path or '<defaults>'}: {exc}") from None
     if cfg.media_backend not in ("local", "s3"):
         raise ConfigError(f"{path or '<defaults>'}: media_backend must be 'local' or 's3', not {cfg.media_backend!r}")
     return cfg
@@ -128,6 +165,10 @@ def _coerce(path: Path, key: str, typ: object, value: object) -> object:
         p = Path(value)
         # Relative paths are relative to the config file, so a config can be moved with its data.
         return p if p.is_absolute() else (path.parent / p)
+    if typ_s == "list[str]":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{path}: {key}: expected a list of strings")
+        return value
     if typ_s == "bool":
         if not isinstance(value, bool):
             raise ConfigError(f"{path}: {key}: expected true or false")

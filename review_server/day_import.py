@@ -16,6 +16,7 @@ Schedule format (station_agent/lifecycle.py parse_schedule): {"attempts": [{"att
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,8 +88,10 @@ def _starts(entry: dict[str, Any], where: str) -> dt.datetime:
 
 
 def import_day(s: Session, schedule: dict[str, Any], specialty: str, specialty_name: str, title: str,
-               actor: str, checklist_dir: Path = SHIPPED_CHECKLISTS) -> ImportReport:
-    """Create or update everything the schedule names (inside the caller's transaction); audited."""
+               actor: str, checklist_dir: Path = SHIPPED_CHECKLISTS, timezone: str = "UTC") -> ImportReport:
+    """Create or update everything the schedule names (inside the caller's transaction); audited. The exam day
+    is the date of its first attempt in the centre's time zone (the server's `timezone`): examiners' tablet
+    credentials are for that local day."""
     entries = schedule.get("attempts") if isinstance(schedule, dict) else None
     if not isinstance(entries, list) or not entries:
         raise ScheduleImportError("expected a non-empty 'attempts' list", "attempts")
@@ -100,8 +103,8 @@ def import_day(s: Session, schedule: dict[str, Any], specialty: str, specialty_n
     report = ImportReport()
     sp, _ = _get_or_add(s, Specialty, Specialty.code == specialty, code=specialty, name=specialty_name or specialty)
     first = min(_starts(e, f"attempts[{i}]") for i, e in enumerate(entries) if isinstance(e, dict))
-    day, _ = _get_or_add(s, ExamDay, (ExamDay.day == first.date()) & (ExamDay.title == title),
-                         day=first.date(), title=title)
+    local = first.astimezone(zoneinfo.ZoneInfo(timezone)).date()
+    day, _ = _get_or_add(s, ExamDay, (ExamDay.day == local) & (ExamDay.title == title), day=local, title=title)
     report.exam_day_id = day.id
     cache: dict[str, tuple[Checklist, str]] = {}
     for i, entry in enumerate(entries):

@@ -34,7 +34,9 @@ delete_after_upload = false
 
 [exam]
 checklist = "checklists/data/01_basic_cpr_adult.yaml"
-pins_file = "/etc/osce/marking-pins"  # lines login:PIN (else $OSCE_MARKING_PINS); none: no marking page
+marking = true                  # the tablet marking page (default: on when PINs are given)
+pins_file = "/etc/osce/marking-pins"  # no server only: lines login:PIN (else $OSCE_MARKING_PINS), 6+ digits;
+                                # with a server, examiners sign in with the PINs it issues (the station's roster)
 marking_port = 8081             # the tablet marking page of the current attempt (0: any free port)
 schedule_file = "schedule.json" # a local schedule, until the server provides one
 warn_before_end_s = 60          # the "one minute left" cue
@@ -68,6 +70,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from checklists.examiner_keys import MIN_PIN_DIGITS, PIN_RE
 from checklists.loader import DATA_DIR
 from media.recorder import SourceConfig
 
@@ -103,6 +106,7 @@ class AgentConfig:
     checklist: Path = DATA_DIR / "01_basic_cpr_adult.yaml"
     pins_file: Path | None = None
     pins: dict[str, str] = field(default_factory=dict)  # examiner login -> PIN, from pins_file or $OSCE_MARKING_PINS
+    marking: bool = False  # serve the tablet marking page (with a server: its roster; else `pins`)
     marking_port: int = 8081
     schedule_file: Path | None = None
     warn_before_end_s: float = 60.0
@@ -131,7 +135,7 @@ SECTIONS: dict[str, set[str]] = {
     "microphone": {"source", "latency_ms"},
     "video": {"width", "height", "fps"},
     "storage": {"data_dir", "reserve_mb", "delete_after_upload"},
-    "exam": {"checklist", "pins_file", "schedule_file", "warn_before_end_s", "marking_port"},
+    "exam": {"checklist", "marking", "pins_file", "schedule_file", "warn_before_end_s", "marking_port"},
     "http": {"host", "port"},
     "health": {"frozen_s", "silence_s", "silence_dbfs"},
     "cpr": {"analysis", "camera", "live", "live_fps", "roi", "manikin_dir", "manikin_wait_s"},
@@ -139,14 +143,17 @@ SECTIONS: dict[str, set[str]] = {
 
 
 def parse_pins(text: str) -> dict[str, str]:
-    """Examiner PINs: 'login:PIN' entries, one a line or comma-separated. Raises ValueError naming a bad entry."""
+    """Examiner PINs: 'login:PIN' entries, one a line or comma-separated; a PIN is 6 to 12 digits. Raises
+    ValueError naming a bad entry (never echoing a PIN)."""
     pins: dict[str, str] = {}
     for entry in text.replace(",", "\n").splitlines():
         if entry.strip():
             login, sep, pin = entry.strip().partition(":")
             if not sep or not login or not pin:
-                raise ValueError(f"examiner PINs: expected 'login:PIN', got {entry.strip()!r}")
-            pins[login] = pin
+                raise ValueError(f"examiner PINs: expected 'login:PIN', got an entry for {login.strip()!r}")
+            if not PIN_RE.fullmatch(pin.strip()):
+                raise ValueError(f"examiner PINs: {login}: a PIN is {MIN_PIN_DIGITS} to 12 digits")
+            pins[login] = pin.strip()
     return pins
 
 
@@ -293,6 +300,9 @@ def _build(r: _Reader, env: Any) -> AgentConfig:
         cfg.pins = parse_pins(pins_text)
     except (OSError, ValueError) as exc:
         raise r.error("exam.pins_file" if cfg.pins_file else f"${PINS_ENV}", str(exc)) from None
+    cfg.marking = r.get(exam, "exam", "marking", bool, bool(cfg.pins))
+    if cfg.marking and not cfg.pins and cfg.server_url is None:
+        raise r.error("exam.marking", f"no server to issue PINs: give exam.pins_file or ${PINS_ENV}")
     cfg.marking_port = r.get(exam, "exam", "marking_port", int, cfg.marking_port, minimum=0)
     cfg.schedule_file = r.path(exam, "exam", "schedule_file", None)
     cfg.warn_before_end_s = r.get(exam, "exam", "warn_before_end_s", float, cfg.warn_before_end_s, minimum=0)

@@ -35,7 +35,7 @@ from media.manifest import MANIFEST_NAME, close_cut, read_manifest
 from media.recorder import Recorder, RecorderConfig, tap_sources
 from media.sources import SourceError
 
-from . import health_log, live_status, mark_pull, station_clock
+from . import health_log, live_status, mark_pull, roster, station_clock
 from .config import AgentConfig, ConfigError, load_config
 from .health import CameraWatch, MicWatch, SourceWatch, disk_status, problems
 from .lifecycle import (
@@ -55,6 +55,8 @@ from .lifecycle import (
     unclosed_attempts,
 )
 from .marking_host import MarkingHost
+from .roster import Roster, RosterSync
+from .tablet_auth import TabletAuth
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +105,10 @@ class Agent:
         self.marks_db = cfg.data_dir / "marks.db"
         self.marking: MarkingHost | None = None
         self._marking_failed: str | None = None
-        if cfg.pins:
-            self.marking = MarkingHost(checklist, self.marks_db, cfg.pins, cfg.station_id, cfg.host, cfg.marking_port,
-                                       recordings=self.recordings)
+        self.roster_sync: RosterSync | None = None
+        if cfg.marking:
+            self.marking = MarkingHost(checklist, self.marks_db, TabletAuth(self._roster()), cfg.station_id, cfg.host,
+                                       cfg.marking_port, recordings=self.recordings)
         self.cpr: Any = None  # the CPR station's figures (station_agent/cpr_analysis.py)
         if cfg.cpr_analysis:
             from .cpr_analysis import CprStation
@@ -115,6 +118,20 @@ class Agent:
         self._load_cached_schedule()
 
     # -- setup -----------------------------------------------------------------------------
+    def _roster(self) -> Roster:
+        """Who may sign in on the tablet: with a server, its roster (synced, cached for offline sign-in); the
+        agent's own PINs only without one."""
+        cfg = self.cfg
+        if not cfg.server_url or not cfg.token:
+            return Roster.from_pins(cfg.pins, cfg.station_id)
+        if cfg.pins:
+            self._fail("exam.pins_file: ignored with a server: examiners sign in with the PINs the server issues "
+                       "(osce server tablet issue)")
+        path = self.state_dir / "roster.json"
+        cached = Roster.from_file(path, cfg.station_id)
+        self.roster_sync = RosterSync(cached, cfg.server_url, cfg.station_id, cfg.token, path)
+        return cached
+
     def _local_token(self) -> str:
         """Without a station token the API still needs one: made once, kept in <data>/api-token (0600)."""
         path = self.cfg.data_dir / "api-token"
@@ -471,8 +488,15 @@ class Agent:
                      attempt=attempt.to_json() if attempt else None,
                      recording={"part": self.part, "folder": str(self.recorder.config.out_dir)}
                      if self.recorder else None,
-                     marking={"url": self.marking.url, "attempt_id": self.marking.attempt_id} if self.marking else None)
+                     marking={"url": self.marking.url, "attempt_id": self.marking.attempt_id,
+                              "roster": self._roster_state()} if self.marking else None)
         return state
+
+    def _roster_state(self) -> dict[str, Any]:
+        """Who may sign in on the tablet: where the roster came from, its examiners (logins) and when fetched."""
+        assert self.marking is not None
+        roster = self.marking.tablet.roster
+        return {"source": roster.source, "examiners": roster.logins(), "fetched_at": roster.fetched_at}
 
     def health(self) -> dict[str, Any]:
         recording = self.recorder is not None
@@ -582,7 +606,7 @@ async def serve(agent: Agent) -> None:
         tasks.append(asyncio.create_task(agent.cpr.run()))
     # The grid's meta (attempt, phase, warnings) and marks made on the server back into the journal.
     tasks += [asyncio.create_task(loop) for loop in (*live_status.loops(agent), *mark_pull.loops(agent),
-                                                     *health_log.loops(agent))]
+                                                     *health_log.loops(agent), *roster.loops(agent))]
     sdnotify.notify("READY=1")
     try:
         await stop.wait()

@@ -7,9 +7,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import auth
-from ..app import db_run, identity
-from ..live import add_live_routes
-from ..models import Station
+from ..app import CONFIG, db_run, identity
+from ..live import LiveHub, add_live_routes
+from ..models import Station, User, UserSession, utcnow
 from ..tus import add_tus_routes
 from . import (
     admin,
@@ -24,17 +24,20 @@ from . import (
     quality,
     schedule,
     session,
+    tablet,
 )
 from .scope import examiner_may
 
 
 def setup_routes(app: web.Application) -> None:
     for module in (session, admin, schedule, exam_clock, media, marks, archive, live_attempt, quality, attempt_page,
-                   archive_page, health_events):
+                   archive_page, health_events, tablet):
         app.router.add_routes(module.routes)
     add_tus_routes(app)
+    cfg = app[CONFIG]
     add_live_routes(app, who=_live_who, day_stations=_stations, may_view=_may_view, page_meta=_page_meta,
-                    still_ok=_token_still_valid)
+                    still_ok=_token_still_valid, hub=LiveHub(max_cameras=cfg.live_max_cameras, idle_s=cfg.live_idle_s),
+                    session_of=_session_of, session_alive=_session_alive)
 
 
 async def _token_still_valid(request: web.Request) -> bool:
@@ -43,6 +46,27 @@ async def _token_still_valid(request: web.Request) -> bool:
     if scheme.lower() != "bearer":
         return False
     return await db_run(request, lambda s: auth.identity_from_station_token(s, token.strip()) is not None)
+
+
+def _session_of(request: web.Request) -> str | None:
+    """The viewer's session row id (not its secret cookie): what a signed live URL is tied to."""
+    session_id = identity(request).session_id
+    return None if session_id is None else str(session_id)
+
+
+async def _session_alive(request: web.Request, session: str, station: str) -> bool:
+    """The session still lives (not logged out or expired, its user active) and may still watch the station."""
+
+    def query(s: Session) -> bool:
+        row = s.get(UserSession, int(session)) if session.isdigit() else None
+        user = s.get(User, row.user_id) if row is not None else None
+        if row is None or user is None or not user.active or row.expires_at <= utcnow():
+            return False
+        who = auth.Identity("user", user.role, user_id=user.id, login=user.login, session_id=row.id)
+        st = s.scalar(select(Station).where(Station.code == station))
+        return st is not None and examiner_may(s, who, st.id, None)
+
+    return await db_run(request, query)
 
 
 def _page_meta(request: web.Request) -> dict[str, str]:

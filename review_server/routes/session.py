@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
+import weakref
+from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
+from sqlalchemy import select
 
 from .. import audit, auth, pages
 from ..app import CONFIG, FORM_TYPES, THROTTLE, ApiError, db_run, identity, read_form
+from ..client_address import client_address
+from ..models import User
 from ..roles import AUTHENTICATED, public, requires
+from ..throttle import note_burst
 from ..validate import read_json
 
 routes = web.RouteTableDef()
@@ -47,6 +56,26 @@ async def login_form(request: web.Request) -> web.Response:
     return resp
 
 
+# Argon2id takes its memory (64 MiB by default) per comparison: a few at a time, the rest wait in a bounded
+# queue; past that a login is answered 503 at once instead of piling up threads and memory.
+PASSWORD_CHECKS_AT_ONCE = 2
+PASSWORD_CHECKS_WAITING = 64
+_slots: weakref.WeakKeyDictionary[web.Application, list[Any]] = weakref.WeakKeyDictionary()
+
+
+@contextlib.asynccontextmanager
+async def _password_slot(request: web.Request) -> AsyncIterator[None]:
+    slot = _slots.setdefault(request.app, [asyncio.Semaphore(PASSWORD_CHECKS_AT_ONCE), 0])
+    if slot[1] >= PASSWORD_CHECKS_WAITING:
+        raise ApiError(503, "too many logins at once; try again in a moment", "login", retry_after_s=1)
+    slot[1] += 1
+    try:
+        async with slot[0]:
+            yield
+    finally:
+        slot[1] -= 1
+
+
 @routes.post("/login")
 @public
 async def login(request: web.Request) -> web.StreamResponse:
@@ -70,24 +99,40 @@ async def login(request: web.Request) -> web.StreamResponse:
     if not auth.LOGIN_RE.fullmatch(login_name):
         # Cannot be an account; still counted and audited, in a form every database can store.
         login_name = ascii(login_name)[:64]
-    ip = request.remote or "?"
     cfg = request.app[CONFIG]
+    ip = client_address(request, cfg.trusted_proxies)
     throttle = request.app[THROTTLE]
 
-    def check(s):  # type: ignore[no-untyped-def]
-        if throttle.blocked(s, login_name, ip):
-            audit.append(s, f"ip:{ip}", audit.LOGIN_THROTTLED, login_name)
-            return "throttled", None
-        user = auth.authenticate(s, login_name, password)
-        throttle.record(s, login_name, ip, user is not None)
-        if user is None:
-            audit.append(s, f"ip:{ip}", audit.LOGIN_FAILED, login_name)
-            return "bad", None
-        token, row = auth.create_session(s, user, cfg.session_ttl_s)
-        audit.append(s, f"user:{user.login}", audit.LOGIN, user.login, {"ip": ip})
-        return token, (user.login, user.role, row.csrf_token)
+    def reserve(s):  # type: ignore[no-untyped-def]
+        # Counted as a failure before the password is compared (throttle.py): parallel attempts see each other.
+        verdict = throttle.reserve(s, login_name, ip)
+        if verdict.refused:
+            # One audit row per burst: the address hammering a throttled login cannot grow the log.
+            note_burst(s, f"login-throttled:{ip}", cfg.login_window_s, f"ip:{ip}", audit.LOGIN_THROTTLED,
+                       login_name, {"ip": ip, "limit": verdict.reason})
+            return verdict, None
+        user = s.scalar(select(User).where(User.login == login_name, User.active.is_(True)))
+        return verdict, None if user is None else user.password_hash
 
-    outcome, info = await db_run(request, check)
+    verdict, stored_hash = await db_run(request, reserve)
+    outcome, info = "throttled", None
+    if not verdict.refused:
+        async with _password_slot(request):
+            matches = await asyncio.to_thread(auth.password_matches, stored_hash, password)
+
+        def settle(s):  # type: ignore[no-untyped-def]
+            user = s.scalar(select(User).where(User.login == login_name, User.active.is_(True))) if matches else None
+            ok = user is not None and user.password_hash == stored_hash
+            throttle.settle(s, verdict.attempt_id, ok)
+            if not ok:
+                audit.append(s, f"ip:{ip}", audit.LOGIN_FAILED, login_name)
+                return "bad", None
+            auth.rehash_if_needed(user, password)
+            token, row = auth.create_session(s, user, cfg.session_ttl_s)
+            audit.append(s, f"user:{user.login}", audit.LOGIN, user.login, {"ip": ip})
+            return token, (user.login, user.role, row.csrf_token)
+
+        outcome, info = await db_run(request, settle)
     lang = pages.lang_of(request.query.get("lang"))
     if info is None:
         status = 429 if outcome == "throttled" else 401
@@ -99,7 +144,7 @@ async def login(request: web.Request) -> web.StreamResponse:
                 text=pages.login_page(lang, given_csrf or "", outcome), content_type="text/html", status=status
             )
         if status == 429:
-            resp.headers["Retry-After"] = str(cfg.login_window_s)
+            resp.headers["Retry-After"] = str(verdict.retry_after_s)
         return resp
     login_value, role, csrf = info
     if is_json:

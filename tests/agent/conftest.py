@@ -21,7 +21,7 @@ import pytest
 from checklists.loader import DATA_DIR
 
 CPR = DATA_DIR / "01_basic_cpr_adult.yaml"
-PINS = "ivanova:2468,petrov:1357"
+PINS = "ivanova:246802,petrov:135702"
 
 
 class AgentProcess:

@@ -31,6 +31,7 @@ from review_server.models import Attempt as AttemptRow
 from review_server.models import AuditEvent, CprFigures, Station, User
 from station_agent.config import ConfigError, load_config
 from station_agent.marking_app import PENDING_NOTE
+from tests.mark_signing import issue_pin
 
 from .conftest import Client
 from .daemon_process import Daemon, short_checklist, wait_for, write_config
@@ -81,8 +82,8 @@ class Server:
 
 
 def server_db(folder: Path, attempts: tuple[str, ...] = (ATTEMPT, "mine-1")) -> tuple[str, str, str]:
-    """A migrated SQLite database with station st1, its scheduled attempts and an observer: (url, station token,
-    observer cookie)."""
+    """A migrated SQLite database with station st1, its scheduled attempts, an observer and examiner ivanova's
+    tablet credential for today (her PIN in `folder`/pin): (url, station token, observer cookie)."""
     url = f"sqlite:///{folder / 'osce.db'}"
     upgrade(url)
     auth.configure_passwords(1, 8, 1)  # TEST-ONLY cost
@@ -100,6 +101,7 @@ def server_db(folder: Path, attempts: tuple[str, ...] = (ATTEMPT, "mine-1")) -> 
             return token, auth.create_session(s, user, 3600)[0]
 
         token, session = db.run(setup)
+        (folder / "pin").write_text(issue_pin(db.run, "st1", "ivanova")[0], encoding="utf-8")
     finally:
         db.dispose()
     return url, token, f"{auth.SESSION_COOKIE}={session}"
@@ -142,11 +144,11 @@ def test_cpr_station_figures_live_on_the_tablet_and_on_the_server(tmp_path: Path
     checklist = short_checklist(tmp_path, reading_s=1, performing_s=120)  # stopped by hand
     checklist = checklist.rename(tmp_path / "01_basic_cpr_adult.yaml")  # the stem names the checklist's figures
     config = write_config(tmp_path, cameras=(CAMERA,), microphone="none", checklist=checklist,
-                          exam_extra="marking_port = 0",
+                          exam_extra="marking = true\nmarking_port = 0",
                           extra=f'[server]\nurl = "{server.url}"\n'
                                 f'[cpr]\nanalysis = true\nmanikin_dir = "{manikin_dir}"\nmanikin_wait_s = 120\n')
     daemon = Daemon(config)
-    env = {"OSCE_STATION_TOKEN": token, "OSCE_MARKING_PINS": "ivanova:2468"}
+    env = {"OSCE_STATION_TOKEN": token}
     try:
         server.start()
         daemon.start(env)
@@ -155,7 +157,11 @@ def test_cpr_station_figures_live_on_the_tablet_and_on_the_server(tmp_path: Path
         started = time.monotonic()
         assert status == 200, answer
         tablet = Client(answer["status"]["marking"]["url"])
-        assert tablet.request("POST", "/api/login", {"examiner": "ivanova", "pin": "2468"})[0] == 200
+        wait_for(lambda: "ivanova" in daemon.request("GET", "/api/status", token=token)[1]["marking"]["roster"][
+            "examiners"], 20,
+                 "the server's roster on the station")
+        pin = (tmp_path / "pin").read_text(encoding="utf-8")
+        assert tablet.request("POST", "/api/login", {"examiner": "ivanova", "pin": pin})[0] == 200
 
         # While the attempt runs, the observation room's list of streams carries the rolling figures.
         def live_cpr() -> dict[str, Any] | None:

@@ -25,6 +25,7 @@ from review_server.models import Attempt, ExaminerAssignment, Station, User
 from review_server.storage import LocalStorage
 from station_agent.journal import Journal
 from station_agent.mark_pull import MarkPull
+from tests.mark_signing import Signer
 
 HASH = load_checklist(DATA_DIR / "01_basic_cpr_adult.yaml").content_hash
 
@@ -56,7 +57,8 @@ class Server:
         return self.db.run(make)
 
     async def station_upload(self, code: str, *events: MarkEvent) -> None:
-        r = await self.client.post("/api/marks", json={"events": [e.to_json() for e in events]},
+        signed = Signer(self.db.run).sign(code, [e.to_json() for e in events])  # as the tablet signs them
+        r = await self.client.post("/api/marks", json={"events": signed},
                                    headers={"Authorization": f"Bearer {self.tokens[code]}"})
         assert r.status == 200, await r.text()
 

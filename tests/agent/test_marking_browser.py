@@ -64,7 +64,7 @@ def test_mark_score_finalise_reload_correct(agent: AgentProcess, browser: Browse
     page.fill("#login-pin", "0000")
     page.click("#login-form button[type=submit]")
     expect(page.locator("#login-error")).to_have_text("неверный логин или PIN")
-    page.fill("#login-pin", "2468")
+    page.fill("#login-pin", "246802")
     page.click("#login-form button[type=submit]")
 
     expect(page.locator("#candidate")).to_have_text("240517")

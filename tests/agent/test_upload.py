@@ -18,11 +18,13 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
 from sqlalchemy import select
 
+from checklists import examiner_keys
 from checklists.marks import MarkEvent
 from media.manifest import Fragment as ManifestFragment
 from media.manifest import ManifestWriter, read_manifest
@@ -39,6 +41,7 @@ from station_agent.journal import Journal
 from station_agent.upload_queue import DONE, FAILED, UploadQueue
 from station_agent.uploader import Uploader
 from tests.fmp4_bytes import init_bytes, media_bytes
+from tests.mark_signing import issue_key
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKLIST_HASH = "ab" * 32
@@ -47,9 +50,13 @@ CHECKLIST_HASH = "ab" * 32
 # ---------------------------------------------------------------- helpers shared with test_network_cut
 
 
+# The examiner's tablet key for S1 (from the latest server_setup): add_marks signs with it, as the tablet does.
+TABLET_KEYS: dict[str, tuple[str, Any]] = {}
+
+
 def server_setup(tmp: Path) -> tuple[ServerConfig, str]:
-    """A migrated SQLite server database with station S1 and its scheduled attempt att-1; returns the config and
-    S1's bearer token."""
+    """A migrated SQLite server database with station S1, its scheduled attempt att-1 and examiner ivanova's tablet
+    credential for it; returns the config and S1's bearer token."""
     url = f"sqlite:///{tmp / 'server' / 'osce.db'}"
     upgrade(url)
     db = Database(url)
@@ -60,6 +67,7 @@ def server_setup(tmp: Path) -> tuple[ServerConfig, str]:
             s.flush()
             token = auth.issue_station_token(s, st)[0]
             s.add(Attempt(id="att-1", station_id=st.id))  # on the schedule (osce server schedule import)
+        TABLET_KEYS["ivanova"] = issue_key(db.run, "S1", "ivanova")
     finally:
         db.dispose()
     return server_config(url, tmp / "server" / "media"), token
@@ -151,7 +159,8 @@ def add_marks(journal: Journal, count: int, attempt: str = "att-1", examiner: st
             item=1 + i % 10,
             done=i % 3 != 0,
         )
-        journal.append(ev)
+        key_id, key = TABLET_KEYS[examiner]
+        journal.append(ev, examiner_keys.sign(key, key_id, ev))  # as the marking page journals it
         ids.append(ev.event_id)
     return ids
 

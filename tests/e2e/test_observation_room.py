@@ -149,9 +149,10 @@ def test_examiner_watches_every_station_and_marks_beside_the_live_picture(demo: 
     assert marks == {(2, True): True, (3, False): True}, marks
     assert _journal(demo, "st2") == []  # another station's journal is not touched
 
-    tablet = next(a for a in demo.agents if a.station == "st1").marking_url
+    st1 = next(a for a in demo.agents if a.station == "st1")
+    tablet, pin = st1.marking_url, st1.pins["examiner1"]  # the PIN the server issued for st1 today
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
-    login = urllib.request.Request(tablet + "api/login", data=json.dumps({"examiner": "examiner1", "pin": "1111"})
+    login = urllib.request.Request(tablet + "api/login", data=json.dumps({"examiner": "examiner1", "pin": pin})
                                    .encode(), headers={"Content-Type": "application/json"})
     opener.open(login, timeout=5).close()
     with opener.open(tablet + "api/state", timeout=5) as r:
@@ -169,3 +170,4 @@ def test_demo_writes_each_program_its_own_configuration(demo: Demo) -> None:
     assert [a.station for a in cpr] == ["st1"]  # one CPR station, with a second camera
     assert (Path(cpr[0].folder) / "agent.toml").read_text(encoding="utf-8").count("[[cameras]]") == 2
     assert oct((demo.folder / "password").stat().st_mode & 0o777) == "0o600"
+    assert oct((demo.folder / "tablet-pins").stat().st_mode & 0o777) == "0o600"

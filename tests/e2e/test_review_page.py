@@ -32,6 +32,7 @@ from review_server.migrations import upgrade
 from review_server.models import Attempt, Candidate, CandidatePersonal, ExaminerAssignment, Station, User
 from review_server.scores import attempt_outcome
 from review_server.storage import LocalStorage
+from tests.mark_signing import Signer
 from tests.server.archive_helpers import CPR, ROOT, add_schedule, checklist, link_attempt
 
 from .server_thread import ServerThread
@@ -100,6 +101,7 @@ class Stack:
                              recording_offset_s=offset).to_json()
 
     def _marks(self, events: list[dict[str, Any]]) -> None:
+        events = Signer(self.run).sign("S1", events)  # as the station's tablet signs them
         body = json.dumps({"events": events}).encode()
         status, _ = _request(self.url + "/api/marks", "POST", body,
                              {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})

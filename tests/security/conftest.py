@@ -1,7 +1,9 @@
 """The security pass: a real `osce server run` process on a free port, attacked over real sockets.
 
 One server for the whole session (SQLite, a temporary folder, cheap Argon2 for speed). The database is seeded
-before the server starts: one user per role, stations S1 and S2 with tokens, the examiner assigned to S1 only.
+before the server starts: one user per role, stations S1 and S2 with tokens, the examiner assigned to S1 only
+(examiner2 to S2). Station marks are signed by their examiner's tablet key, as an agent's are
+(tests/mark_signing.py: the credentials are issued by the server's own code).
 Then S1 and S2 each upload a real fMP4 recording and send marks for their own attempt through the API, so that
 the attacks have something real to aim at. A test that changes shared state (revoking a token, say) makes its
 own station.
@@ -14,6 +16,7 @@ tried, not held.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import http.client
 import io
@@ -24,6 +27,7 @@ import subprocess
 import sys
 import time
 import uuid
+import zoneinfo
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -31,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.mark_signing import Signer
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery"
@@ -83,19 +89,22 @@ class Stand:
     tokens: dict[str, str] = field(default_factory=dict)  # station code -> bearer token
     sessions: dict[str, tuple[str, str]] = field(default_factory=dict)  # role -> (cookie, csrf)
     recordings: dict[str, dict[str, Any]] = field(default_factory=dict)  # station -> {key, attempt, fragments}
+    signer: Signer | None = None
 
     # -- requests --
 
     def request(self, method: str, target: str, headers: dict[str, str] | None = None, body: bytes | None = None,
-                timeout: float = 15.0) -> Reply:
-        """One request on a fresh connection, the target sent byte for byte (no normalisation)."""
+                timeout: float = 15.0, source: str | None = None) -> Reply:
+        """One request on a fresh connection, the target sent byte for byte (no normalisation). `source`: the
+        client's own address (any 127.x.y.z: distinct clients as the server sees them)."""
         head = [f"{method} {target} HTTP/1.1", f"Host: {self.host}:{self.port}", "Connection: close"]
         headers = dict(headers or {})
         if body is not None and "Content-Length" not in headers and "Transfer-Encoding" not in headers:
             headers["Content-Length"] = str(len(body))
         head += [f"{k}: {v}" for k, v in headers.items()]
         raw = ("\r\n".join(head) + "\r\n\r\n").encode("utf-8", "surrogateescape") + (body or b"")
-        with socket.create_connection((self.host, self.port), timeout=timeout) as sock:
+        bind = (source, 0) if source else None
+        with socket.create_connection((self.host, self.port), timeout=timeout, source_address=bind) as sock:
             sock.sendall(raw)
             resp = http.client.HTTPResponse(sock, method=method)
             resp.begin()
@@ -116,14 +125,15 @@ class Stand:
     def station(self, code: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[code]}"}
 
-    def login(self, login: str, password: str = PASSWORD, cookie: str = "") -> Reply:
+    def login(self, login: str, password: str = PASSWORD, cookie: str = "", source: str | None = None,
+              headers: dict[str, str] | None = None) -> Reply:
         """The JSON login, as a browser script does it: GET /login for the double-submit token, then POST."""
-        form = self.request("GET", "/login")
+        form = self.request("GET", "/login", source=source)
         token = form.headers["X-CSRF-Token"]
         cookies = f"osce_login_csrf={token}" + (f"; {cookie}" if cookie else "")
         body = json.dumps({"login": login, "password": password}).encode()
         return self.request("POST", "/login", {"Content-Type": "application/json", "X-CSRF-Token": token,
-                                               "Cookie": cookies}, body)
+                                               "Cookie": cookies, **(headers or {})}, body, source=source)
 
     def put_fragment(self, station: str, key: str, track: str, seq: int, data: bytes, attempt: str | None = None,
                      sha: str | None = None) -> Reply:
@@ -131,7 +141,13 @@ class Stand:
         headers = {**self.station(station), "X-Content-SHA256": sha or hashlib.sha256(data).hexdigest()}
         return self.request("PUT", f"/api/recordings/{key}/tracks/{track}/fragments/{seq}{query}", headers, data)
 
-    def post_marks(self, station: str, events: list[dict[str, Any]]) -> Reply:
+    def post_marks(self, station: str, events: list[dict[str, Any]], sign: bool = True) -> Reply:
+        """As the station's agent sends them: each event signed by its examiner's tablet key (tests/mark_signing.py),
+        unless `sign` is False."""
+        if sign:
+            if self.signer is None:
+                self.signer = Signer(self.db)
+            events = self.signer.sign(station, events)
         return self.json_request("POST", "/api/marks", {"events": events}, self.station(station))
 
     # -- direct looks at the server's state (read-only, for assertions) --
@@ -165,7 +181,9 @@ class Stand:
         return self.proc.poll() is None and self.request("GET", "/health", timeout=5).status == 200
 
 
-SCHEDULE_DAY = "2026-06-01T09:00:00+00:00"
+# The stand's exam day is today (the centre's time zone): examiners' tablet credentials sign only on their day, and
+# the station's roster lists today's credentials.
+SCHEDULE_DAY = f"{dt.datetime.now(zoneinfo.ZoneInfo('Europe/Moscow')).date().isoformat()}T09:00:00+00:00"
 
 
 def schedule_attempts(db_url: str, pairs: list[tuple[str, str]]) -> None:
@@ -184,7 +202,9 @@ def schedule_attempts(db_url: str, pairs: list[tuple[str, str]]) -> None:
 
 
 def mark_event(attempt: str, station: str, item: int = 1, **extra: Any) -> dict[str, Any]:
-    return {"event_id": str(uuid.uuid4()), "attempt_id": attempt, "station_id": station, "examiner": "examiner",
+    """A mark by the station's examiner (S2's: examiner2, who is assigned there; elsewhere: examiner)."""
+    return {"event_id": str(uuid.uuid4()), "attempt_id": attempt, "station_id": station,
+            "examiner": "examiner2" if station == "S2" else "examiner",
             "kind": "mark", "item": item, "done": True, "rating": None, "reason": None,
             "checklist_hash": CHECKLIST_HASH, "wall_time": "2026-06-01T09:30:00+00:00", "recording_offset_s": 1.0,
             "seq": item} | extra
@@ -256,9 +276,10 @@ def _seed(db_url: str) -> dict[str, str]:
             s.add(st)
             s.flush()
             tokens[code] = auth.issue_station_token(s, st)[0]
-        uid = s.scalar(select(User.id).where(User.login == "examiner"))
-        sid = s.scalar(select(Station.id).where(Station.code == "S1"))
-        s.add(ExaminerAssignment(user_id=uid, station_id=sid, exam_day_id=None))
+        for login, code in (("examiner", "S1"), ("examiner2", "S2")):
+            uid = s.scalar(select(User.id).where(User.login == login))
+            sid = s.scalar(select(Station.id).where(Station.code == code))
+            s.add(ExaminerAssignment(user_id=uid, station_id=sid, exam_day_id=None))
         return tokens
 
     try:
@@ -269,38 +290,62 @@ def _seed(db_url: str) -> dict[str, str]:
     return tokens
 
 
+def server_config(db_url: str, media: Path, extra: str = "") -> str:
+    """The security pass's server.toml: small limits, short timeouts, cheap Argon2 (TEST-ONLY cost); a key in
+    `extra` replaces the default line for it."""
+    lines = [
+        f'database_url = "{db_url}"', f'media_dir = "{media}"', "insecure_cookies = true",
+        f"max_json_bytes = {MAX_JSON}", f"max_fragment_bytes = {MAX_FRAGMENT}", f"max_mark_batch = {MAX_MARK_BATCH}",
+        f"idle_timeout_s = {IDLE_TIMEOUT_S}", f"body_timeout_s = {BODY_TIMEOUT_S}",
+        "argon2_time_cost = 1", "argon2_memory_kib = 8", "argon2_parallelism = 1",
+    ]
+    given = {line.split("=", 1)[0].strip() for line in extra.splitlines() if "=" in line}
+    return "\n".join(line for line in lines if line.split("=", 1)[0].strip() not in given) + "\n" + extra
+
+
+def start_server(folder: Path, db_url: str, extra_config: str = "", tokens: dict[str, str] | None = None) -> Stand:
+    """`osce server run` on a free port with server_config(extra_config), once /health answers. The database
+    must be migrated and seeded already. Stop it with stop_server."""
+    media = folder / "media"
+    config = folder / "server.toml"
+    config.write_text(server_config(db_url, media, extra_config), encoding="utf-8")
+    port = _free_port()
+    log = (folder / "server.log").open("ab")
+    cmd = [sys.executable, "-m", "osce_cli", "server", "run", "--host", "127.0.0.1", "--port", str(port),
+           "--config", str(config)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+    log.close()
+    server = Stand("127.0.0.1", port, folder, db_url, media, proc, tokens=dict(tokens or {}))
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if server.request("GET", "/health", timeout=2).status == 200:
+                return server
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_server(server)
+            raise AssertionError("the server did not answer within 30 s: "
+                                 + (folder / "server.log").read_text(errors="replace")[-3000:])
+        time.sleep(0.1)
+
+
+def stop_server(server: Stand) -> None:
+    server.proc.terminate()
+    try:
+        server.proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+        server.proc.wait()
+
+
 @pytest.fixture(scope="session")
 def stand(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stand]:
     folder = tmp_path_factory.mktemp("security-server")
     db_url = f"sqlite:///{folder / 'osce.db'}"
-    media = folder / "media"
-    config = folder / "server.toml"
-    config.write_text(
-        f'database_url = "{db_url}"\nmedia_dir = "{media}"\ninsecure_cookies = true\n'
-        f"max_json_bytes = {MAX_JSON}\nmax_fragment_bytes = {MAX_FRAGMENT}\nmax_mark_batch = {MAX_MARK_BATCH}\n"
-        "login_max_failures_per_ip = 100000\n"
-        f"idle_timeout_s = {IDLE_TIMEOUT_S}\nbody_timeout_s = {BODY_TIMEOUT_S}\n"
-        "argon2_time_cost = 1\nargon2_memory_kib = 8\nargon2_parallelism = 1\n",
-        encoding="utf-8",
-    )
     tokens = _seed(db_url)
-    port = _free_port()
-    log = (folder / "server.log").open("wb")
-    cmd = [sys.executable, "-m", "osce_cli", "server", "run", "--host", "127.0.0.1", "--port", str(port),
-           "--config", str(config)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
-    server = Stand("127.0.0.1", port, folder, db_url, media, proc, tokens=tokens)
+    server = start_server(folder, db_url, "login_max_failures_per_ip = 100000\n", tokens)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if server.request("GET", "/health", timeout=2).status == 200:
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None, (folder / "server.log").read_text(errors="replace")
-            assert time.monotonic() < deadline, "the server did not answer within 30 s"
-            time.sleep(0.1)
         for role in (*ROLES, "examiner2"):
             reply = server.login(role)
             assert reply.status == 200, reply.body
@@ -316,13 +361,7 @@ def stand(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stand]:
                                        "events": [e["event_id"] for e in events]}
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        stop_server(server)
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ import pytest
 from checklists.loader import DATA_DIR, load_checklist
 from checklists.marks import MarkEvent as WireEvent
 
-from .conftest import PASSWORD, Stand, export_package
+from .conftest import PASSWORD, SCHEDULE_DAY, Stand, export_package
 
 CATEGORY = "injection into files users open"
 
@@ -68,28 +68,41 @@ def scheduled_station(stand: Stand, new_station: Any) -> tuple[str, str]:
 
 
 def quality_csv(stand: Stand) -> list[list[str]]:
-    reply = stand.request("GET", "/api/reports/quality?exam_day=2026-06-01&specialty=nursing&format=csv",
+    reply = stand.request("GET", f"/api/reports/quality?exam_day={SCHEDULE_DAY[:10]}&specialty=nursing&format=csv",
                           stand.user("archivist", csrf=False))
     assert reply.status == 200, reply.body[:300]
     return read_csv(reply.body)
 
 
+def formula_marks_refused(stand: Stand, code: str, attempt: str, names: list[str]) -> None:
+    """Marks naming an examiner by a formula never reach a file: an examiner is a login (who signed in on the
+    tablet), and a station's marks are refused unless that login's tablet key signed them (issue 16, case 2)."""
+    for name in names:
+        events = signed_sheets(attempt, code, {name: set(CPR.item_numbers[:10])}, CPR.content_hash,
+                               CPR.item_numbers[:3])
+        reply = stand.post_marks(code, events, sign=False)
+        assert reply.status in (403, 422), (reply.status, reply.body[:300])
+        assert reply.json()["where"].startswith("events[0]"), reply.body[:300]
+
+
 def test_an_examiners_name_is_no_formula_in_the_export_packages_protocol(stand: Stand, new_station: Any,
                                                                         tmp_path: Path) -> None:
     code, attempt = scheduled_station(stand, new_station)
-    events = signed_sheets(attempt, code, {FORMULAS[0]: set(CPR.item_numbers[:10])}, CPR.content_hash,
+    formula_marks_refused(stand, code, attempt, [FORMULAS[0]])
+    events = signed_sheets(attempt, code, {"examiner": set(CPR.item_numbers[:10])}, CPR.content_hash,
                            CPR.item_numbers)
     assert stand.post_marks(code, events).status == 200
     with zipfile.ZipFile(export_package(stand, [attempt], tmp_path / "p.zip")) as zf:
         rows = read_csv(zf.read("protocol.csv"))
     assert live_cells(rows) == [], rows
-    assert any(cell == "'" + FORMULAS[0] for row in rows for cell in row)  # still there, as text
+    assert not any(FORMULAS[0] in cell for row in rows for cell in row)
 
 
 def test_examiners_names_are_no_formulas_in_the_quality_reports_discrepancies(stand: Stand,
                                                                              new_station: Any) -> None:
     code, attempt = scheduled_station(stand, new_station)
-    examiners = {FORMULAS[1]: set(CPR.item_numbers), FORMULAS[2]: set(CPR.item_numbers[1:])}
+    formula_marks_refused(stand, code, attempt, FORMULAS[1:3])
+    examiners = {"examiner": set(CPR.item_numbers), "examiner2": set(CPR.item_numbers[1:])}
     assert stand.post_marks(code, signed_sheets(attempt, code, examiners, CPR.content_hash,
                                                 CPR.item_numbers)).status == 200
     rows = quality_csv(stand)
@@ -108,7 +121,7 @@ def test_a_checklist_action_is_no_formula_in_the_quality_report(stand: Stand, ne
     assert up.status == 201, up.body
     checklist_hash = up.json()["sha256"]
     code, attempt = scheduled_station(stand, new_station)
-    assert stand.post_marks(code, signed_sheets(attempt, code, {"Петрова": {1, 2}}, checklist_hash,
+    assert stand.post_marks(code, signed_sheets(attempt, code, {"examiner": {1, 2}}, checklist_hash,
                                                 CPR.item_numbers)).status == 200
     rows = quality_csv(stand)
     assert any(cell == "'" + FORMULAS[3] for row in rows for cell in row), rows[:5]

@@ -189,6 +189,16 @@ class World:
 
         self.api.run(make)
 
+    def sign(self, events: list[dict[str, Any]], token: str | None = None) -> list[dict[str, Any]]:
+        """The events as the station's agent sends them: signed by each examiner's tablet key (tests/mark_signing.py)
+        for the station of `token` (default S1)."""
+        from tests.mark_signing import Signer
+
+        if not hasattr(self, "_signer"):
+            self._signer = Signer(self.api.run)
+        station = "S2" if token is not None and token == self.other_station_token else "S1"
+        return self._signer.sign(station, events)
+
     def headers(self, principal: str | None) -> dict[str, str]:
         """Request headers for a principal: None (anonymous), a role name (a fresh session) or 'station'."""
         if principal is None:

@@ -11,7 +11,7 @@ import re
 import pytest
 from sqlalchemy import select
 
-from review_server.models import AuditEvent, Candidate, CandidatePersonal
+from review_server.models import AuditEvent, Candidate, CandidatePersonal, MarkEvent
 from review_server.routes.attempt_page import ATTEMPT_MEDIA, ATTEMPT_VIEW
 from review_server.routes.track_file import Unsatisfiable, byte_range
 from review_server.scores import attempt_outcome
@@ -55,7 +55,8 @@ async def _attempt(world: World, attempt_id: str = "P1", number: str = "2611042"
     cl = checklist(CPR)
     await post_marks(world, events(attempt_id, "S1", cl, set(cl.item_numbers[:14])))
     link_attempt(world, attempt_id, number, ids, "CPR")
-    # A correction after signing: item 2 "done" -> "not done", at 3.5 s into the recording.
+    # A correction after signing: item 2 "done" -> "not done". Its time and place on the recording are the
+    # server's (when it was made, from the station marks' zero), not the 3.5 s the page sends.
     corr = {"kind": "mark", "item": 2, "done": False, "reason": "по видео: не потормошил", "seq": 100,
             "checklist_hash": cl.content_hash, "wall_time": "2026-06-01T09:30:00Z", "recording_offset_s": 3.5,
             "event_id": "0b5a4c2e-9d1f-4e3a-8b7c-6d5e4f3a2b1c"}
@@ -114,9 +115,12 @@ async def test_page_shows_marks_history_score_gaps_and_cpr_figures(world: World)
     assert float(result.group(2)) == out.percent and result.group(3) == out.result == "не сдано"
     assert f"{out.percent:.1f}".replace(".", ",") + " % — не сдано" in text
 
-    # One point per mark event with a time: 19 from the station and the correction.
+    # One point per mark event with a time: 19 from the station and the correction, at the server's offset.
     points = re.findall(r'class="mark-point[^"]*" style="left:[^"]+" data-t="([\d.]+)" data-item="(\d+)"', text)
-    assert len(points) == 20 and ("3.500", "2") in points
+    offset = world.api.run(lambda s: s.scalar(select(MarkEvent.recording_offset_s).where(
+        MarkEvent.event_id == "0b5a4c2e-9d1f-4e3a-8b7c-6d5e4f3a2b1c")))
+    assert offset is not None and offset != 3.5
+    assert len(points) == 20 and (f"{offset:.3f}", "2") in points
     row2 = re.search(r'<tr data-item="2">.*?</tr>', text, re.S)
     assert row2 is not None and "было: да" in row2.group(0) and "по видео: не потормошил" in row2.group(0)
     assert 'data-value="no"' in row2.group(0) and "user:examiner" in row2.group(0) and "station:S1" in row2.group(0)

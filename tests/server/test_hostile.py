@@ -335,7 +335,8 @@ FORMS: list[tuple[str, str, str, Any, list[tuple[str, ...]], set[str]]] = [
         {"events": [mark_event()]},
         [("events", 0, k) for k in ("attempt_id", "station_id", "examiner", "kind", "checklist_hash", "wall_time")]
         + [("events", 0, "reason")],
-        {"attempt_id", "station_id", "kind", "checklist_hash", "wall_time"},
+        # the examiner is an account's login (who signed the mark on the tablet), not free text
+        {"attempt_id", "station_id", "examiner", "kind", "checklist_hash", "wall_time"},
     ),
     (
         "POST",
@@ -370,6 +371,8 @@ async def submit_everywhere(world: World, value: str, free_text_ok: bool) -> Non
     for method, path, who, valid, fields, identifiers in FORMS:
         for field in fields:
             body = with_value(valid, field, value)
+            if path == "/api/marks":  # as the station's agent sends them: signed by the examiner's tablet key
+                body = {"events": world.sign(body["events"])}
             resp = await world.api.client.request(method, path, json=body, headers=world.headers(who))
             reply = await resp.json()
             name = str(field[-1])

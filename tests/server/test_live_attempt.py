@@ -53,7 +53,8 @@ async def test_the_attempt_in_progress_with_its_checklist_and_my_sheet(world: Wo
 
     # The day's import makes the attempt known; the station's mark and one from the room join the same sheet.
     world.schedule("S1-0", "S1-1")
-    r = await client.post("/api/marks", json={"events": [_event("S1-0", 1)]}, headers=world.headers("station"))
+    r = await client.post("/api/marks", json={"events": world.sign([_event("S1-0", 1)])},
+                          headers=world.headers("station"))
     assert r.status == 200
     mark = _event("S1-0", 2, item=3, done=False, reason="комната наблюдения")
     for name in ("examiner", "attempt_id", "station_id"):

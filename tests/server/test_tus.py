@@ -393,12 +393,28 @@ async def test_old_uploads_expire_at_startup(env: Env) -> None:
     await patch(env, old, 0, data[:500])
     fresh = (await create(env, data, seq=2)).headers["Location"]
     folder = env.app[TUS_DIR]
-    assert expire_uploads(folder, 3600, now=time.time() + 1800) == 0
+    assert len(expire_uploads(folder, 3600, now=time.time() + 1800)) == 0
     old_id = old.rsplit("/", 1)[1]
     info = json.loads((folder / f"{old_id}.json").read_text())
     info["created"] -= 7200
     (folder / f"{old_id}.json").write_text(json.dumps(info))
-    assert expire_uploads(folder, 3600) == 1
+    assert len(expire_uploads(folder, 3600)) == 1
     assert sorted(p.name for p in folder.iterdir()) == [fresh.rsplit("/", 1)[1] + ".json"]
     assert (await head(env, old)).status == 404
     assert (await head(env, fresh)).status == 200
+
+
+async def test_probing_upload_ids_leaves_nothing_in_memory(env: Env) -> None:
+    """Issue 16, case 11: the lock table grew by one entry for every upload id anyone asked about."""
+    import secrets
+
+    from review_server.tus import TUS_HASHES, TUS_LOCKS
+
+    for _ in range(300):
+        loc = f"/api/tus/{secrets.token_hex(16)}"
+        assert (await head(env, loc)).status == 404
+        assert (await patch(env, loc, 0, b"x")).status == 404
+    data = media_bytes(20_000, seed=13)
+    loc = (await create(env, data)).headers["Location"]
+    assert (await patch(env, loc, 0, data)).status == 204  # stored: nothing of it stays in memory either
+    assert env.app[TUS_LOCKS] == {} and env.app[TUS_HASHES] == {}
