@@ -13,90 +13,35 @@ Middlewares, outermost first:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import logging
-from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import web
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from . import auth
 from .config import ServerConfig
 from .db import Database
 from .roles import PUBLIC, allowed, permission_of
+from .routes import setup_routes
 from .storage import MediaStorage, storage_from_config
+from .web import (
+    CONFIG,
+    DB,
+    FORM_TYPES,
+    IDENTITY,
+    STORAGE,
+    THROTTLE,
+    ApiError,
+    body_deadline,
+    db_run,
+    error_response,
+    read_form,
+)
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-CONFIG = web.AppKey("config", ServerConfig)
-DB = web.AppKey("db", Database)
-STORAGE = web.AppKey("storage", MediaStorage)  # type: ignore[type-abstract]
-THROTTLE = web.AppKey("throttle", auth.Throttle)
-IDENTITY = web.RequestKey("identity", auth.Identity)
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-
-class ApiError(Exception):
-    """A request the server refuses, with what is wrong and where (a field, header or part of the URL)."""
-
-    def __init__(self, status: int, error: str, where: str | None = None, **extra: Any) -> None:
-        super().__init__(error)
-        self.status, self.error, self.where, self.extra = status, error, where, extra
-
-
-def error_response(status: int, error: str, where: str | None = None, **extra: Any) -> web.Response:
-    body: dict[str, Any] = {"error": error}
-    if where:
-        body["where"] = where
-    body.update(extra)
-    return web.json_response(body, status=status, dumps=lambda o: json.dumps(o, ensure_ascii=False))
-
-
-FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
-
-
-@contextlib.asynccontextmanager
-async def body_deadline(request: web.Request) -> AsyncIterator[None]:
-    """Reads of the request body inside must finish within body_timeout_s, else 408. The one way bodies are
-    read: whole bodies by body_deadline_middleware and read_form, each chunk of the streaming fragment PUT
-    (routes/media.py). Not used by the tus receiver (tus.py has its own per-chunk READ_TIMEOUT_S) nor the
-    live publisher (a WebSocket, long-lived by design, with its heartbeat)."""
-    seconds = request.app[CONFIG].body_timeout_s
-    try:
-        async with asyncio.timeout(seconds):
-            yield
-    except TimeoutError:
-        raise ApiError(408, f"the request body did not arrive within {seconds} s", "body") from None
-
-
-async def read_form(request: web.Request) -> dict[str, str]:
-    """The text fields of a form body, or a 400 saying it is malformed (file parts are ignored)."""
-    try:
-        async with body_deadline(request):
-            form = await request.post()  # cached by aiohttp: the handler's read_form gets the same
-    except ApiError:
-        raise  # 408
-    except web.HTTPException:
-        raise  # 413 from client_max_size
-    except Exception as exc:  # aiohttp raises assorted errors on a broken multipart or urlencoded body
-        raise ApiError(400, f"malformed form body ({type(exc).__name__})", "body") from None
-    return {k: v for k, v in form.items() if isinstance(v, str)}
-
-
-def identity(request: web.Request) -> auth.Identity:
-    return request.get(IDENTITY, auth.ANONYMOUS)
-
-
-async def db_run(request: web.Request | web.Application, fn: Callable[[Session], T]) -> T:
-    """Run fn(session) in one transaction on a worker thread (SQLAlchemy here is synchronous)."""
-    app = request.app if isinstance(request, web.Request) else request
-    return await asyncio.to_thread(app[DB].run, fn)
 
 
 @web.middleware
@@ -199,8 +144,6 @@ async def _identify(request: web.Request) -> auth.Identity:
 
 def create_app(config: ServerConfig, storage: MediaStorage | None = None) -> web.Application:
     """Build the application. The database must be migrated (`osce server db upgrade`) beforehand."""
-    from .routes import setup_routes
-
     app = web.Application(
         middlewares=[error_middleware, body_limit_middleware, auth_middleware, body_deadline_middleware],
         client_max_size=config.max_json_bytes,

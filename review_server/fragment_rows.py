@@ -19,10 +19,10 @@ from sqlalchemy.orm import Session
 
 from media import fmp4_check
 
-from .app import ApiError
 from .models import Attempt, Fragment, Recording
 from .storage import MediaStorage
 from .validate import parse_utc
+from .web import ApiError
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,6 @@ from aiohttp import web
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .app import CONFIG, STORAGE, ApiError, db_run, identity
 from .auth import Identity
 from .fragment_rows import (
     IncomingFragment,
@@ -60,6 +59,7 @@ from .fragment_rows import (
 from .roles import requires
 from .storage import HashMismatch
 from .validate import CODE_RE, SHA256_RE
+from .web import CONFIG, STORAGE, ApiError, db_run, identity
 
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,checksum,termination"

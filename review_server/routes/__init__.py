@@ -7,10 +7,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import auth
-from ..app import db_run, identity
 from ..live import add_live_routes
 from ..models import Station
 from ..tus import add_tus_routes
+from ..web import db_run, identity
 from . import (
     admin,
     archive,

@@ -8,10 +8,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import audit, auth
-from ..app import ApiError, db_run, identity
 from ..models import Specialty, Station, StationToken, Task, User, UserSession
 from ..roles import Role, requires
-from ..validate import Fields, path_ident, path_int, read_json
+from ..validate import Fields, path_ident, path_int
+from ..web import ApiError, db_run, identity, read_json
 from .schedule import by_code
 
 routes = web.RouteTableDef()

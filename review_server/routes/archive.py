@@ -15,10 +15,10 @@ from sqlalchemy.orm import Session
 from checklists.marks import WIRE_FIELDS
 
 from .. import audit
-from ..app import ApiError, db_run, identity
 from ..models import Attempt, Candidate, MarkEvent, Recording, Station
 from ..roles import requires
 from ..validate import ACCRED_RE, path_ident
+from ..web import ApiError, db_run, identity
 from . import exports, protocols, retention, review_links
 from . import search as search_across_days
 

@@ -13,11 +13,11 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..app import ApiError, db_run
 from ..models import Specialty, Station, Task
 from ..pages import lang_of
 from ..roles import requires
 from ..search import RESULTS, search
+from ..web import ApiError, db_run
 from .attempt_page import asset
 from .search import parse_query
 

@@ -40,13 +40,13 @@ from sqlalchemy.orm import Session
 from checklists.marks import MarkEvent as WireEvent
 
 from .. import audit
-from ..app import ApiError, db_run, identity
 from ..models import Attempt, Candidate, CprFigures, ExamDay, Fragment, MarkEvent, Recording, Station, Task
 from ..pages import lang_of
 from ..roles import requires
 from ..scores import Outcome, attempt_outcome
 from ..station_health import events_between
 from ..validate import CODE_RE, parse_utc, path_ident
+from ..web import ApiError, db_run, identity
 from .scope import require_assigned
 from .track_file import Piece, from_first_byte, send_track, track_pieces
 

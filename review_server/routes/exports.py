@@ -18,7 +18,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .. import audit
-from ..app import CONFIG, DB, STORAGE, ApiError, db_run, identity
 from ..export import (
     PENDING,
     ExportError,
@@ -36,7 +35,8 @@ from ..models import Attempt, Candidate, ExamDay, ExportPackage, ExportRequest, 
 from ..retention import add_hold
 from ..roles import PUBLIC, requires
 from ..signing import data_dir, fingerprint, load_or_create, public_pem
-from ..validate import CODE_RE, Fields, path_int, read_json
+from ..validate import CODE_RE, Fields, path_int
+from ..web import CONFIG, DB, STORAGE, ApiError, db_run, identity, read_json
 
 REQUEST_ADD = "archive.request.add"
 REQUEST_SELECT = "archive.request.select"

@@ -21,12 +21,12 @@ from checklists.marks import WIRE_FIELDS
 from media.cpr.figures import MAX_REPORT_BYTES, check_report
 
 from .. import audit, scores
-from ..app import CONFIG, ApiError, db_run, identity
 from ..auth import Identity
 from ..markformat import check_with_contract, merged_sheets
 from ..models import Attempt, CprFigures, MarkEvent, Station, utcnow
 from ..roles import requires
-from ..validate import CODE_RE, SHA256_RE, Fields, path_ident, read_json
+from ..validate import CODE_RE, SHA256_RE, Fields, path_ident
+from ..web import CONFIG, ApiError, db_run, identity, read_json
 from .scope import require_assigned
 
 routes = web.RouteTableDef()

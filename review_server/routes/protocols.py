@@ -14,11 +14,11 @@ from sqlalchemy.orm import Session
 from checklists.loader import ChecklistError, parse_checklist
 
 from .. import audit
-from ..app import CONFIG, ApiError, db_run, identity
 from ..models import ChecklistVersion, Task
 from ..protocol import Protocol, ProtocolError, build, to_csv, to_pdf, to_xlsx
 from ..roles import requires
 from ..validate import CODE_RE
+from ..web import CONFIG, ApiError, db_run, identity
 from .params import day_and_specialty
 
 CHECKLIST_UPLOAD = "checklist.upload"

@@ -12,9 +12,9 @@ from aiohttp import web
 from sqlalchemy.orm import Session
 
 from .. import audit
-from ..app import ApiError, db_run, identity
 from ..quality import QualityError, QualityReport, build, to_csv
 from ..roles import requires
+from ..web import ApiError, db_run, identity
 from .params import day_and_specialty
 
 routes = web.RouteTableDef()

@@ -10,11 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import audit
-from ..app import ApiError, db_run, identity
 from ..models import Attempt, LegalHold, RetentionPolicy, Specialty
 from ..retention import HOLD_KINDS, HOLD_RELEASE, POLICY_SET, add_hold
 from ..roles import requires
-from ..validate import Fields, path_ident, path_int, read_json
+from ..validate import Fields, path_ident, path_int
+from ..web import ApiError, db_run, identity, read_json
 
 
 def _hold_json(h: LegalHold) -> dict[str, Any]:

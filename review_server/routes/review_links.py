@@ -18,11 +18,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import audit
-from ..app import ApiError, db_run, identity
 from ..models import Attempt, Recording, ReviewLink
 from ..pages import lang_of
 from ..roles import PUBLIC, requires
-from ..validate import CODE_RE, Fields, path_ident, path_int, read_json
+from ..validate import CODE_RE, Fields, path_ident, path_int
+from ..web import ApiError, db_run, identity, read_json
 from . import attempt_page, track_file
 
 TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{43}")

@@ -10,11 +10,11 @@ from aiohttp import web
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from ..app import ApiError, identity
 from ..auth import Identity
 from ..models import ExaminerAssignment
 from ..roles import SCOPED_TO_ASSIGNMENTS
 from ..validate import CODE_RE, path_ident
+from ..web import ApiError, identity
 
 
 def examiner_may(s: Session, who: Identity, station_id: int, exam_day_id: int | None) -> bool:

@@ -8,10 +8,10 @@ from typing import Any
 
 from aiohttp import web
 
-from ..app import ApiError, db_run
 from ..roles import requires
 from ..search import MAX_PER_PAGE, RESULTS, Query, search
 from ..validate import ACCRED_RE, check_text
+from ..web import ApiError, db_run
 from .params import date_param, ident_param, int_param
 
 KNOWN = frozenset({"from", "to", "specialty", "station", "task", "number", "result", "examiner", "page", "per_page"})

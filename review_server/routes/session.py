@@ -7,9 +7,8 @@ import secrets
 from aiohttp import web
 
 from .. import audit, auth, pages
-from ..app import CONFIG, FORM_TYPES, THROTTLE, ApiError, db_run, identity, read_form
 from ..roles import AUTHENTICATED, public, requires
-from ..validate import read_json
+from ..web import CONFIG, FORM_TYPES, THROTTLE, ApiError, db_run, identity, read_form, read_json
 
 routes = web.RouteTableDef()
 

@@ -22,9 +22,9 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..app import STORAGE, ApiError
 from ..models import Fragment, Recording
 from ..storage import MediaStorage, NotFound
+from ..web import STORAGE, ApiError
 
 CHUNK = 256 * 1024
 

@@ -26,12 +26,13 @@ from checklists.marks import MarkEvent as WireEvent
 from media.calibration import ffmpeg_exe
 from media.manifest import read_manifest
 from review_server import auth
-from review_server.app import DB, create_app
+from review_server.app import create_app
 from review_server.config import ServerConfig
 from review_server.migrations import upgrade
 from review_server.models import Candidate, CandidatePersonal, ExaminerAssignment, Station, User
 from review_server.scores import attempt_outcome
 from review_server.storage import LocalStorage
+from review_server.web import DB
 from tests.server.archive_helpers import CPR, ROOT, add_schedule, checklist, link_attempt
 
 from .server_thread import ServerThread

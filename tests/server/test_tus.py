@@ -18,12 +18,13 @@ from sqlalchemy import func, select
 from yarl import URL
 
 from review_server import auth
-from review_server.app import CONFIG, DB, STORAGE, create_app
+from review_server.app import create_app
 from review_server.config import ServerConfig
 from review_server.migrations import upgrade
 from review_server.models import Fragment, Recording, Station
 from review_server.storage import LocalStorage
 from review_server.tus import STORED_HEADER, TUS_DIR, add_tus_routes, expire_uploads
+from review_server.web import CONFIG, DB, STORAGE
 from tests.fmp4_bytes import init_bytes, media_bytes
 
 CHEAP_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_kib": 8, "argon2_parallelism": 1}

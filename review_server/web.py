@@ -1,0 +1,114 @@
+"""The review server's shared HTTP kernel: what every route module needs from the application, in one small
+module that imports no route and no application (so nothing here can form an import cycle).
+
+- ApiError / error_response: a refusal with what is wrong and where (a field, header or part of the URL);
+- the application's and the request's keys (CONFIG, DB, STORAGE, THROTTLE, IDENTITY) and identity(request);
+- db_run: a function on a database session, in one transaction, on a worker thread;
+- the body helpers: body_deadline, read_form, read_json (every request body is read through these).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+from sqlalchemy.orm import Session
+
+from . import auth
+from .config import ServerConfig
+from .db import Database
+from .storage import MediaStorage
+
+T = TypeVar("T")
+
+CONFIG = web.AppKey("config", ServerConfig)
+DB = web.AppKey("db", Database)
+STORAGE = web.AppKey("storage", MediaStorage)  # type: ignore[type-abstract]
+THROTTLE = web.AppKey("throttle", auth.Throttle)
+IDENTITY = web.RequestKey("identity", auth.Identity)
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+class ApiError(Exception):
+    """A request the server refuses, with what is wrong and where (a field, header or part of the URL)."""
+
+    def __init__(self, status: int, error: str, where: str | None = None, **extra: Any) -> None:
+        super().__init__(error)
+        self.status, self.error, self.where, self.extra = status, error, where, extra
+
+
+def error_response(status: int, error: str, where: str | None = None, **extra: Any) -> web.Response:
+    body: dict[str, Any] = {"error": error}
+    if where:
+        body["where"] = where
+    body.update(extra)
+    return web.json_response(body, status=status, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+def identity(request: web.Request) -> auth.Identity:
+    return request.get(IDENTITY, auth.ANONYMOUS)
+
+
+async def db_run(request: web.Request | web.Application, fn: Callable[[Session], T]) -> T:
+    """Run fn(session) in one transaction on a worker thread (SQLAlchemy here is synchronous)."""
+    app = request.app if isinstance(request, web.Request) else request
+    return await asyncio.to_thread(app[DB].run, fn)
+
+
+@contextlib.asynccontextmanager
+async def body_deadline(request: web.Request) -> AsyncIterator[None]:
+    """Reads of the request body inside must finish within body_timeout_s, else 408. The one way bodies are
+    read: whole bodies by app.body_deadline_middleware and read_form, each chunk of the streaming fragment PUT
+    (routes/media.py). Not used by the tus receiver (tus.py has its own per-chunk READ_TIMEOUT_S) nor the
+    live publisher (a WebSocket, long-lived by design, with its heartbeat)."""
+    seconds = request.app[CONFIG].body_timeout_s
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError:
+        raise ApiError(408, f"the request body did not arrive within {seconds} s", "body") from None
+
+
+async def read_form(request: web.Request) -> dict[str, str]:
+    """The text fields of a form body, or a 400 saying it is malformed (file parts are ignored)."""
+    try:
+        async with body_deadline(request):
+            form = await request.post()  # cached by aiohttp: the handler's read_form gets the same
+    except ApiError:
+        raise  # 408
+    except web.HTTPException:
+        raise  # 413 from client_max_size
+    except Exception as exc:  # aiohttp raises assorted errors on a broken multipart or urlencoded body
+        raise ApiError(400, f"malformed form body ({type(exc).__name__})", "body") from None
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in JSON")
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object, or a 4xx saying what is wrong with it."""
+    if request.content_type != "application/json":
+        raise ApiError(415, f"expected Content-Type application/json, got {request.content_type!r}", "Content-Type")
+    raw = await request.read()  # client_max_size applies: 413 if too large
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "body is not UTF-8", f"body byte {exc.start}") from exc
+    try:
+        body = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, f"malformed JSON: {exc.msg}", f"body line {exc.lineno} column {exc.colno}") from exc
+    except ValueError as exc:  # NaN/Infinity, or an integer of thousands of digits
+        raise ApiError(400, f"malformed JSON: {str(exc)[:200]}", "body") from None
+    except RecursionError:
+        raise ApiError(400, "malformed JSON: nested too deeply", "body") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "expected a JSON object", "body")
+    return body
