@@ -2,7 +2,7 @@
 WebSocket; the server passes the same bytes on (no re-encode, no re-mux) to viewers over WebSocket (MSE in
 the grid page) and as an HLS live playlist of fMP4 segments cut at key frames.
 
-Routes (`add_live_routes(app, who)`), with the permission each declares (roles.py):
+Routes (`routes`, state from `configure(app, who)`), with the permission each declares (roles.py):
 
 - ``GET /api/live/{station}/{camera}/publish``  WebSocket, station.upload (and the token's own station)
 - ``GET /api/live/{station}/{camera}/ws``       WebSocket, recordings.view: init, GOP-from-key, live chunks
@@ -212,6 +212,7 @@ class LiveHub:
         return hmac.compare_digest(self.sign(station, camera, int(expires)), token)
 
 
+routes = web.RouteTableDef()
 LIVE_HUB = web.AppKey("live_hub", LiveHub)
 LIVE_WHO = web.AppKey("live_who", object)
 LIVE_DAY = web.AppKey("live_day_stations", object)
@@ -243,6 +244,7 @@ async def _require_view(request: web.Request, station: str) -> None:
         raise web.HTTPForbidden(reason=f"station {station} is not assigned to you")
 
 
+@routes.get("/api/live/{station}/{camera}/publish", allow_head=False)
 @requires("station.upload")
 async def publish(request: web.Request) -> web.StreamResponse:
     station, camera = _names(request)
@@ -291,6 +293,7 @@ async def _close_when_revoked(request: web.Request, ws: web.WebSocketResponse) -
             return
 
 
+@routes.get("/api/live/{station}/{camera}/ws", allow_head=False)
 @requires("recordings.view")
 async def watch(request: web.Request) -> web.StreamResponse:
     station, camera = _names(request)
@@ -324,6 +327,7 @@ async def watch(request: web.Request) -> web.StreamResponse:
     return ws
 
 
+@routes.get("/api/live/streams", allow_head=False)
 @requires("recordings.view")
 async def streams(request: web.Request) -> web.Response:
     hub = request.app[LIVE_HUB]
@@ -343,6 +347,7 @@ async def streams(request: web.Request) -> web.Response:
     return web.json_response({"stations": list(stations.values())})
 
 
+@routes.get("/api/live/{station}/{camera}/hls", allow_head=False)
 @requires("recordings.view")
 async def hls_url(request: web.Request) -> web.Response:
     station, camera = _names(request)
@@ -368,6 +373,7 @@ async def _hls_channel(request: web.Request) -> tuple[Channel, str]:
     return channel, f"?token={token}" if token else ""
 
 
+@routes.get("/live/{station}/{camera}/index.m3u8", allow_head=False)
 @public
 async def hls_playlist(request: web.Request) -> web.Response:
     channel, query = await _hls_channel(request)
@@ -375,6 +381,7 @@ async def hls_playlist(request: web.Request) -> web.Response:
                         headers={"Cache-Control": "no-cache"})
 
 
+@routes.get("/live/{station}/{camera}/init.mp4", allow_head=False)
 @public
 async def hls_init(request: web.Request) -> web.Response:
     channel, _ = await _hls_channel(request)
@@ -382,6 +389,7 @@ async def hls_init(request: web.Request) -> web.Response:
     return web.Response(body=channel.init[HEADER.size:], content_type="video/mp4")
 
 
+@routes.get(r"/live/{station}/{camera}/{seq:\d+}.m4s", allow_head=False)
 @public
 async def hls_segment(request: web.Request) -> web.Response:
     channel, _ = await _hls_channel(request)
@@ -392,6 +400,7 @@ async def hls_segment(request: web.Request) -> web.Response:
     raise web.HTTPNotFound(reason=f"segment {seq} is not in the live window")
 
 
+@routes.get("/live", allow_head=False)
 @requires("recordings.view")
 async def page(request: web.Request) -> web.Response:
     """The grid page; `page_meta(request)` (if given) adds <meta> tags: the CSRF token and who is watching,
@@ -404,6 +413,7 @@ async def page(request: web.Request) -> web.Response:
                         headers={"Cache-Control": "no-store"})
 
 
+@routes.get("/live/assets/{name}", allow_head=False)
 @requires("recordings.view")
 async def asset(request: web.Request) -> web.FileResponse:
     name = request.match_info["name"]
@@ -412,14 +422,15 @@ async def asset(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / name, headers={"Content-Type": ASSETS[name], "Cache-Control": "no-cache"})
 
 
-def add_live_routes(app: web.Application, who: Who, day_stations: DayStations | None = None,
-                    may_view: MayView | None = None, hub: LiveHub | None = None,
-                    page_meta: Callable[[web.Request], dict[str, str]] | None = None,
-                    still_ok: Callable[[web.Request], Awaitable[bool]] | None = None) -> LiveHub:
-    """Add the live routes; `who(request)` gives (principal, station code) as the auth middleware found
-    them; `day_stations(request)` lists the day's stations ([{"code", "name"}]) so that silent ones show;
-    `may_view(request, station)` narrows viewers further (examiners: their assigned stations only);
-    `still_ok(request)` re-checks a publisher's credentials while it streams (a revoked token ends it)."""
+def configure(app: web.Application, who: Who, day_stations: DayStations | None = None,
+              may_view: MayView | None = None, hub: LiveHub | None = None,
+              page_meta: Callable[[web.Request], dict[str, str]] | None = None,
+              still_ok: Callable[[web.Request], Awaitable[bool]] | None = None) -> LiveHub:
+    """The live routes' state on an application that includes `routes`: `who(request)` gives (principal, station
+    code) as the auth middleware found them; `day_stations(request)` lists the day's stations
+    ([{"code", "name"}]) so that silent ones show; `may_view(request, station)` narrows viewers further
+    (examiners: their assigned stations only); `still_ok(request)` re-checks a publisher's credentials while it
+    streams (a revoked token ends it)."""
     app[LIVE_HUB] = hub = hub or LiveHub()
     app[LIVE_WHO] = who
     if day_stations is not None:
@@ -430,15 +441,6 @@ def add_live_routes(app: web.Application, who: Who, day_stations: DayStations | 
         app[LIVE_PAGE_META] = page_meta
     if still_ok is not None:
         app[LIVE_STILL_OK] = still_ok
-    app.router.add_get("/api/live/streams", streams, allow_head=False)
-    app.router.add_get("/api/live/{station}/{camera}/publish", publish, allow_head=False)
-    app.router.add_get("/api/live/{station}/{camera}/ws", watch, allow_head=False)
-    app.router.add_get("/api/live/{station}/{camera}/hls", hls_url, allow_head=False)
-    app.router.add_get("/live", page, allow_head=False)
-    app.router.add_get("/live/assets/{name}", asset, allow_head=False)
-    app.router.add_get("/live/{station}/{camera}/index.m3u8", hls_playlist, allow_head=False)
-    app.router.add_get("/live/{station}/{camera}/init.mp4", hls_init, allow_head=False)
-    app.router.add_get(r"/live/{station}/{camera}/{seq:\d+}.m4s", hls_segment, allow_head=False)
 
     async def _close_sockets(app: web.Application) -> None:
         for ch in hub.channels.values():
@@ -479,5 +481,6 @@ def create_live_test_app(station_tokens: dict[str, str], session_roles: dict[str
         return await handler(request)
 
     app = web.Application(middlewares=[stand_in_auth])
-    add_live_routes(app, who, hub=hub)
+    app.router.add_routes(routes)
+    configure(app, who, hub=hub)
     return app

@@ -71,6 +71,7 @@ READ_TIMEOUT_S = 60.0  # a silent peer releases the upload after this long
 _ID_RE = re.compile(r"[0-9a-f]{32}")
 _FLOAT_RE = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9})?")
 
+routes = web.RouteTableDef()
 TUS_DIR = web.AppKey("tus_dir", Path)
 TUS_LOCKS = web.AppKey("tus_locks", dict)
 TUS_HASHES = web.AppKey("tus_hashes", dict)  # upload id -> RunningHash of its part file
@@ -260,6 +261,7 @@ async def _finish(request: web.Request, state: UploadState, info: dict[str, Any]
 # ---------------------------------------------------------------- handlers
 
 
+@routes.route("OPTIONS", BASE)
 @requires("station.upload")
 async def tus_options(request: web.Request) -> web.Response:
     return web.Response(
@@ -275,6 +277,7 @@ async def tus_options(request: web.Request) -> web.Response:
     )
 
 
+@routes.route("POST", BASE)
 @requires("station.upload")
 async def tus_create(request: web.Request) -> web.Response:
     _check_version(request)
@@ -319,6 +322,7 @@ async def tus_create(request: web.Request) -> web.Response:
     return web.Response(status=201, headers=headers)
 
 
+@routes.route("HEAD", BASE + "/{upload_id}")
 @requires("station.upload")
 async def tus_head(request: web.Request) -> web.Response:
     _check_version(request)
@@ -339,6 +343,7 @@ def _streaming(handler: Any) -> Any:
     return handler
 
 
+@routes.route("PATCH", BASE + "/{upload_id}")
 @requires("station.upload")
 @_streaming
 async def tus_patch(request: web.Request) -> web.Response:
@@ -377,6 +382,7 @@ async def tus_patch(request: web.Request) -> web.Response:
     return web.Response(status=204, headers=headers)
 
 
+@routes.route("DELETE", BASE + "/{upload_id}")
 @requires("station.upload")
 async def tus_delete(request: web.Request) -> web.Response:
     _check_version(request)
@@ -524,19 +530,12 @@ def expire_uploads(folder: Path, max_age_s: float, now: float | None = None) -> 
     return removed
 
 
-def add_tus_routes(
-    app: web.Application, upload_dir: Path | None = None, expire_after_s: float = 14 * 86400
-) -> None:
-    """Register the tus routes on an application built by create_app (before it starts); uploads older than
-    expire_after_s are removed at startup."""
+def configure(app: web.Application, upload_dir: Path | None = None, expire_after_s: float = 14 * 86400) -> None:
+    """The receiver's state on an application built by create_app (before it starts): its folder (uploads older
+    than expire_after_s are removed now), the upload locks and the running hashes."""
     folder = Path(upload_dir) if upload_dir is not None else Path(app[CONFIG].media_dir) / ".tus"
     folder.mkdir(parents=True, exist_ok=True)
     expire_uploads(folder, expire_after_s)
     app[TUS_DIR] = folder
     app[TUS_LOCKS] = {}
     app[TUS_HASHES] = {}
-    app.router.add_route("OPTIONS", BASE, tus_options)
-    app.router.add_route("POST", BASE, tus_create)
-    app.router.add_route("HEAD", BASE + "/{upload_id}", tus_head)
-    app.router.add_route("PATCH", BASE + "/{upload_id}", tus_patch)
-    app.router.add_route("DELETE", BASE + "/{upload_id}", tus_delete)

@@ -1,7 +1,4 @@
-"""Results protocols (per exam day and specialty) and checklist versions for scoring.
-
-Registered through routes/archive.py (ROUTES below).
-"""
+"""Results protocols (per exam day and specialty) and checklist versions for scoring."""
 
 from __future__ import annotations
 
@@ -21,6 +18,8 @@ from ..validate import CODE_RE
 from ..web import CONFIG, ApiError, db_run, identity
 from .params import day_and_specialty
 
+routes = web.RouteTableDef()
+
 CHECKLIST_UPLOAD = "checklist.upload"
 PROTOCOL_VIEW = "protocol.view"
 FORMATS: dict[str, tuple[str, Any]] = {
@@ -30,6 +29,7 @@ FORMATS: dict[str, tuple[str, Any]] = {
 }
 
 
+@routes.get("/api/protocols", allow_head=False)
 @requires("protocol.view")
 async def get_protocol(request: web.Request) -> web.Response:
     """?day=YYYY-MM-DD&specialty=CODE[&format=json|csv|xlsx|pdf]"""
@@ -59,6 +59,7 @@ async def get_protocol(request: web.Request) -> web.Response:
     )
 
 
+@routes.post("/api/checklist-versions")
 @requires("checklists.manage")
 async def upload_checklist(request: web.Request) -> web.Response:
     """Body: the checklist's YAML (checklists/FORMAT.md); ?task=CODE links it to a task. Stored once per
@@ -99,9 +100,3 @@ async def upload_checklist(request: web.Request) -> web.Response:
 
     out, new = await db_run(request, store)
     return web.json_response(out, status=201 if new else 200)
-
-
-ROUTES: list[tuple[str, str, Any]] = [
-    ("GET", "/api/protocols", get_protocol),
-    ("POST", "/api/checklist-versions", upload_checklist),
-]
