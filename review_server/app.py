@@ -37,6 +37,7 @@ from .web import (
     db_run,
     error_response,
     read_form,
+    setup_templates,
 )
 
 log = logging.getLogger(__name__)
@@ -155,6 +156,7 @@ def create_app(config: ServerConfig, storage: MediaStorage | None = None) -> web
     app[THROTTLE] = auth.Throttle(
         config.login_max_failures_per_account, config.login_max_failures_per_ip, config.login_window_s
     )
+    setup_templates(app)
     setup_routes(app)
 
     async def _close(app: web.Application) -> None:

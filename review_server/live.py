@@ -42,7 +42,6 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +49,9 @@ from aiohttp import WSMsgType, web
 
 from media.live import HEADER, INIT, KEY
 
+from . import i18n
 from .roles import allowed, permission_of, public, requires
+from .web import render, setup_templates
 
 log = logging.getLogger(__name__)
 
@@ -403,14 +404,13 @@ async def hls_segment(request: web.Request) -> web.Response:
 @routes.get("/live", allow_head=False)
 @requires("recordings.view")
 async def page(request: web.Request) -> web.Response:
-    """The grid page; `page_meta(request)` (if given) adds <meta> tags: the CSRF token and who is watching,
-    which turn on marking beside the enlarged picture."""
-    html = (STATIC / "index.html").read_text(encoding="utf-8")
+    """The grid page (templates/live.html); `page_meta(request)` (if given) adds <meta> tags: the CSRF token and
+    who is watching, which turn on marking beside the enlarged picture. The script's texts come from the
+    catalogue (i18n/, section "live") through the page's data-texts."""
     meta_fn = request.app.get(LIVE_PAGE_META)
-    tags = "".join(f'<meta name="{escape(k)}" content="{escape(v)}">'
-                   for k, v in (meta_fn(request) if meta_fn is not None else {}).items())  # type: ignore[operator]
-    return web.Response(text=html.replace("<!--page-meta-->", tags), content_type="text/html",
-                        headers={"Cache-Control": "no-store"})
+    meta = meta_fn(request) if meta_fn is not None else {}  # type: ignore[operator]
+    texts = i18n.section(i18n.lang_of(request), "live")
+    return render(request, "live.html", {"meta": meta, "texts": texts}, headers={"Cache-Control": "no-store"})
 
 
 @routes.get("/live/assets/{name}", allow_head=False)
@@ -481,6 +481,7 @@ def create_live_test_app(station_tokens: dict[str, str], session_roles: dict[str
         return await handler(request)
 
     app = web.Application(middlewares=[stand_in_auth])
+    setup_templates(app)
     app.router.add_routes(routes)
     configure(app, who, hub=hub)
     return app

@@ -4,7 +4,9 @@ module that imports no route and no application (so nothing here can form an imp
 - ApiError / error_response: a refusal with what is wrong and where (a field, header or part of the URL);
 - the application's and the request's keys (CONFIG, DB, STORAGE, THROTTLE, IDENTITY) and identity(request);
 - db_run: a function on a database session, in one transaction, on a worker thread;
-- the body helpers: body_deadline, read_form, read_json (every request body is read through these).
+- the body helpers: body_deadline, read_form, read_json (every request body is read through these);
+- pages: setup_templates (Jinja2 through aiohttp-jinja2, autoescaped) and render(request, template, context),
+  which gives every page its language, its texts (i18n/) and the link to the other language.
 """
 
 from __future__ import annotations
@@ -12,13 +14,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp_jinja2
+import jinja2
 from aiohttp import web
 from sqlalchemy.orm import Session
 
-from . import auth
+from . import auth, i18n
 from .config import ServerConfig
 from .db import Database
 from .storage import MediaStorage
@@ -112,3 +117,37 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ApiError(400, "expected a JSON object", "body")
     return body
+
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+def setup_templates(app: web.Application) -> None:
+    """Jinja2 with autoescape on for every template (a value is escaped where it is inserted, always)."""
+    env = aiohttp_jinja2.setup(
+        app, loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined,
+        trim_blocks=True, lstrip_blocks=True,
+    )
+    env.filters["repr"] = repr
+
+
+def render(request: web.Request, template: str, context: Mapping[str, Any] | None = None, *,
+           lang: str | None = None, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    """A page: templates/<template> with `context`, plus what every page has: lang, t (the catalogue in that
+    language), the other language and this page's URL in it, the number and result formatters, and the
+    <meta> tags of `meta` (for the page's script)."""
+    lang = lang or i18n.lang_of(request)
+    other = i18n.other(lang)
+    page: dict[str, Any] = {
+        "lang": lang,
+        "t": i18n.CATALOGUE[lang],
+        "other_lang": other,
+        "other_href": str(request.rel_url.update_query(lang=other)),
+        "decimal": lambda x, digits=1: i18n.decimal(x, lang, digits),
+        "result_text": lambda r: i18n.result_text(r, lang),
+        "meta": {},
+        "texts": None,
+    }
+    response = aiohttp_jinja2.render_template(template, request, page | dict(context or {}), status=status)
+    response.headers.update(headers or {})
+    return response

@@ -10,6 +10,7 @@ from . import (
     admin,
     archive,
     archive_page,
+    assets,
     attempt_page,
     exam_clock,
     exports,
@@ -29,6 +30,7 @@ from . import (
 
 ROUTERS: tuple[web.RouteTableDef, ...] = (
     session.routes,
+    assets.routes,
     admin.routes,
     schedule.routes,
     exam_clock.routes,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +30,13 @@ from ..export import (
     start_export,
     start_job,
 )
+from ..i18n import lang_of, section
 from ..models import Attempt, Candidate, ExamDay, ExportPackage, ExportRequest, ExportRequestAttempt, Station, Task
 from ..retention import add_hold
 from ..roles import PUBLIC, requires
 from ..signing import data_dir, fingerprint, load_or_create, public_pem
 from ..validate import CODE_RE, Fields, path_int
-from ..web import CONFIG, DB, STORAGE, ApiError, db_run, identity, read_json
+from ..web import CONFIG, DB, STORAGE, ApiError, db_run, identity, read_json, render
 
 routes = web.RouteTableDef()
 
@@ -272,15 +272,13 @@ ASSETS = {"export.js": "text/javascript; charset=utf-8", "export.css": "text/css
 @requires("archive.export")
 async def request_page(request: web.Request) -> web.Response:
     """The request's page: what was asked, the attempts selected, its packages with a progress bar that polls
-    GET /api/exports/{id}, download links when done, resume for an interrupted export (static/exports/)."""
+    GET /api/exports/{id}, download links when done, resume for an interrupted export (templates/export_request.html,
+    static/exports/export.js; the script's texts come from the catalogue through the page's data-texts)."""
     request_id = path_int(request, "request_id")
     await db_run(request, lambda s: _request(s, request_id))
-    lang = "en" if request.query.get("lang") == "en" else "ru"
     meta = {"csrf-token": identity(request).csrf_token or "", "export-request-id": str(request_id)}
-    tags = "".join(f'<meta name="{k}" content="{escape(v)}">' for k, v in meta.items())
-    html = (STATIC / "request.html").read_text(encoding="utf-8")
-    html = html.replace('<html lang="ru">', f'<html lang="{lang}">').replace("<!--page-meta-->", tags)
-    return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-store"})
+    texts = section(lang_of(request), "export")
+    return render(request, "export_request.html", {"meta": meta, "texts": texts}, headers={"Cache-Control": "no-store"})
 
 
 @routes.get("/exports/assets/{name}", allow_head=False)

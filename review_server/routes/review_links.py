@@ -17,13 +17,13 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .. import audit
+from .. import attempt_view, audit
+from ..i18n import lang_of
 from ..models import Attempt, Recording, ReviewLink
-from ..pages import lang_of
 from ..roles import PUBLIC, requires
 from ..validate import CODE_RE, Fields, path_ident, path_int
-from ..web import ApiError, db_run, identity, read_json
-from . import attempt_page, track_file
+from ..web import ApiError, db_run, identity, read_json, render
+from . import track_file
 
 routes = web.RouteTableDef()
 
@@ -99,24 +99,28 @@ def _actor(link: ReviewLink, request: web.Request) -> str:
 @routes.get("/review/{token}", allow_head=False)
 @requires(PUBLIC)
 async def page(request: web.Request) -> web.Response:
-    """The attempt page (routes/attempt_page.py: every camera in sync, marks on the timeline, the checklist with
+    """The attempt page (templates/attempt.html: every camera in sync, marks on the timeline, the checklist with
     each examiner's marks and corrections), with the video fetched through this link."""
     token = request.match_info["token"]
     rec = request.query.get("rec")
     if rec is not None and not CODE_RE.fullmatch(rec):
         raise ApiError(400, f"must match {CODE_RE.pattern}", "query rec")
-    lang = lang_of(request.query.get("lang"))
+    lang = lang_of(request)
 
-    def q(s: Session) -> str:
+    def q(s: Session) -> tuple[attempt_view.PageData, str]:
         link = _link(s, token)
         att = s.get(Attempt, link.attempt_id)
         assert att is not None
-        data = attempt_page.gather(s, att, rec)
+        try:
+            data = attempt_view.gather(s, att, rec)
+        except attempt_view.RecordingNotFound as exc:
+            raise ApiError(404, str(exc), "query rec") from None
         audit.append(s, _actor(link, request), VIEW, att.id, {"link_id": link.id, "ip": request.remote})
-        until = f"{attempt_page.TEXT[lang]['link_until']} {link.expires_at.strftime('%d.%m.%Y %H:%M')} UTC"
-        return attempt_page.render(data, lang, f"/review/{token}/recordings", f'<p class="banner">{until}</p>')
+        return data, link.expires_at.strftime("%d.%m.%Y %H:%M")
 
-    return web.Response(text=await db_run(request, q), content_type="text/html")
+    data, until = await db_run(request, q)
+    context = attempt_view.context(data, lang, f"/review/{token}/recordings", until)
+    return render(request, attempt_view.TEMPLATE, context)
 
 
 @routes.get("/review/{token}/recordings/{key}/{track}", allow_head=False)

@@ -113,7 +113,7 @@ async def test_page_shows_marks_history_score_gaps_and_cpr_figures(world: World)
     assert f"{out.percent:.1f}".replace(".", ",") + " % — не сдано" in text
 
     # One point per mark event with a time: 19 from the station and the correction.
-    points = re.findall(r'class="mark-point[^"]*" style="left:[^"]+" data-t="([\d.]+)" data-item="(\d+)"', text)
+    points = re.findall(r'class="mark-point[^"]*" data-left="[^"]+" data-t="([\d.]+)" data-item="(\d+)"', text)
     assert len(points) == 20 and ("3.500", "2") in points
     row2 = re.search(r'<tr data-item="2">.*?</tr>', text, re.S)
     assert row2 is not None and "было: да" in row2.group(0) and "по видео: не потормошил" in row2.group(0)
