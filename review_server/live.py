@@ -404,7 +404,7 @@ async def hls_segment(request: web.Request) -> web.Response:
 @routes.get("/live", allow_head=False)
 @requires("recordings.view")
 async def page(request: web.Request) -> web.Response:
-    """The grid page (templates/live.html); `page_meta(request)` (if given) adds <meta> tags: the CSRF token and
+    """The grid page (templates/live.html); `page_meta(request)` (if given) adds meta tags: the CSRF token and
     who is watching, which turn on marking beside the enlarged picture. The script's texts come from the
     catalogue (i18n/, section "live") through the page's data-texts."""
     meta_fn = request.app.get(LIVE_PAGE_META)

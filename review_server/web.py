@@ -135,7 +135,7 @@ def render(request: web.Request, template: str, context: Mapping[str, Any] | Non
            lang: str | None = None, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     """A page: templates/<template> with `context`, plus what every page has: lang, t (the catalogue in that
     language), the other language and this page's URL in it, the number and result formatters, and the
-    <meta> tags of `meta` (for the page's script)."""
+    meta tags named in `meta` (for the page's script)."""
     lang = lang or i18n.lang_of(request)
     other = i18n.other(lang)
     page: dict[str, Any] = {

@@ -145,7 +145,8 @@ async def test_quality_report_bad_input(world: World) -> None:
         resp = await client.get(f"/api/reports/quality?{query}", headers=arch)
         assert resp.status == status and (await resp.json())["where"] == where, query
     page = await client.get("/reports/quality?exam_day=2026-06-01&specialty=NOPE", headers=arch)
-    assert page.status == 404 and "no specialty &#39;NOPE&#39; (query specialty)" in await page.text()  # escaped (markupsafe)
+    # escaped, as markupsafe writes a quote
+    assert page.status == 404 and "no specialty &#39;NOPE&#39; (query specialty)" in await page.text()
 
 
 async def test_finalise_refreshes_the_stored_result(world: World) -> None:
