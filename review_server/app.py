@@ -21,6 +21,7 @@ import logging
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from sqlalchemy.exc import IntegrityError
 
 from . import auth
@@ -79,7 +80,7 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as exc:
@@ -111,7 +112,7 @@ def _route_handler(request: web.Request) -> Any:
 
 
 @web.middleware
-async def body_limit_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+async def body_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     limit = request.app[CONFIG].max_json_bytes
     if getattr(_route_handler(request), "osce_streaming_body", False):
         limit = request.app[CONFIG].max_fragment_bytes
@@ -121,7 +122,7 @@ async def body_limit_middleware(request: web.Request, handler):  # type: ignore[
 
 
 @web.middleware
-async def auth_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.match_info.http_exception is not None:
         raise request.match_info.http_exception  # 404/405: nothing to protect
     permission = permission_of(_route_handler(request))
@@ -146,7 +147,7 @@ async def auth_middleware(request: web.Request, handler):  # type: ignore[no-unt
 
 
 @web.middleware
-async def body_deadline_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+async def body_deadline_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Read the (size-limited) body whole within body_timeout_s; the handler's read_json, request.read() and
     read_form then get aiohttp's cached copy. Streaming bodies (tus, fragment PUT) are read by their handler."""
     if request.body_exists and not getattr(_route_handler(request), "osce_streaming_body", False):

@@ -149,8 +149,8 @@ def cpr_timeline(report: dict[str, Any], shift: float = 0.0) -> dict[str, Any]:
                 out["pauses"].append((start - shift, length))
         if out["first"] is None and (first := _num(src.get("first_compression_s"))) is not None:
             out["first"] = first - shift
-        if src is video:
-            for r in src.get("rate_series") or []:
+        if src is video and video is not None:
+            for r in video.get("rate_series") or []:
                 t, rate = (_num(r.get("t")), _num(r.get("rate"))) if isinstance(r, dict) else (None, None)
                 if t is not None:
                     out["rate"].append((t - shift, rate))
@@ -216,6 +216,8 @@ def marks_zero(s: Session, attempt_id: str) -> dt.datetime | None:
         MarkEvent.recording_offset_s.is_not(None))).all()
     zeros = []
     for wall, offset in rows:
+        if offset is None:  # not selected; for the type checker
+            continue
         with contextlib.suppress(ValueError):
             zeros.append(parse_utc(wall) - dt.timedelta(seconds=offset))
     return sorted(zeros)[len(zeros) // 2] if zeros else None
@@ -338,7 +340,8 @@ def history(data: PageData, examiner: str, item: int) -> list[HistoryEntry]:
     corrections = {ev.event_id for ev in sheet.corrections}
     events = sorted((ev for ev in sheet.history + sheet.rejected if ev.kind == "mark" and ev.item == item),
                     key=lambda ev: ev.order_key())
-    out, value = [], None
+    out: list[HistoryEntry] = []
+    value: bool | None = None
     for ev in events:
         was = value if ev.event_id not in rejected and value is not None and value != ev.done else None
         out.append(HistoryEntry(ev, data.sources.get(ev.event_id, ev.examiner), was, ev.event_id in rejected,

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from aiohttp.typedefs import Handler
 
 from media.live import HEADER, INIT, KEY
 
@@ -58,6 +59,8 @@ log = logging.getLogger(__name__)
 Who = Callable[[web.Request], tuple[str | None, str | None]]  # -> (principal, station code of a token)
 DayStations = Callable[[web.Request], Awaitable[list[dict[str, Any]]]]
 MayView = Callable[[web.Request, str], Awaitable[bool]]  # (request, station code) -> allowed (examiner scope)
+PageMeta = Callable[[web.Request], dict[str, str]]  # the grid page's meta tags (CSRF token, login, role)
+StillOk = Callable[[web.Request], Awaitable[bool]]  # a publisher's credentials are still valid
 
 STATIC = Path(__file__).parent / "static" / "live"
 ASSETS = {"live.js": "text/javascript", "live.css": "text/css"}
@@ -215,11 +218,11 @@ class LiveHub:
 
 routes = web.RouteTableDef()
 LIVE_HUB = web.AppKey("live_hub", LiveHub)
-LIVE_WHO = web.AppKey("live_who", object)
-LIVE_DAY = web.AppKey("live_day_stations", object)
-LIVE_MAY_VIEW = web.AppKey("live_may_view", object)
-LIVE_PAGE_META = web.AppKey("live_page_meta", object)
-LIVE_STILL_OK = web.AppKey("live_still_ok", object)
+LIVE_WHO: web.AppKey[Who] = web.AppKey("live_who")
+LIVE_DAY: web.AppKey[DayStations] = web.AppKey("live_day_stations")
+LIVE_MAY_VIEW: web.AppKey[MayView] = web.AppKey("live_may_view")
+LIVE_PAGE_META: web.AppKey[PageMeta] = web.AppKey("live_page_meta")
+LIVE_STILL_OK: web.AppKey[StillOk] = web.AppKey("live_still_ok")
 TOKEN_RECHECK_S = 5.0
 _background: set[asyncio.Future[Any]] = set()
 
@@ -232,12 +235,12 @@ def _names(request: web.Request) -> tuple[str, str]:
 
 
 def _who(request: web.Request) -> tuple[str | None, str | None]:
-    return request.app[LIVE_WHO](request)  # type: ignore[operator]
+    return request.app[LIVE_WHO](request)
 
 
 async def _may_view(request: web.Request, station: str) -> bool:
     check = request.app.get(LIVE_MAY_VIEW)
-    return True if check is None else await check(request, station)  # type: ignore[operator]
+    return True if check is None else await check(request, station)
 
 
 async def _require_view(request: web.Request, station: str) -> None:
@@ -333,7 +336,7 @@ async def watch(request: web.Request) -> web.StreamResponse:
 async def streams(request: web.Request) -> web.Response:
     hub = request.app[LIVE_HUB]
     day_fn = request.app.get(LIVE_DAY)
-    day = await day_fn(request) if day_fn is not None else []  # type: ignore[operator]
+    day = await day_fn(request) if day_fn is not None else []
     stations: dict[str, dict[str, Any]] = {s["code"]: {"station": s["code"], "station_name": s.get("name", s["code"]),
                                                        "cameras": [], "live": False} for s in day}
     now = time.monotonic()
@@ -408,7 +411,7 @@ async def page(request: web.Request) -> web.Response:
     who is watching, which turn on marking beside the enlarged picture. The script's texts come from the
     catalogue (i18n/, section "live") through the page's data-texts."""
     meta_fn = request.app.get(LIVE_PAGE_META)
-    meta = meta_fn(request) if meta_fn is not None else {}  # type: ignore[operator]
+    meta = meta_fn(request) if meta_fn is not None else {}
     texts = i18n.section(i18n.lang_of(request), "live")
     return render(request, "live.html", {"meta": meta, "texts": texts}, headers={"Cache-Control": "no-store"})
 
@@ -424,8 +427,7 @@ async def asset(request: web.Request) -> web.FileResponse:
 
 def configure(app: web.Application, who: Who, day_stations: DayStations | None = None,
               may_view: MayView | None = None, hub: LiveHub | None = None,
-              page_meta: Callable[[web.Request], dict[str, str]] | None = None,
-              still_ok: Callable[[web.Request], Awaitable[bool]] | None = None) -> LiveHub:
+              page_meta: PageMeta | None = None, still_ok: StillOk | None = None) -> LiveHub:
     """The live routes' state on an application that includes `routes`: `who(request)` gives (principal, station
     code) as the auth middleware found them; `day_stations(request)` lists the day's stations
     ([{"code", "name"}]) so that silent ones show; `may_view(request, station)` narrows viewers further
@@ -467,7 +469,7 @@ def create_live_test_app(station_tokens: dict[str, str], session_roles: dict[str
         return request[STAND_IN_WHO]
 
     @web.middleware
-    async def stand_in_auth(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    async def stand_in_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and token in station_tokens:
             request[STAND_IN_WHO] = ("station", station_tokens[token])

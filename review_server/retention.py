@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from sqlalchemy import func, select
@@ -107,7 +108,8 @@ def due(s: Session, today: dt.date) -> tuple[list[tuple[int, str, int, str]], li
 
 def delete_recording(s: Session, rec: Recording, actor: str, reason: str, extra: dict[str, Any]) -> list[str]:
     """Delete the rows of one recording with the audit record; return the blobs nothing refers to any more."""
-    frags = [{"track": f.track, "seq": f.seq, "sha256": f.sha256, "size": f.size} for f in rec.fragments]
+    frags: list[dict[str, Any]] = [{"track": f.track, "seq": f.seq, "sha256": f.sha256, "size": f.size}
+                                   for f in rec.fragments]
     key = rec.key
     for f in list(rec.fragments):
         s.delete(f)
@@ -119,6 +121,10 @@ def delete_recording(s: Session, rec: Recording, actor: str, reason: str, extra:
     return orphans
 
 
+def _recording_bytes(s: Session, recording_id: int) -> int | None:
+    return s.scalar(select(func.sum(Fragment.size)).where(Fragment.recording_id == recording_id))
+
+
 def run(
     db: Database, storage: MediaStorage, actor: str, today: dt.date | None = None, dry_run: bool = False
 ) -> RunReport:
@@ -126,9 +132,7 @@ def run(
     todo, held = db.run(lambda s: due(s, today))
     report = RunReport(held=held, dry_run=dry_run)
     for rec_id, key, days, specialty in todo:
-        size = db.run(
-            lambda s, rid=rec_id: s.scalar(select(func.sum(Fragment.size)).where(Fragment.recording_id == rid))
-        )
+        size = db.run(partial(_recording_bytes, recording_id=rec_id))
         entry = {"recording": key, "specialty": specialty, "keep_days": days, "bytes": int(size or 0)}
         report.deleted.append(entry)
         if dry_run:

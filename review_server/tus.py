@@ -221,8 +221,10 @@ def _existing(s: Session, who: Identity, frag: dict[str, Any], size: int) -> boo
 
 async def _record_fragment(request: web.Request, frag: dict[str, Any], size: int) -> None:
     who = identity(request)
+    station_id = who.station_id
+    assert station_id is not None  # station.upload: station tokens only
     try:
-        await db_run(request, lambda s: record_fragment(s, who.station_id, _incoming(frag, size), TUS_WHERE))
+        await db_run(request, lambda s: record_fragment(s, station_id, _incoming(frag, size), TUS_WHERE))
     except IntegrityError:  # a concurrent upload of the same fragment: fine if it holds the same hash
         if not await db_run(request, lambda s: _existing(s, who, frag, size)):
             raise ApiError(409, "conflicting concurrent upload", "Upload-Metadata") from None

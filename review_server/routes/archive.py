@@ -59,7 +59,7 @@ async def export_attempt(request: web.Request) -> web.Response:
         station = s.get(Station, att.station_id)
         events = s.scalars(select(MarkEvent).where(MarkEvent.attempt_id == attempt_id).order_by(MarkEvent.id))
         recs = s.scalars(select(Recording).where(Recording.attempt_id == attempt_id).order_by(Recording.id))
-        bundle = {
+        bundle: dict[str, Any] = {
             "attempt_id": att.id,
             "station": station.code if station else None,
             "accreditation_number": cand.accreditation_number if cand else None,

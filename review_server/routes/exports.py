@@ -175,6 +175,7 @@ async def _run_job(request: web.Request, package_id: int, g: Gathered, actor: st
         raise _job_error(exc) from None
     if request.query.get("background") in ("1", "true"):
         pkg = await db_run(request, lambda s: s.get(ExportPackage, package_id))
+        assert pkg is not None  # start_job found it
         body = package_json(pkg, app[CONFIG])
         return web.json_response(body, status=202, headers={"Location": body["status_url"]})
     await asyncio.shield(asyncio.to_thread(job.done.wait))

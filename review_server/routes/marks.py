@@ -146,6 +146,7 @@ async def ingest_marks(request: web.Request) -> web.Response:
 
     def store(s: Session) -> tuple[list[str], list[str]]:
         station = s.get(Station, who.station_id)
+        assert station is not None  # the token's station: tokens are revoked, stations never deleted
         return store_events(s, events, who.actor, station)
 
     new, dup = await db_run(request, store)
