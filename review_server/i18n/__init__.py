@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 LANGS = ("ru", "en")
 DEFAULT = "ru"
@@ -33,10 +33,6 @@ def other(lang: str) -> str:
     return "ru" if lang == "en" else "en"
 
 
-def texts(lang: str) -> dict[str, dict[str, str]]:
-    return CATALOGUE[lang]
-
-
 def result_text(result: str | None, lang: str) -> str:
     """A stored result ("сдано", "не сдано") as the reader's language says it; anything else as it is."""
     if not result:
@@ -50,5 +46,6 @@ def decimal(x: float, lang: str, digits: int = 1) -> str:
     return text.replace(".", ",") if lang == "ru" else text
 
 
-def section(lang: str, name: str) -> dict[str, Any]:
+def section(lang: str, name: str) -> dict[str, str]:
+    """One page's texts (what a page's script gets through data-texts)."""
     return CATALOGUE[lang][name]

@@ -137,3 +137,15 @@ def test_one_language_parameter_rule() -> None:
     assert [i18n.lang_of(Q(q)) for q in queries] == ["ru", "en", "ru", "ru"]
     assert i18n.result_text("не сдано", "en") == "failed" and i18n.result_text("сдано", "ru") == "сдано"
     assert i18n.decimal(78.94, "ru") == "78,9" and i18n.decimal(78.94, "en") == "78.9"
+
+
+async def test_static_files_are_a_fixed_list(world: World) -> None:
+    """/static/{name} serves the pages' CSS and JS to anyone, by name from a fixed list: no path from the URL."""
+    client = world.api.client
+    for name, kind in (("base.css", "text/css"), ("review.css", "text/css"), ("attempt.js", "text/javascript")):
+        resp = await client.get(f"/static/{name}")
+        assert resp.status == 200 and resp.content_type == kind, name
+    for bad in ("/static/..%2fapp.py", "/static/%2e%2e%2fweb.py", "/static/attempt.js%00.html", "/static/live.js",
+                "/static/../i18n/ru.json", "/static/" + "..%2f" * 20 + "etc%2fpasswd"):
+        resp = await client.get(bad)
+        assert resp.status == 404, bad
