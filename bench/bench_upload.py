@@ -55,11 +55,9 @@ def serve(db_url: str, media_dir: str, port: str) -> None:
 
     from review_server.app import create_app
     from review_server.storage import LocalStorage
-    from review_server.tus import add_tus_routes
 
     cfg = ServerConfig(database_url=db_url, media_dir=Path(media_dir), max_fragment_bytes=1 << 30)
     app = create_app(cfg, storage=LocalStorage(cfg.media_dir))
-    add_tus_routes(app)
     web.run_app(app, host="127.0.0.1", port=int(port), print=lambda *_: print("serving", flush=True))
 
 

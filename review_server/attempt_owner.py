@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from .app import ApiError
 from .models import Attempt
+from .web import ApiError
 
 
 def station_attempt(s: Session, station_id: int, attempt_id: str, where: str) -> Attempt:

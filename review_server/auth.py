@@ -165,7 +165,7 @@ def end_session(session: Session, session_id: int) -> None:
 
 
 def csrf_ok(expected: str | None, given: str | None) -> bool:
-    return bool(expected) and bool(given) and hmac.compare_digest(expected.encode(), given.encode())
+    return bool(expected and given) and hmac.compare_digest((expected or "").encode(), (given or "").encode())
 
 
 # --- passwords at login ---------------------------------------------------------------------------

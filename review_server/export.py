@@ -160,7 +160,7 @@ def gather(s: Session, request_id: int) -> Gathered:
         if figures is not None:
             g.cpr_figures[attempt_id] = figures.body.encode("utf-8")
         targets.add(attempt_id)
-    found = []
+    found: list[AuditEvent] = []
     ordered = sorted(targets)
     for i in range(0, len(ordered), 500):
         found += s.scalars(select(AuditEvent).where(AuditEvent.target.in_(ordered[i : i + 500]))).all()

@@ -20,11 +20,11 @@ from sqlalchemy.orm import Session
 
 from media import fmp4_check
 
-from .app import ApiError
 from .attempt_owner import station_attempt
 from .models import Fragment, Recording
 from .storage import MediaStorage
 from .validate import parse_utc
+from .web import ApiError
 
 
 @dataclass(frozen=True)

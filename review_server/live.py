@@ -2,7 +2,7 @@
 WebSocket; the server passes the same bytes on (no re-encode, no re-mux) to viewers over WebSocket (MSE in
 the grid page) and as an HLS live playlist of fMP4 segments cut at key frames.
 
-Routes (`add_live_routes(app, who)`), with the permission each declares (roles.py):
+Routes (`routes`, state from `configure(app, who)`), with the permission each declares (roles.py):
 
 - ``GET /api/live/{station}/{camera}/publish``  WebSocket, station.upload (and the token's own station)
 - ``GET /api/live/{station}/{camera}/ws``       WebSocket, recordings.view: init, GOP-from-key, live chunks
@@ -53,21 +53,27 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from html import escape
 from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from aiohttp.typedefs import Handler
 
 from media.live import HEADER, INIT, KEY
 
+from . import i18n
 from .roles import allowed, permission_of, public, requires
+from .web import render, setup_templates
 
 log = logging.getLogger(__name__)
 
 Who = Callable[[web.Request], tuple[str | None, str | None]]  # -> (principal, station code of a token)
 DayStations = Callable[[web.Request], Awaitable[list[dict[str, Any]]]]
 MayView = Callable[[web.Request, str], Awaitable[bool]]  # (request, station code) -> allowed (examiner scope)
+PageMeta = Callable[[web.Request], dict[str, str]]  # the grid page's meta tags (CSRF token, login, role)
+StillOk = Callable[[web.Request], Awaitable[bool]]  # a publisher's credentials are still valid
+SessionOf = Callable[[web.Request], str | None]  # the viewer's session reference (not its secret)
+SessionAlive = Callable[[web.Request, str, str], Awaitable[bool]]  # (request, session, station) -> may still watch
 
 STATIC = Path(__file__).parent / "static" / "live"
 ASSETS = {"live.js": "text/javascript", "live.css": "text/css"}
@@ -282,13 +288,14 @@ class LiveHub:
         return session if hmac.compare_digest(self.sign(station, camera, int(expires), session), token) else None
 
 
+routes = web.RouteTableDef()
 LIVE_HUB = web.AppKey("live_hub", LiveHub)
-LIVE_WHO = web.AppKey("live_who", object)
-LIVE_DAY = web.AppKey("live_day_stations", object)
-LIVE_MAY_VIEW = web.AppKey("live_may_view", object)
-LIVE_PAGE_META = web.AppKey("live_page_meta", object)
-LIVE_STILL_OK = web.AppKey("live_still_ok", object)
-LIVE_SESSION = web.AppKey("live_session", object)  # (session_of, session_alive): see add_live_routes
+LIVE_WHO: web.AppKey[Who] = web.AppKey("live_who")
+LIVE_DAY: web.AppKey[DayStations] = web.AppKey("live_day_stations")
+LIVE_MAY_VIEW: web.AppKey[MayView] = web.AppKey("live_may_view")
+LIVE_PAGE_META: web.AppKey[PageMeta] = web.AppKey("live_page_meta")
+LIVE_STILL_OK: web.AppKey[StillOk] = web.AppKey("live_still_ok")
+LIVE_SESSION: web.AppKey[tuple[SessionOf, SessionAlive]] = web.AppKey("live_session")
 TOKEN_RECHECK_S = 5.0
 _background: set[asyncio.Future[Any]] = set()
 
@@ -301,12 +308,12 @@ def _names(request: web.Request) -> tuple[str, str]:
 
 
 def _who(request: web.Request) -> tuple[str | None, str | None]:
-    return request.app[LIVE_WHO](request)  # type: ignore[operator]
+    return request.app[LIVE_WHO](request)
 
 
 async def _may_view(request: web.Request, station: str) -> bool:
     check = request.app.get(LIVE_MAY_VIEW)
-    return True if check is None else await check(request, station)  # type: ignore[operator]
+    return True if check is None else await check(request, station)
 
 
 async def _require_view(request: web.Request, station: str) -> None:
@@ -314,6 +321,7 @@ async def _require_view(request: web.Request, station: str) -> None:
         raise web.HTTPForbidden(reason=f"station {station} is not assigned to you")
 
 
+@routes.get("/api/live/{station}/{camera}/publish", allow_head=False)
 @requires("station.upload")
 async def publish(request: web.Request) -> web.StreamResponse:
     station, camera = _names(request)
@@ -366,12 +374,12 @@ async def _close_when_revoked(request: web.Request, ws: web.WebSocketResponse) -
 
 def _session_of(request: web.Request) -> str | None:
     hooks = request.app.get(LIVE_SESSION)
-    return None if hooks is None else hooks[0](request)  # type: ignore[index]
+    return None if hooks is None else hooks[0](request)
 
 
 async def _session_alive(request: web.Request, session: str, station: str) -> bool:
     hooks = request.app.get(LIVE_SESSION)
-    return True if hooks is None else await hooks[1](request, session, station)  # type: ignore[index]
+    return True if hooks is None else await hooks[1](request, session, station)
 
 
 async def _close_when_session_ends(request: web.Request, ws: web.WebSocketResponse, station: str) -> None:
@@ -392,6 +400,7 @@ async def _close_when_session_ends(request: web.Request, ws: web.WebSocketRespon
             return
 
 
+@routes.get("/api/live/{station}/{camera}/ws", allow_head=False)
 @requires("recordings.view")
 async def watch(request: web.Request) -> web.StreamResponse:
     station, camera = _names(request)
@@ -442,12 +451,13 @@ async def _watch(request: web.Request, hub: LiveHub, channel: Channel, station: 
     return ws
 
 
+@routes.get("/api/live/streams", allow_head=False)
 @requires("recordings.view")
 async def streams(request: web.Request) -> web.Response:
     hub = request.app[LIVE_HUB]
     hub.sweep()
     day_fn = request.app.get(LIVE_DAY)
-    day = await day_fn(request) if day_fn is not None else []  # type: ignore[operator]
+    day = await day_fn(request) if day_fn is not None else []
     stations: dict[str, dict[str, Any]] = {s["code"]: {"station": s["code"], "station_name": s.get("name", s["code"]),
                                                        "cameras": [], "live": False} for s in day}
     now = time.monotonic()
@@ -462,6 +472,7 @@ async def streams(request: web.Request) -> web.Response:
     return web.json_response({"stations": list(stations.values())})
 
 
+@routes.get("/api/live/{station}/{camera}/hls", allow_head=False)
 @requires("recordings.view")
 async def hls_url(request: web.Request) -> web.Response:
     station, camera = _names(request)
@@ -495,6 +506,7 @@ async def _hls_channel(request: web.Request) -> tuple[Channel, str]:
     return channel, f"?token={token}" if token else ""
 
 
+@routes.get("/live/{station}/{camera}/index.m3u8", allow_head=False)
 @public
 async def hls_playlist(request: web.Request) -> web.Response:
     channel, query = await _hls_channel(request)
@@ -502,6 +514,7 @@ async def hls_playlist(request: web.Request) -> web.Response:
                         headers={"Cache-Control": "no-cache"})
 
 
+@routes.get("/live/{station}/{camera}/init.mp4", allow_head=False)
 @public
 async def hls_init(request: web.Request) -> web.Response:
     channel, _ = await _hls_channel(request)
@@ -509,6 +522,7 @@ async def hls_init(request: web.Request) -> web.Response:
     return web.Response(body=channel.init[HEADER.size:], content_type="video/mp4")
 
 
+@routes.get(r"/live/{station}/{camera}/{seq:\d+}.m4s", allow_head=False)
 @public
 async def hls_segment(request: web.Request) -> web.Response:
     channel, _ = await _hls_channel(request)
@@ -519,18 +533,19 @@ async def hls_segment(request: web.Request) -> web.Response:
     raise web.HTTPNotFound(reason=f"segment {seq} is not in the live window")
 
 
+@routes.get("/live", allow_head=False)
 @requires("recordings.view")
 async def page(request: web.Request) -> web.Response:
-    """The grid page; `page_meta(request)` (if given) adds <meta> tags: the CSRF token and who is watching,
-    which turn on marking beside the enlarged picture."""
-    html = (STATIC / "index.html").read_text(encoding="utf-8")
+    """The grid page (templates/live.html); `page_meta(request)` (if given) adds meta tags: the CSRF token and
+    who is watching, which turn on marking beside the enlarged picture. The script's texts come from the
+    catalogue (i18n/, section "live") through the page's data-texts."""
     meta_fn = request.app.get(LIVE_PAGE_META)
-    tags = "".join(f'<meta name="{escape(k)}" content="{escape(v)}">'
-                   for k, v in (meta_fn(request) if meta_fn is not None else {}).items())  # type: ignore[operator]
-    return web.Response(text=html.replace("<!--page-meta-->", tags), content_type="text/html",
-                        headers={"Cache-Control": "no-store"})
+    meta = meta_fn(request) if meta_fn is not None else {}
+    texts = i18n.section(i18n.lang_of(request), "live")
+    return render(request, "live.html", {"meta": meta, "texts": texts}, headers={"Cache-Control": "no-store"})
 
 
+@routes.get("/live/assets/{name}", allow_head=False)
 @requires("recordings.view")
 async def asset(request: web.Request) -> web.FileResponse:
     name = request.match_info["name"]
@@ -539,19 +554,17 @@ async def asset(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / name, headers={"Content-Type": ASSETS[name], "Cache-Control": "no-cache"})
 
 
-def add_live_routes(app: web.Application, who: Who, day_stations: DayStations | None = None,
-                    may_view: MayView | None = None, hub: LiveHub | None = None,
-                    page_meta: Callable[[web.Request], dict[str, str]] | None = None,
-                    still_ok: Callable[[web.Request], Awaitable[bool]] | None = None,
-                    session_of: Callable[[web.Request], str | None] | None = None,
-                    session_alive: Callable[[web.Request, str, str], Awaitable[bool]] | None = None) -> LiveHub:
-    """Add the live routes; `who(request)` gives (principal, station code) as the auth middleware found
-    them; `day_stations(request)` lists the day's stations ([{"code", "name"}]) so that silent ones show;
-    `may_view(request, station)` narrows viewers further (examiners: their assigned stations only);
-    `still_ok(request)` re-checks a publisher's credentials while it streams (a revoked token ends it);
-    `session_of(request)` names the viewer's session (not a secret: it goes into signed URLs) and
-    `session_alive(request, session, station)` says whether it still lives and may watch the station (signed
-    URLs and open viewer sockets end with it)."""
+def configure(app: web.Application, who: Who, day_stations: DayStations | None = None,
+              may_view: MayView | None = None, hub: LiveHub | None = None,
+              page_meta: PageMeta | None = None, still_ok: StillOk | None = None,
+              session_of: SessionOf | None = None, session_alive: SessionAlive | None = None) -> LiveHub:
+    """The live routes' state on an application that includes `routes`: `who(request)` gives (principal, station
+    code) as the auth middleware found them; `day_stations(request)` lists the day's stations
+    ([{"code", "name"}]) so that silent ones show; `may_view(request, station)` narrows viewers further
+    (examiners: their assigned stations only); `still_ok(request)` re-checks a publisher's credentials while it
+    streams (a revoked token ends it); `session_of(request)` names the viewer's session (not a secret: it goes
+    into signed URLs) and `session_alive(request, session, station)` says whether it still lives and may watch
+    the station (signed URLs and open viewer sockets end with it)."""
     app[LIVE_HUB] = hub = hub or LiveHub()
     app[LIVE_WHO] = who
     if day_stations is not None:
@@ -564,15 +577,6 @@ def add_live_routes(app: web.Application, who: Who, day_stations: DayStations | 
         app[LIVE_STILL_OK] = still_ok
     if session_of is not None and session_alive is not None:
         app[LIVE_SESSION] = (session_of, session_alive)
-    app.router.add_get("/api/live/streams", streams, allow_head=False)
-    app.router.add_get("/api/live/{station}/{camera}/publish", publish, allow_head=False)
-    app.router.add_get("/api/live/{station}/{camera}/ws", watch, allow_head=False)
-    app.router.add_get("/api/live/{station}/{camera}/hls", hls_url, allow_head=False)
-    app.router.add_get("/live", page, allow_head=False)
-    app.router.add_get("/live/assets/{name}", asset, allow_head=False)
-    app.router.add_get("/live/{station}/{camera}/index.m3u8", hls_playlist, allow_head=False)
-    app.router.add_get("/live/{station}/{camera}/init.mp4", hls_init, allow_head=False)
-    app.router.add_get(r"/live/{station}/{camera}/{seq:\d+}.m4s", hls_segment, allow_head=False)
 
     async def _close_sockets(app: web.Application) -> None:
         for ch in hub.channels.values():
@@ -599,7 +603,7 @@ def create_live_test_app(station_tokens: dict[str, str], session_roles: dict[str
         return request[STAND_IN_WHO]
 
     @web.middleware
-    async def stand_in_auth(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    async def stand_in_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and token in station_tokens:
             request[STAND_IN_WHO] = ("station", station_tokens[token])
@@ -620,5 +624,7 @@ def create_live_test_app(station_tokens: dict[str, str], session_roles: dict[str
         return any(hashlib.sha256(c.encode()).hexdigest()[:16] == session for c in session_roles)
 
     app = web.Application(middlewares=[stand_in_auth])
-    add_live_routes(app, who, hub=hub, session_of=session_of, session_alive=session_alive)
+    setup_templates(app)
+    app.router.add_routes(routes)
+    configure(app, who, hub=hub, session_of=session_of, session_alive=session_alive)
     return app

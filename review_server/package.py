@@ -118,6 +118,8 @@ class MappedFile(mmap.mmap):
     """A stored file mapped read-only (what the hashes read) with its own descriptor (what the sink copies
     from, after the caller has closed its file); closing it closes both."""
 
+    fd: int
+
     def __new__(cls, fd: int, size: int) -> MappedFile:
         self = super().__new__(cls, fd, size, prot=mmap.PROT_READ, flags=mmap.MAP_SHARED | _POPULATE)
         self.fd = os.dup(fd)

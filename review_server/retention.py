@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from sqlalchemy import func, select
@@ -149,7 +150,8 @@ def delete_recording(s: Session, rec: Recording, actor: str, reason: str, extra:
         audit.append(s, actor, DELETE_REFUSED, rec.key,
                      {"reason": reason, "attempt_id": rec.attempt_id, "holds": holds, **extra})
         return Deletion(holds=holds)
-    frags = [{"track": f.track, "seq": f.seq, "sha256": f.sha256, "size": f.size} for f in rec.fragments]
+    frags: list[dict[str, Any]] = [{"track": f.track, "seq": f.seq, "sha256": f.sha256, "size": f.size}
+                                   for f in rec.fragments]
     key = rec.key
     for f in list(rec.fragments):
         s.delete(f)
@@ -161,6 +163,10 @@ def delete_recording(s: Session, rec: Recording, actor: str, reason: str, extra:
     return Deletion(orphans=orphans)
 
 
+def _recording_bytes(s: Session, recording_id: int) -> int | None:
+    return s.scalar(select(func.sum(Fragment.size)).where(Fragment.recording_id == recording_id))
+
+
 def run(
     db: Database, storage: MediaStorage, actor: str, today: dt.date | None = None, dry_run: bool = False
 ) -> RunReport:
@@ -168,9 +174,7 @@ def run(
     todo, held = db.run(lambda s: due(s, today))
     report = RunReport(held=held, dry_run=dry_run)
     for rec_id, key, days, specialty in todo:
-        size = db.run(
-            lambda s, rid=rec_id: s.scalar(select(func.sum(Fragment.size)).where(Fragment.recording_id == rid))
-        )
+        size = db.run(partial(_recording_bytes, recording_id=rec_id))
         entry = {"recording": key, "specialty": specialty, "keep_days": days, "bytes": int(size or 0)}
         if dry_run:
             report.deleted.append(entry)

@@ -38,10 +38,10 @@ def load_or_create(folder: Path) -> Ed25519PrivateKey:
                 fh.write(pem)
                 fh.flush()
                 os.fsync(fh.fileno())
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    if not isinstance(key, Ed25519PrivateKey):
+    loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(loaded, Ed25519PrivateKey):
         raise ValueError(f"{path}: not an Ed25519 private key")
-    return key
+    return loaded
 
 
 def load_existing(folder: Path) -> Ed25519PrivateKey | None:

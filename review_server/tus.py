@@ -53,7 +53,6 @@ from aiohttp import web
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .app import CONFIG, STORAGE, ApiError, db_run, identity
 from .auth import Identity
 from .fragment_rows import (
     IncomingFragment,
@@ -67,6 +66,7 @@ from .fragment_rows import (
 from .roles import requires
 from .storage import HashMismatch
 from .validate import CODE_RE, SHA256_RE
+from .web import CONFIG, STORAGE, ApiError, db_run, identity
 
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,checksum,termination"
@@ -78,6 +78,7 @@ READ_TIMEOUT_S = 60.0  # a silent peer releases the upload after this long
 _ID_RE = re.compile(r"[0-9a-f]{32}")
 _FLOAT_RE = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9})?")
 
+routes = web.RouteTableDef()
 TUS_DIR = web.AppKey("tus_dir", Path)
 TUS_LOCKS = web.AppKey("tus_locks", dict)
 TUS_HASHES = web.AppKey("tus_hashes", dict)  # upload id -> RunningHash of its part file
@@ -228,8 +229,10 @@ def _existing(s: Session, who: Identity, frag: dict[str, Any], size: int) -> boo
 
 async def _record_fragment(request: web.Request, frag: dict[str, Any], size: int) -> None:
     who = identity(request)
+    station_id = who.station_id
+    assert station_id is not None  # station.upload: station tokens only
     try:
-        await db_run(request, lambda s: record_fragment(s, who.station_id, _incoming(frag, size), TUS_WHERE))
+        await db_run(request, lambda s: record_fragment(s, station_id, _incoming(frag, size), TUS_WHERE))
     except IntegrityError:  # a concurrent upload of the same fragment: fine if it holds the same hash
         if not await db_run(request, lambda s: _existing(s, who, frag, size)):
             raise ApiError(409, "conflicting concurrent upload", "Upload-Metadata") from None
@@ -271,6 +274,7 @@ async def _finish(request: web.Request, state: UploadState, info: dict[str, Any]
 # ---------------------------------------------------------------- handlers
 
 
+@routes.route("OPTIONS", BASE)
 @requires("station.upload")
 async def tus_options(request: web.Request) -> web.Response:
     return web.Response(
@@ -286,6 +290,7 @@ async def tus_options(request: web.Request) -> web.Response:
     )
 
 
+@routes.route("POST", BASE)
 @requires("station.upload")
 async def tus_create(request: web.Request) -> web.Response:
     _check_version(request)
@@ -342,6 +347,7 @@ async def _create(request: web.Request, who: Identity, frag: dict[str, Any], len
     return web.Response(status=201, headers=headers)
 
 
+@routes.route("HEAD", BASE + "/{upload_id}")
 @requires("station.upload")
 async def tus_head(request: web.Request) -> web.Response:
     _check_version(request)
@@ -362,6 +368,7 @@ def _streaming(handler: Any) -> Any:
     return handler
 
 
+@routes.route("PATCH", BASE + "/{upload_id}")
 @requires("station.upload")
 @_streaming
 async def tus_patch(request: web.Request) -> web.Response:
@@ -400,6 +407,7 @@ async def tus_patch(request: web.Request) -> web.Response:
     return web.Response(status=204, headers=headers)
 
 
+@routes.route("DELETE", BASE + "/{upload_id}")
 @requires("station.upload")
 async def tus_delete(request: web.Request) -> web.Response:
     _check_version(request)
@@ -603,18 +611,17 @@ async def _expire_loop(app: web.Application, expire_after_s: float) -> None:
         await asyncio.sleep(max(0.5, min(60.0, idle_s / 4)))
         try:
             gone = await asyncio.to_thread(expire_uploads, app[TUS_DIR], expire_after_s, None, idle_s,
-                                           frozenset(app[TUS_LOCKS]))
+                                           frozenset(app[TUS_LOCKS].keys()))
         except OSError:
             continue
         for upload_id in gone:
             _release(app, upload_id)
 
 
-def add_tus_routes(
-    app: web.Application, upload_dir: Path | None = None, expire_after_s: float = 14 * 86400
-) -> None:
-    """Register the tus routes on an application built by create_app (before it starts); uploads older than
-    expire_after_s, or idle for tus_idle_s, are removed at startup and while the server runs."""
+def configure(app: web.Application, upload_dir: Path | None = None, expire_after_s: float = 14 * 86400) -> None:
+    """The receiver's state on an application built by create_app (before it starts): its folder (uploads older
+    than expire_after_s, or idle for tus_idle_s, are removed now and while the server runs), the upload locks,
+    the running hashes and the open uploads per station."""
     folder = Path(upload_dir) if upload_dir is not None else Path(app[CONFIG].media_dir) / ".tus"
     folder.mkdir(parents=True, exist_ok=True)
     expire_uploads(folder, expire_after_s, idle_s=app[CONFIG].tus_idle_s)
@@ -632,8 +639,3 @@ def add_tus_routes(
                 await task
 
         app.cleanup_ctx.append(expiring)
-    app.router.add_route("OPTIONS", BASE, tus_options)
-    app.router.add_route("POST", BASE, tus_create)
-    app.router.add_route("HEAD", BASE + "/{upload_id}", tus_head)
-    app.router.add_route("PATCH", BASE + "/{upload_id}", tus_patch)
-    app.router.add_route("DELETE", BASE + "/{upload_id}", tus_delete)

@@ -9,7 +9,6 @@ unpaired surrogates (PostgreSQL cannot store them, and nothing legitimate needs 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import re
 import uuid
@@ -17,8 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
-from .app import ApiError
 from .names import name_problem
+from .web import ApiError
 
 CODE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # station/specialty/task codes, attempt/recording ids
 ACCRED_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z-]{0,63}")  # accreditation numbers
@@ -26,32 +25,6 @@ SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 INT_MAX = 2**31 - 1
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed in JSON")
-
-
-async def read_json(request: web.Request) -> dict[str, Any]:
-    """The body as a JSON object, or a 4xx saying what is wrong with it."""
-    if request.content_type != "application/json":
-        raise ApiError(415, f"expected Content-Type application/json, got {request.content_type!r}", "Content-Type")
-    raw = await request.read()  # client_max_size applies: 413 if too large
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ApiError(400, "body is not UTF-8", f"body byte {exc.start}") from exc
-    try:
-        body = json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise ApiError(400, f"malformed JSON: {exc.msg}", f"body line {exc.lineno} column {exc.colno}") from exc
-    except ValueError as exc:  # NaN/Infinity, or an integer of thousands of digits
-        raise ApiError(400, f"malformed JSON: {str(exc)[:200]}", "body") from None
-    except RecursionError:
-        raise ApiError(400, "malformed JSON: nested too deeply", "body") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "expected a JSON object", "body")
-    return body
 
 
 class Fields:

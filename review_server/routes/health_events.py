@@ -11,10 +11,10 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..app import ApiError, db_run, identity
 from ..models import Attempt, HealthEvent
 from ..roles import requires
-from ..validate import Fields, parse_utc, read_json
+from ..validate import Fields, parse_utc
+from ..web import ApiError, db_run, identity, read_json
 from .scope import own_station
 
 routes = web.RouteTableDef()

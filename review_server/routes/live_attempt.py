@@ -25,12 +25,12 @@ from checklists.loader import ChecklistError, builtin_checklists, parse_checklis
 from checklists.marks import WIRE_FIELDS
 from checklists.model import PRESENTATIONS, Checklist
 
-from ..app import ApiError, db_run, identity
 from ..live import LIVE_HUB, NAME_RE
 from ..markformat import merged_sheets
 from ..models import Attempt, ChecklistVersion, MarkEvent, Station
 from ..roles import allowed, requires
 from ..validate import CODE_RE
+from ..web import ApiError, db_run, identity
 from .exam_clock import _day_attempts
 from .scope import examiner_may, own_station
 

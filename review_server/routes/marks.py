@@ -27,8 +27,8 @@ from checklists.marks import MarkEvent as WireEvent
 from media.cpr.figures import MAX_REPORT_BYTES, check_report
 
 from .. import audit, scores
-from ..app import CONFIG, ApiError, db_run, identity
 from ..attempt_owner import station_attempt
+from ..attempt_view import marks_zero
 from ..auth import LOGIN_RE, Identity
 from ..markformat import check_with_contract, merged_sheets
 from ..models import Attempt, CprFigures, MarkEvent, Recording, Station, utcnow
@@ -36,8 +36,8 @@ from ..retention import active_holds, held_message
 from ..roles import requires
 from ..tablet_credentials import MARKS_REFUSED, MARKS_UNSIGNED, MarkCheck
 from ..throttle import note_burst
-from ..validate import CODE_RE, SHA256_RE, Fields, path_ident, read_json
-from .attempt_page import marks_zero
+from ..validate import CODE_RE, SHA256_RE, Fields, path_ident
+from ..web import CONFIG, ApiError, db_run, identity, read_json
 from .scope import require_assigned
 
 routes = web.RouteTableDef()
@@ -156,6 +156,7 @@ async def ingest_marks(request: web.Request) -> web.Response:
 
     def store(s: Session) -> dict[str, Any]:
         station = s.get(Station, who.station_id)
+        assert station is not None  # the token's station: tokens are revoked, stations never deleted
         check = MarkCheck(s, station, cfg.accept_unsigned_station_marks)  # type: ignore[arg-type]
         for i, (ev, obj) in enumerate(zip(events, raw, strict=True)):
             why = check.refusal(WireEvent.from_json({k: obj[k] for k in EVENT_FIELDS}), obj.get("proof"))

@@ -15,7 +15,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .. import audit, retention
-from ..app import STORAGE, ApiError, body_deadline, db_run, identity
 from ..fragment_rows import (
     IncomingFragment,
     Where,
@@ -29,7 +28,8 @@ from ..models import Attempt, Candidate, Fragment, Recording, Station
 from ..retention import Deletion
 from ..roles import requires
 from ..storage import NotFound
-from ..validate import CODE_RE, SHA256_RE, Fields, path_ident, path_int, read_json
+from ..validate import CODE_RE, SHA256_RE, Fields, path_ident, path_int
+from ..web import STORAGE, ApiError, body_deadline, db_run, identity, read_json
 from .scope import examiner_may, require_assigned
 
 routes = web.RouteTableDef()

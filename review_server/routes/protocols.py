@@ -1,7 +1,4 @@
-"""Results protocols (per exam day and specialty) and checklist versions for scoring.
-
-Registered through routes/archive.py (ROUTES below).
-"""
+"""Results protocols (per exam day and specialty) and checklist versions for scoring."""
 
 from __future__ import annotations
 
@@ -15,12 +12,14 @@ from sqlalchemy.orm import Session
 from checklists.loader import ChecklistError, parse_checklist
 
 from .. import audit
-from ..app import CONFIG, ApiError, db_run, identity
 from ..models import ChecklistVersion, Task
 from ..protocol import Protocol, ProtocolError, build, to_csv, to_pdf, to_xlsx
 from ..roles import requires
 from ..validate import CODE_RE
+from ..web import CONFIG, ApiError, db_run, identity
 from .params import day_and_specialty
+
+routes = web.RouteTableDef()
 
 CHECKLIST_UPLOAD = "checklist.upload"
 PROTOCOL_VIEW = "protocol.view"
@@ -31,6 +30,7 @@ FORMATS: dict[str, tuple[str, Any]] = {
 }
 
 
+@routes.get("/api/protocols", allow_head=False)
 @requires("protocol.view")
 async def get_protocol(request: web.Request) -> web.Response:
     """?day=YYYY-MM-DD&specialty=CODE[&format=json|csv|xlsx|pdf]"""
@@ -60,6 +60,7 @@ async def get_protocol(request: web.Request) -> web.Response:
     )
 
 
+@routes.post("/api/checklist-versions")
 @requires("checklists.manage")
 async def upload_checklist(request: web.Request) -> web.Response:
     """Body: the checklist's YAML (checklists/FORMAT.md); ?task=CODE links it to a task. Stored once per
@@ -100,9 +101,3 @@ async def upload_checklist(request: web.Request) -> web.Response:
 
     out, new = await db_run(request, store)
     return web.json_response(out, status=201 if new else 200)
-
-
-ROUTES: list[tuple[str, str, Any]] = [
-    ("GET", "/api/protocols", get_protocol),
-    ("POST", "/api/checklist-versions", upload_checklist),
-]

@@ -10,10 +10,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import audit, auth
-from ..app import ApiError, db_run, identity
 from ..models import Candidate, CandidatePersonal, ExamDay, ExaminerAssignment, Specialty, Station, Task, User
 from ..roles import Role, requires
-from ..validate import ACCRED_RE, Fields, path_ident, read_json
+from ..validate import ACCRED_RE, Fields, path_ident
+from ..web import ApiError, db_run, identity, read_json
 
 routes = web.RouteTableDef()
 

@@ -1,4 +1,4 @@
-"""Health, login/logout, the index page and /api/me."""
+"""Health, login/logout (templates/login.html), the home page (templates/home.html) and /api/me."""
 
 from __future__ import annotations
 
@@ -12,15 +12,19 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import select
 
-from .. import audit, auth, pages
-from ..app import CONFIG, FORM_TYPES, THROTTLE, ApiError, db_run, identity, read_form
+from .. import audit, auth
 from ..client_address import client_address
+from ..i18n import lang_of
 from ..models import User
 from ..roles import AUTHENTICATED, public, requires
 from ..throttle import note_burst
-from ..validate import read_json
+from ..web import CONFIG, FORM_TYPES, THROTTLE, ApiError, db_run, identity, read_form, read_json, render
 
 routes = web.RouteTableDef()
+# The admin's links on the home page: (URL, key of its label in the catalogue's "home" section).
+ADMIN_LINKS = [("/api/users", "users"), ("/api/stations", "stations"), ("/api/exam-days", "exam-days"),
+               ("/api/specialties", "specialties"), ("/api/tasks", "tasks"), ("/api/candidates", "candidates"),
+               ("/api/audit/verify", "audit")]
 
 
 @routes.get("/health", allow_head=False)
@@ -49,8 +53,7 @@ def _set_cookie(request: web.Request, resp: web.StreamResponse, name: str, value
 async def login_form(request: web.Request) -> web.Response:
     # Login CSRF: a double-submit token (cookie + form field), since there is no session yet.
     token = request.cookies.get(auth.LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
-    lang = pages.lang_of(request.query.get("lang"))
-    resp = web.Response(text=pages.login_page(lang, token), content_type="text/html")
+    resp = render(request, "login.html", {"csrf_form": token, "error": None})
     resp.headers[auth.CSRF_HEADER] = token
     _set_cookie(request, resp, auth.LOGIN_CSRF_COOKIE, token, 3600)
     return resp
@@ -133,16 +136,14 @@ async def login(request: web.Request) -> web.StreamResponse:
             return token, (user.login, user.role, row.csrf_token)
 
         outcome, info = await db_run(request, settle)
-    lang = pages.lang_of(request.query.get("lang"))
+    lang = lang_of(request)
     if info is None:
         status = 429 if outcome == "throttled" else 401
         if is_json:
             msg = "too many failed attempts; try later" if status == 429 else "wrong login or password"
             resp: web.StreamResponse = web.json_response({"error": msg, "where": "login"}, status=status)
         else:
-            resp = web.Response(
-                text=pages.login_page(lang, given_csrf or "", outcome), content_type="text/html", status=status
-            )
+            resp = render(request, "login.html", {"csrf_form": given_csrf or "", "error": outcome}, status=status)
         if status == 429:
             resp.headers["Retry-After"] = str(verdict.retry_after_s)
         return resp
@@ -178,9 +179,9 @@ async def logout(request: web.Request) -> web.StreamResponse:
 @requires(AUTHENTICATED)
 async def index(request: web.Request) -> web.Response:
     who = identity(request)
-    lang = pages.lang_of(request.query.get("lang"))
-    html = pages.index_page(lang, who.login or "", who.principal or "", who.csrf_token or "")
-    return web.Response(text=html, content_type="text/html")
+    context = {"login": who.login or "", "role": who.principal or "", "csrf": who.csrf_token or "",
+               "meta": {"csrf-token": who.csrf_token or ""}, "admin_links": ADMIN_LINKS}
+    return render(request, "home.html", context)
 
 
 @routes.get("/api/me", allow_head=False)

@@ -19,11 +19,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import auth
-from ..app import CONFIG, ApiError, db_run, identity
 from ..models import Station
 from ..roles import requires
 from ..tablet_credentials import CredentialError, describe, issue, issue_for_assigned, listed, revoke, roster
-from ..validate import Fields, path_ident, read_json
+from ..validate import Fields, path_ident
+from ..web import CONFIG, ApiError, db_run, identity, read_json
 from .scope import own_station
 
 routes = web.RouteTableDef()

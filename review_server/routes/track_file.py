@@ -28,9 +28,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import audit
-from ..app import STORAGE, ApiError, db_run
 from ..models import Fragment, Recording
 from ..storage import MediaStorage, NotFound
+from ..web import STORAGE, ApiError, db_run
 
 CHUNK = 256 * 1024
 

@@ -18,11 +18,12 @@ from sqlalchemy import select
 from checklists.loader import DATA_DIR, load_checklist
 from checklists.marks import MarkEvent
 from review_server import auth
-from review_server.app import DB, create_app
+from review_server.app import create_app
 from review_server.config import ServerConfig
 from review_server.migrations import upgrade
 from review_server.models import Attempt, ExaminerAssignment, Station, User
 from review_server.storage import LocalStorage
+from review_server.web import DB
 from station_agent.journal import Journal
 from station_agent.mark_pull import MarkPull
 from tests.mark_signing import Signer

@@ -36,7 +36,6 @@ from review_server.migrations import upgrade
 from review_server.models import Attempt, Fragment, Recording, Station
 from review_server.models import MarkEvent as MarkRow
 from review_server.storage import LocalStorage
-from review_server.tus import add_tus_routes
 from station_agent.journal import Journal
 from station_agent.upload_queue import DONE, FAILED, UploadQueue
 from station_agent.uploader import Uploader
@@ -80,7 +79,6 @@ def server_config(db_url: str, media_dir: Path) -> ServerConfig:
 
 async def start_server(cfg: ServerConfig, port: int = 0) -> tuple[web.AppRunner, str]:
     app = create_app(cfg, storage=LocalStorage(cfg.media_dir))
-    add_tus_routes(app)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
@@ -469,7 +467,6 @@ def main(argv: list[str]) -> None:
         db_url, media_dir, port = argv[1:4]
         cfg = server_config(db_url, Path(media_dir))
         app = create_app(cfg, storage=LocalStorage(cfg.media_dir))
-        add_tus_routes(app)
         web.run_app(app, host="127.0.0.1", port=int(port), print=lambda *_: print("serving", flush=True))
     elif argv[0] == "agent":
         asyncio.run(_agent(*argv[1:8]))

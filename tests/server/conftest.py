@@ -19,13 +19,14 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import create_engine, text
 
 from review_server import auth
-from review_server.app import DB, create_app
+from review_server.app import create_app
 from review_server.config import ServerConfig
 from review_server.db import Database
 from review_server.migrations import upgrade
 from review_server.models import Station
 from review_server.roles import Role
 from review_server.storage import LocalStorage
+from review_server.web import DB
 
 PASSWORD = "correct horse battery"
 ROLES = [r.value for r in Role]

@@ -116,7 +116,7 @@ async def test_page_shows_marks_history_score_gaps_and_cpr_figures(world: World)
     assert f"{out.percent:.1f}".replace(".", ",") + " % — не сдано" in text
 
     # One point per mark event with a time: 19 from the station and the correction, at the server's offset.
-    points = re.findall(r'class="mark-point[^"]*" style="left:[^"]+" data-t="([\d.]+)" data-item="(\d+)"', text)
+    points = re.findall(r'class="mark-point[^"]*" data-left="[^"]+" data-t="([\d.]+)" data-item="(\d+)"', text)
     offset = world.api.run(lambda s: s.scalar(select(MarkEvent.recording_offset_s).where(
         MarkEvent.event_id == "0b5a4c2e-9d1f-4e3a-8b7c-6d5e4f3a2b1c")))
     assert offset is not None and offset != 3.5

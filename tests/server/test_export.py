@@ -19,10 +19,10 @@ from sqlalchemy import select
 
 from media.calibration import ffmpeg_exe
 from media.manifest import read_manifest
-from review_server.app import CONFIG
 from review_server.models import AuditEvent, ExportPackage
 from review_server.package import verify
 from review_server.signing import data_dir
+from review_server.web import CONFIG
 
 from .archive_helpers import (
     CPR,

@@ -28,12 +28,13 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
-from review_server.app import CONFIG, create_app
+from review_server.app import create_app
 from review_server.config import ServerConfig
 from review_server.export import ExportProgress, exports_dir, run_export
 from review_server.models import AuditEvent
 from review_server.package import MANIFEST, PUBLIC_KEY, SIGNATURE, SUMS, verify
 from review_server.storage import LocalStorage
+from review_server.web import CONFIG
 
 from ..fmp4_bytes import init_bytes, media_bytes
 from .archive_helpers import CPR, ROOT, add_schedule, checklist, events, link_attempt, post_marks
@@ -171,7 +172,8 @@ STALLING_SERVER = """
 import sys, time
 from pathlib import Path
 from aiohttp import web
-from review_server.app import CONFIG, create_app
+from review_server.app import create_app
+from review_server.web import CONFIG
 from review_server.config import ServerConfig
 from review_server.storage import LocalStorage
 

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from sqlalchemy import String, Text, func, select
 
-from review_server.app import CONFIG, STORAGE
 from review_server.models import Attempt, Base, Fragment, MarkEvent, Recording, Station
+from review_server.web import CONFIG, STORAGE
 
 from ..fmp4_bytes import media_bytes
 from .conftest import World

@@ -9,8 +9,8 @@ import uuid
 from pathlib import Path
 
 from checklists.loader import DATA_DIR, load_checklist
-from review_server.app import CONFIG
 from review_server.live import LIVE_HUB
+from review_server.web import CONFIG
 
 from .conftest import World
 

@@ -199,7 +199,7 @@ async def test_one_attempt_one_checklist_version(world: World) -> None:
 async def test_unsigned_station_marks_only_during_an_upgrade_and_only_for_an_assigned_examiner(world: World) -> None:
     """accept_unsigned_station_marks (for agents not yet upgraded to signed marks): off, a station's unsigned mark
     is refused and audited; on, it is accepted when the named examiner is assigned to the station, audited."""
-    from review_server.app import CONFIG
+    from review_server.web import CONFIG
 
     headers = world.headers("station")
     unsigned = event(1)

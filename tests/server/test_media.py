@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import func, select
 
 from review_server import audit
-from review_server.app import STORAGE
 from review_server.models import AuditEvent, Fragment, Recording
+from review_server.web import STORAGE
 
 from ..fmp4_bytes import init_bytes, media_bytes
 from .conftest import World

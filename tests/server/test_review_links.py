@@ -111,7 +111,7 @@ async def test_review_page_plays_in_chromium(world: World, recording: Path) -> N
         try:
             page = await browser.new_page()
             await page.goto(url)
-            await page.wait_for_function("document.querySelector('video').readyState >= 1", timeout=20_000)
+            await page.wait_for_function("() => document.querySelector('video').readyState >= 1", timeout=20_000)
             size = await page.evaluate(
                 "[document.querySelector('video').videoWidth, document.querySelector('video').videoHeight]"
             )
@@ -119,7 +119,7 @@ async def test_review_page_plays_in_chromium(world: World, recording: Path) -> N
             await page.evaluate(
                 "const v = document.querySelector('video'); v.muted = true; v.playbackRate = 4; v.play()"
             )
-            await page.wait_for_function("document.querySelector('video').ended", timeout=30_000)
+            await page.wait_for_function("() => document.querySelector('video').ended", timeout=30_000)
             duration = await page.evaluate("document.querySelector('video').currentTime")
             body = await page.inner_text("body")
         finally:

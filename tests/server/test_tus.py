@@ -18,12 +18,13 @@ from sqlalchemy import func, select
 from yarl import URL
 
 from review_server import auth
-from review_server.app import CONFIG, DB, STORAGE, create_app
+from review_server.app import create_app
 from review_server.config import ServerConfig
 from review_server.migrations import upgrade
 from review_server.models import Fragment, Recording, Station
 from review_server.storage import LocalStorage
-from review_server.tus import STORED_HEADER, TUS_DIR, add_tus_routes, expire_uploads
+from review_server.tus import STORED_HEADER, TUS_DIR, expire_uploads
+from review_server.web import CONFIG, DB, STORAGE
 from tests.fmp4_bytes import init_bytes, media_bytes
 
 CHEAP_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_kib": 8, "argon2_parallelism": 1}
@@ -68,7 +69,6 @@ def server_config(tmp_path: Path) -> ServerConfig:
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
     config = server_config(tmp_path)
     app = create_app(config, storage=LocalStorage(config.media_dir))
-    add_tus_routes(app)
     token, other = add_station(app, "S1"), add_station(app, "S2")
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
@@ -345,7 +345,6 @@ async def test_state_survives_a_new_server_and_head_finishes_a_complete_upload(e
     # A second server process on the same folders (as after a restart) sees the same offset.
     config = env.app[CONFIG]
     app2 = create_app(config, storage=LocalStorage(config.media_dir))
-    add_tus_routes(app2)
     server2 = TestServer(app2, host="127.0.0.1")
     await server2.start_server()
     try:
@@ -374,7 +373,6 @@ async def test_after_a_restart_the_whole_file_is_hashed_again(env: Env) -> None:
         fh.write(bytes([data[100] ^ 0xFF]))
     config = env.app[CONFIG]
     app2 = create_app(config, storage=LocalStorage(config.media_dir))
-    add_tus_routes(app2)
     server2 = TestServer(app2, host="127.0.0.1")
     await server2.start_server()
     try:
