@@ -7,6 +7,10 @@ import getpass
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import ServerConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -78,11 +82,16 @@ def _config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=None, help="server TOML file (default: demo settings)")
 
 
-def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _config(args: argparse.Namespace) -> ServerConfig:
+    """The server's configuration; a mistake in it exits 2 with the file, the key and the problem."""
     from .auth import configure_passwords
-    from .config import load_config
+    from .config import ConfigError, load_config
 
-    cfg = load_config(args.config)
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(f"osce server: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     configure_passwords(cfg.argon2_time_cost, cfg.argon2_memory_kib, cfg.argon2_parallelism)
     return cfg
 
