@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, func, or_, select, update
 from sqlalchemy.dialects.sqlite import insert
@@ -45,6 +45,16 @@ from media.durable import write_atomic
 
 from . import station_clock
 from .local_db import make_engine
+
+if TYPE_CHECKING:  # the analysis child process imports none of these
+    import aiohttp
+
+    from media.recorder import Recorder
+
+    from .config import AgentConfig
+    from .cpr_live import LiveCpr
+    from .lifecycle import Attempt
+    from .live_publisher import LivePublisher
 
 log = logging.getLogger(__name__)
 
@@ -236,18 +246,18 @@ class CprStation:
     """What the daemon calls: `recording_started`/`recording_stopped` around each part (live figures),
     `attempt_done` when an attempt ends (durable job), and `run()` as a task (analysis and upload)."""
 
-    def __init__(self, cfg: Any, recordings: Path, state_dir: Path, checklist: str,
-                 publisher: Callable[[], Any], fail: Callable[[str], None]) -> None:
+    def __init__(self, cfg: AgentConfig, recordings: Path, state_dir: Path, checklist: str,
+                 publisher: Callable[[], LivePublisher | None], fail: Callable[[str], None]) -> None:
         self.cfg, self.recordings, self.checklist = cfg, recordings, checklist
         self.track = f"cam{cfg.cpr_camera}"
         self.jobs = CprJobs(state_dir / "cpr-figures.db")
         self.publisher, self.fail = publisher, fail  # publisher(): the LivePublisher, or None without a server
-        self.live: Any = None  # LiveCpr of the part being recorded
+        self.live: LiveCpr | None = None  # of the part being recorded
         self.current: dict[str, Any] | None = None  # the job being worked on, with its progress
         self.last_error: str | None = None
 
     # -- live ----------------------------------------------------------------------------------
-    def recording_started(self, recorder: Any, attempt: Any, offset_s: float) -> None:
+    def recording_started(self, recorder: Recorder, attempt: Attempt, offset_s: float) -> None:
         """Live figures from this recording part's CPR camera, if live meta goes anywhere."""
         publisher = self.publisher()
         if publisher is None or not self.cfg.cpr_live:
@@ -271,7 +281,7 @@ class CprStation:
             log.info("live CPR: %d pictures analysed, %d dropped, %.1f s CPU", live.frames, live.dropped, live.cpu_s)
 
     # -- after the attempt ---------------------------------------------------------------------
-    def attempt_done(self, attempt: Any, offset_s: float) -> None:
+    def attempt_done(self, attempt: Attempt, offset_s: float) -> None:
         """Durably note that the attempt's figures are to be made (the exam clock is `offset_s` ahead)."""
         local = timedelta(seconds=offset_s)
         folder = self.recordings / attempt.attempt_id
@@ -304,7 +314,7 @@ class CprStation:
                 finally:
                     self.current = None
 
-    async def _step(self, job: dict[str, Any], session: Any) -> None:
+    async def _step(self, job: dict[str, Any], session: aiohttp.ClientSession) -> None:
         attempt_id, state = job["attempt_id"], job["state"]
         self.current = {"attempt_id": attempt_id, "state": state, "progress_s": None}
         if state in (ANALYSE, MANIKIN) and self.cfg.cpr_manikin_dir is not None and not job["manikin_file"]:
@@ -364,7 +374,7 @@ class CprStation:
         state = UPLOAD if self.cfg.server_url else self._after_report(job)
         self.jobs.set(job["attempt_id"], state=state, tries=0, last_error=None, next_at=0.0)
 
-    async def _upload(self, job: dict[str, Any], session: Any) -> None:
+    async def _upload(self, job: dict[str, Any], session: aiohttp.ClientSession) -> None:
         import aiohttp
 
         attempt_id = job["attempt_id"]

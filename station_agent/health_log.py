@@ -29,7 +29,8 @@ from .local_db import make_engine
 if TYPE_CHECKING:
     from collections.abc import Coroutine
 
-    from .daemon import Agent
+    from .config import AgentConfig
+    from .reports import Reports
 
 log = logging.getLogger(__name__)
 
@@ -135,22 +136,25 @@ class HealthSender:
                 await asyncio.sleep(SEND_S)
 
 
-async def observe_loop(agent: Agent, hl: HealthLog) -> None:
-    await asyncio.to_thread(hl.restarted, station_clock.now(), agent.current.attempt_id if agent.current else None)
+async def observe_loop(reports: Reports, hl: HealthLog) -> None:
+    def attempt_id() -> str | None:
+        current = reports.attempts.current
+        return current.attempt_id if current else None
+
+    await asyncio.to_thread(hl.restarted, station_clock.now(), attempt_id())
     while True:
         try:
-            attempt_id = agent.current.attempt_id if agent.current else None
-            await asyncio.to_thread(hl.observe, warnings_of(agent.health()), attempt_id, station_clock.now())
+            current = attempt_id()
+            await asyncio.to_thread(hl.observe, warnings_of(reports.health()), current, station_clock.now())
         except Exception:  # noqa: BLE001 - the log must not stop the agent
             log.exception("health events")
         await asyncio.sleep(OBSERVE_S)
 
 
-def loops(agent: Agent) -> list[Coroutine[Any, Any, None]]:
+def loops(cfg: AgentConfig, reports: Reports, state_dir: Path) -> list[Coroutine[Any, Any, None]]:
     """Observe always (kept locally); send when the agent has a server."""
-    hl = HealthLog(agent.state_dir / "health-events.db")
-    out = [observe_loop(agent, hl)]
-    cfg = agent.cfg
+    hl = HealthLog(state_dir / "health-events.db")
+    out = [observe_loop(reports, hl)]
     if cfg.server_url and cfg.token:
         out.append(HealthSender(hl, cfg.server_url, cfg.station_id, cfg.token).run())
     return out
