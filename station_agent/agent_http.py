@@ -30,6 +30,7 @@ from aiohttp import web
 from .lifecycle import CUES, Attempt, ScheduleError, cue_wav
 from .marking_app import COOKIE
 from .marking_host import MarkingHost
+from .pages import render, setup_pages
 from .reports import Reports
 
 log = logging.getLogger(__name__)
@@ -63,25 +64,6 @@ def local_token(data_dir: Path) -> str:
     log.info("no station token configured: the API token is in %s", path)
     return token
 
-CLOCK_PAGE = """<!doctype html>
-<html lang="ru"><head><meta charset="utf-8"><title>Станция: время</title>
-<style>body{font-family:sans-serif;background:#111;color:#eee;text-align:center}
-#t{font-size:22vw;font-variant-numeric:tabular-nums}#p{font-size:5vw}#c{font-size:4vw;color:#fc6}</style></head>
-<body><div id="p">…</div><div id="t">--:--</div><div id="c"></div>
-<script>
-const names={idle:"Нет попытки",scheduled:"Ожидание",reading:"Ознакомление",performing:"Выполнение",done:"Время вышло"};
-let seen=null;
-async function poll(){try{const s=await (await fetch("/api/clock",{cache:"no-store"})).json();
-const r=Math.max(0,Math.ceil(s.remaining_s));document.getElementById("p").textContent=names[s.phase]||s.phase;
-document.getElementById("t").textContent=s.phase==="idle"?"--:--":
-String(Math.floor(r/60)).padStart(2,"0")+":"+String(r%60).padStart(2,"0");
-const last=s.cues.length?s.cues[s.cues.length-1]:null;
-if(seen===null){seen=last?last.seq:0;}
-for(const c of s.cues){if(c.seq>seen){seen=c.seq;document.getElementById("c").textContent=c.text;
-new Audio("/cues/"+c.cue+".wav").play().catch(()=>{});}}}catch(e){}}
-setInterval(poll,500);poll();
-</script></body></html>
-"""
 
 
 def _agent(request: web.Request) -> StationApi:
@@ -112,7 +94,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def page(request: web.Request) -> web.Response:
-    return web.Response(text=CLOCK_PAGE, content_type="text/html", headers={"Cache-Control": "no-store"})
+    return render("clock.html", request)
 
 
 async def clock(request: web.Request) -> web.Response:
@@ -184,4 +166,5 @@ def build_app(agent: StationApi) -> web.Application:
     app.router.add_get("/api/status", status)
     app.router.add_post("/api/attempt/start", attempt_start)
     app.router.add_post("/api/attempt/stop", attempt_stop)
+    setup_pages(app)
     return app

@@ -36,15 +36,16 @@ from media.cpr.figures import CHECKLIST_FIGURES, MAX_REPORT_BYTES, check_report
 
 from . import station_clock
 from .journal import Journal
+from .pages import render, setup_pages
+from .texts import russian
 
 log = logging.getLogger(__name__)
-STATIC_DIR = Path(__file__).resolve().parent / "static"
 COOKIE = "osce_marking"
 CANDIDATE_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z-]{0,39}$")
 CLIENT_FIELDS = ("event_id", "kind", "item", "done", "rating", "reason")
 MAX_FAILED_LOGINS = 5
 LOCKOUT_S = 30.0
-PENDING_NOTE = "Показатели СЛР по видео: идёт анализ записи…"
+PENDING_NOTE = russian("cpr_pending")
 
 
 @dataclass
@@ -117,8 +118,8 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return data
 
 
-async def index(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-store"})
+async def index(request: web.Request) -> web.Response:
+    return render("marking.html", request)
 
 
 async def login(request: web.Request) -> web.Response:
@@ -307,5 +308,5 @@ def create_marking_app(config: MarkingConfig) -> web.Application:
     app.router.add_get("/api/state", state)
     app.router.add_post("/api/start", start)
     app.router.add_post("/api/events", post_event)
-    app.router.add_static("/static/", STATIC_DIR)
+    setup_pages(app)
     return app

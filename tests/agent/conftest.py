@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 from checklists.loader import DATA_DIR
 
@@ -118,3 +119,25 @@ def agent(tmp_path: Path) -> Iterator[AgentProcess]:
         yield process
     finally:
         process.stop()
+
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    executable = os.environ.get("OSCE_CHROMIUM", "/usr/bin/chromium")
+    assert os.path.exists(executable), f"Debian's chromium is needed at {executable} (or set OSCE_CHROMIUM)"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
