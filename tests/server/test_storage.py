@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,12 +19,7 @@ from review_server.storage import (
     S3Storage,
     storage_from_config,
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from scripts.harness.ports import free_port as _free_port
 
 
 @pytest.fixture(scope="module")
