@@ -23,9 +23,12 @@ import typing
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-C = TypeVar("C")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+C = TypeVar("C", bound="DataclassInstance")
 _META = "osce_setting"
 
 
@@ -107,7 +110,7 @@ class ConfigSpec(Generic[C]):
         self.sections = dict(sections or {})
         hints = typing.get_type_hints(cls)
         self.keys: list[_Key] = []
-        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        for f in dataclasses.fields(cls):
             if _META not in f.metadata:
                 raise TypeError(f"{cls.__name__}.{f.name}: declare it with setting(...) or derived(...)")
             if f.metadata[_META] is not None:
@@ -237,7 +240,7 @@ def _is_rows(spec: ConfigSpec[Any], name: str) -> bool:
 
 
 def _field(cls: type, name: str) -> dataclasses.Field[Any]:
-    return next(f for f in dataclasses.fields(cls) if f.name == name)  # type: ignore[arg-type]
+    return next(f for f in dataclasses.fields(cls) if f.name == name)
 
 
 def _required(cls: type, name: str) -> bool:
@@ -333,7 +336,7 @@ def _shown(k: _Key, f: dataclasses.Field[Any]) -> str:
         return k.setting.shown_default
     if f.default is MISSING and f.default_factory is MISSING:
         return "required"
-    value = f.default_factory() if f.default is MISSING else f.default
+    value = f.default if f.default_factory is MISSING else f.default_factory()
     if value is None:
         return "none"
     if isinstance(value, bool):

@@ -125,7 +125,7 @@ class CprJobs:
             row = conn.execute(query).mappings().first()
             return dict(row) if row else None
 
-    def set(self, attempt_id: str, **values: Any) -> None:
+    def change(self, attempt_id: str, **values: Any) -> None:
         with self.engine.begin() as conn:
             conn.execute(update(jobs).where(jobs.c.attempt_id == attempt_id).values(**values, updated_at=time.time()))
 
@@ -174,7 +174,7 @@ def video_figures(job: dict[str, Any], progress: Callable[[float], None] | None 
             return {"estimate": None, "reason": "no_recording", "confidence": 0.0, "error": str(exc),
                     "track": track, "start_s": start, "frames": 0}
 
-    video = analyse_parts(parts, performing, ended, job["track"], roi, analyse, progress)  # type: ignore[arg-type]
+    video = analyse_parts(parts, performing, ended, job["track"], roi, analyse, progress)
     video.update(part=parts[0][0].name, track=job["track"], media_from=_iso(parts[0][1]))
     write_atomic(cache, json.dumps({"key": key, "video": video}, ensure_ascii=False).encode("utf-8"))
     return video
@@ -321,11 +321,11 @@ class CprStation:
             job["manikin_file"] = await asyncio.to_thread(self._claim_manikin, job)
         if state == MANIKIN:
             if job["manikin_file"]:
-                self.jobs.set(attempt_id, state=ANALYSE, next_at=0.0)
+                self.jobs.change(attempt_id, state=ANALYSE, next_at=0.0)
             elif time.time() > datetime.fromisoformat(job["ended_wall"]).timestamp() + self.cfg.cpr_manikin_wait_s:
-                self.jobs.set(attempt_id, state=DONE)
+                self.jobs.change(attempt_id, state=DONE)
             else:
-                self.jobs.set(attempt_id, next_at=time.time() + MANIKIN_POLL_S)
+                self.jobs.change(attempt_id, next_at=time.time() + MANIKIN_POLL_S)
         elif state == ANALYSE:
             await self._analyse(job)
         elif state == UPLOAD:
@@ -334,12 +334,14 @@ class CprStation:
     def _claim_manikin(self, job: dict[str, Any]) -> str | None:
         since = datetime.fromisoformat(job["reading_wall"])
         until = datetime.fromisoformat(job["ended_wall"]) + timedelta(seconds=self.cfg.cpr_manikin_wait_s)
-        found = find_manikin_file(self.cfg.cpr_manikin_dir, since, until, self.jobs.claimed())
+        folder = self.cfg.cpr_manikin_dir
+        assert folder is not None  # only jobs of a station with a manikin folder come here
+        found = find_manikin_file(folder, since, until, self.jobs.claimed())
         if found is None:
             return None
         copy = Path(job["folder"]) / f"manikin{found.suffix.lower()}"
         write_atomic(copy, found.read_bytes())  # the operator's file stays where it is
-        self.jobs.set(job["attempt_id"], manikin_file=str(copy), manikin_source=str(found))
+        self.jobs.change(job["attempt_id"], manikin_file=str(copy), manikin_source=str(found))
         log.info("CPR figures for %s: manikin file %s", job["attempt_id"], found)
         return str(copy)
 
@@ -372,7 +374,7 @@ class CprStation:
             return
         log.info("CPR figures for %s: %s", job["attempt_id"], last)
         state = UPLOAD if self.cfg.server_url else self._after_report(job)
-        self.jobs.set(job["attempt_id"], state=state, tries=0, last_error=None, next_at=0.0)
+        self.jobs.change(job["attempt_id"], state=state, tries=0, last_error=None, next_at=0.0)
 
     async def _upload(self, job: dict[str, Any], session: aiohttp.ClientSession) -> None:
         import aiohttp
@@ -382,7 +384,7 @@ class CprStation:
         try:
             body = await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError:  # removed meanwhile: make it again
-            self.jobs.set(attempt_id, state=ANALYSE, next_at=0.0)
+            self.jobs.change(attempt_id, state=ANALYSE, next_at=0.0)
             return
         url = f"{self.cfg.server_url}/api/attempts/{attempt_id}/cpr-figures"
         headers = {"Authorization": f"Bearer {self.cfg.token}", "Content-Type": "application/json"}
@@ -395,7 +397,7 @@ class CprStation:
             return
         if status == 200:
             sha = json.loads(answer).get("sha256")
-            self.jobs.set(attempt_id, state=self._after_report(job), sha256=sha, tries=0, last_error=None)
+            self.jobs.change(attempt_id, state=self._after_report(job), sha256=sha, tries=0, last_error=None)
             log.info("CPR figures for %s sent", attempt_id)
         elif status in (408, 429) or status >= 500:
             self._error(job, f"{url}: HTTP {status}", retry_s=None)
@@ -409,11 +411,11 @@ class CprStation:
         if tries is not None and count >= tries:
             self.fail(f"CPR figures for {job['attempt_id']}: {message}")
             (Path(job["folder"]) / PENDING_NAME).unlink(missing_ok=True)
-            self.jobs.set(job["attempt_id"], state=FAILED, tries=count, last_error=message[:2000])
+            self.jobs.change(job["attempt_id"], state=FAILED, tries=count, last_error=message[:2000])
             return
         delay = retry_s if retry_s is not None else min(RETRY_MAX_S, RETRY_S * 2 ** min(count - 1, 10))
         log.warning("CPR figures for %s: %s; again in %.0f s", job["attempt_id"], message, delay)
-        self.jobs.set(job["attempt_id"], tries=count, last_error=message[:2000], next_at=time.time() + delay)
+        self.jobs.change(job["attempt_id"], tries=count, last_error=message[:2000], next_at=time.time() + delay)
 
     def status(self) -> dict[str, Any]:
         """For the health report: jobs per state, the one being worked on, the last error."""

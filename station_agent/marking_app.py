@@ -23,6 +23,7 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -291,7 +292,7 @@ def create_marking_app(config: MarkingConfig) -> web.Application:
     app[CONFIG] = config
     app[FAILURES] = {}
 
-    async def journal_ctx(app: web.Application):  # type: ignore[no-untyped-def]
+    async def journal_ctx(app: web.Application) -> AsyncIterator[None]:
         app[JOURNAL] = Journal(config.db_path)
         try:
             check_journal_version(app[JOURNAL], config)
