@@ -36,6 +36,7 @@ from review_server.config import ServerConfig
 from review_server.db import Database
 from review_server.migrations import upgrade
 from review_server.models import Station
+from scripts.harness.fmp4_bytes import write_media
 from scripts.harness.ports import free_port
 from station_agent.upload_queue import UploadQueue
 from station_agent.uploader import Uploader
@@ -88,10 +89,6 @@ class _HashingFile:
 def make_fragment(folder: Path, size: int) -> tuple[Path, str]:
     """A one-fragment recording folder: an fMP4-shaped media fragment (moof + mdat of random bytes, as the server
     checks the box structure at ingest), new bytes each call so no upload finds its hash stored; (file, sha256)."""
-    if str(ROOT) not in sys.path:  # tests/ is not an installed package
-        sys.path.insert(0, str(ROOT))
-    from tests.fmp4_bytes import write_media
-
     folder.mkdir(parents=True)
     writer = ManifestWriter(folder, {"recording_id": uuid.uuid4().hex, "station": "S1", "tracks": [{"id": "cam0"}]})
     path = folder / "000001.m4s"

@@ -26,13 +26,13 @@ from review_server.config import ServerConfig
 from review_server.db import Database
 from review_server.models import Recording
 from review_server.storage import LocalStorage
+from scripts.harness.fmp4_bytes import init_bytes, media_bytes
 from scripts.harness.ports import free_port
 from scripts.harness.review import ROOT, serve_command, start_review_server
 from scripts.harness.wait import wait_for_async as wait_for
 from station_agent.journal import Journal
 from station_agent.upload_queue import DONE, FAILED, UploadQueue
 from station_agent.uploader import Uploader
-from tests.fmp4_bytes import init_bytes, media_bytes
 
 from .conftest import CHECKLIST_HASH, add_marks, drained, expected_fragments, server_setup, server_view
 

@@ -33,9 +33,9 @@ from review_server.export import ExportProgress, exports_dir, run_export
 from review_server.models import AuditEvent
 from review_server.package import MANIFEST, PUBLIC_KEY, SIGNATURE, SUMS, verify
 from review_server.storage import LocalStorage
+from scripts.harness.fmp4_bytes import init_bytes, media_bytes
 from scripts.harness.ports import free_port as _free_port
 
-from ..fmp4_bytes import init_bytes, media_bytes
 from .archive_helpers import CPR, ROOT, add_schedule, checklist, events, link_attempt, post_marks
 from .conftest import Api, World
 

@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from review_server.models import AuditEvent, ReviewLink
 from scripts.harness.browser import CHROMIUM_ARGS, chromium_executable
+from scripts.harness.fmp4_bytes import init_bytes, media_bytes
 
-from ..fmp4_bytes import init_bytes, media_bytes
 from .archive_helpers import (
     CPR,
     add_schedule,

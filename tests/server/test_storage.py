@@ -157,8 +157,8 @@ async def test_the_app_stores_and_serves_fragments_through_s3(config: ServerConf
     from aiohttp.test_utils import TestClient, TestServer
 
     from review_server.app import create_app
+    from scripts.harness.fmp4_bytes import media_bytes
 
-    from ..fmp4_bytes import media_bytes
     from .conftest import Api, World
 
     store = S3Storage(
