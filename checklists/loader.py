@@ -194,7 +194,7 @@ class _CountingLoader(yaml.SafeLoader):
         self.nodes += 1
         if self.nodes > MAX_NODES:
             raise _TooLarge
-        return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        return super().compose_node(parent, index)
 
 
 def parse_checklist(text: str, name: str = "<checklist>") -> Checklist:

@@ -7,6 +7,10 @@ import getpass
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import ServerConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -167,16 +171,21 @@ def _config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=None, help="server TOML file (default: demo settings)")
 
 
-def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _config(args: argparse.Namespace) -> ServerConfig:
+    """The server's configuration; a mistake in it exits 2 with the file, the key and the problem."""
     from .auth import configure_passwords
-    from .config import load_config
+    from .config import ConfigError, load_config
 
-    cfg = load_config(args.config)
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(f"osce server: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     configure_passwords(cfg.argon2_time_cost, cfg.argon2_memory_kib, cfg.argon2_parallelism)
     return cfg
 
 
-def _db(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _db(args: argparse.Namespace):
     from .db import Database
 
     return Database(_config(args).database_url)
@@ -292,7 +301,7 @@ def _station_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def _find_station(s, code: str, action: str):  # type: ignore[no-untyped-def]
+def _find_station(s, code: str, action: str):
     """The station with this code, or None after saying so on stderr."""
     from sqlalchemy import select
 
@@ -458,7 +467,7 @@ def _export(args: argparse.Namespace) -> int:
     db = _db(args)
     shown = [-1]
 
-    def progress(p) -> None:  # type: ignore[no-untyped-def]  # export.ExportProgress, once per whole percent
+    def progress(p) -> None:  # export.ExportProgress, once per whole percent
         pct = int(p.percent)
         if pct != shown[0]:
             shown[0] = pct
@@ -484,7 +493,7 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _date(value: str):  # type: ignore[no-untyped-def]
+def _date(value: str):
     import datetime as dt
     import re
 

@@ -63,7 +63,7 @@ class ExportError(Exception):
     """The export cannot be made; says what and where."""
 
 
-def exports_dir(config) -> Path:  # type: ignore[no-untyped-def]
+def exports_dir(config) -> Path:
     return data_dir(config) / "exports"
 
 

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 KEY_FILE = Path("keys") / "export-ed25519.pem"
 
 
-def data_dir(config) -> Path:  # type: ignore[no-untyped-def]
+def data_dir(config) -> Path:
     """Where the server keeps its own files beside the media folder (keys, export packages)."""
     return Path(config.media_dir).resolve().parent
 

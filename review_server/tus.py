@@ -435,7 +435,7 @@ def _parse_checksum(header: str | None) -> bytes | None:
 
 
 @contextlib.asynccontextmanager
-async def _lock(request: web.Request, state: UploadState):  # type: ignore[no-untyped-def]
+async def _lock(request: web.Request, state: UploadState):
     """One request at a time per upload; a second one is refused (409) rather than queued. The table holds an
     upload's entry only while a request has it (nobody ever waits), so it never grows with the ids asked for."""
     locks: dict[str, bool] = request.app[TUS_LOCKS]
@@ -631,7 +631,7 @@ def configure(app: web.Application, upload_dir: Path | None = None, expire_after
     app[TUS_HASHES] = {}
     app[TUS_OPEN] = _open_uploads(folder)
     if first:
-        async def expiring(app: web.Application):  # type: ignore[no-untyped-def]
+        async def expiring(app: web.Application):
             task = asyncio.create_task(_expire_loop(app, expire_after_s))
             yield
             task.cancel()

@@ -33,7 +33,7 @@ T = TypeVar("T")
 
 CONFIG = web.AppKey("config", ServerConfig)
 DB = web.AppKey("db", Database)
-STORAGE = web.AppKey("storage", MediaStorage)  # type: ignore[type-abstract]
+STORAGE = web.AppKey("storage", MediaStorage)
 THROTTLE = web.AppKey("throttle", LoginThrottle)
 IDENTITY = web.RequestKey("identity", auth.Identity)
 

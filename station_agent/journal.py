@@ -25,7 +25,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from checklists.marks import ExaminerSheet, MarkEvent, MarkEventError, dedup, merge
 
 from . import station_clock
-from .local_db import make_engine
+from .local_db import make_engine, rowcount
 
 
 class Base(DeclarativeBase):
@@ -173,7 +173,7 @@ class Journal:
             return 0
         with Session(self.engine) as session, session.begin():
             result = session.execute(update(JournalRow).where(JournalRow.event_id.in_(ids)).values(synced=True))
-            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+            return rowcount(result)
 
     def started_at(self, attempt_id: str) -> str | None:
         with Session(self.engine) as session:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -38,15 +39,16 @@ from media.cpr.figures import CHECKLIST_FIGURES, MAX_REPORT_BYTES, check_report
 
 from . import station_clock
 from .journal import Journal
+from .pages import render, setup_pages
 from .roster import Roster
 from .tablet_auth import LoginRefused, TabletAuth, TabletSession
+from .texts import russian
 
 log = logging.getLogger(__name__)
-STATIC_DIR = Path(__file__).resolve().parent / "static"
 COOKIE = "osce_marking"
 CANDIDATE_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z-]{0,39}\Z")  # \Z: "$" would let a trailing newline in
 CLIENT_FIELDS = ("event_id", "kind", "item", "done", "rating", "reason")
-PENDING_NOTE = "Показатели СЛР по видео: идёт анализ записи…"
+PENDING_NOTE = russian("cpr_pending")
 
 
 @dataclass
@@ -125,8 +127,8 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return data
 
 
-async def index(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-store"})
+async def index(request: web.Request) -> web.Response:
+    return render("marking.html", request)
 
 
 async def login(request: web.Request) -> web.Response:
@@ -297,7 +299,7 @@ def create_marking_app(config: MarkingConfig) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
     app[CONFIG] = config
 
-    async def journal_ctx(app: web.Application):  # type: ignore[no-untyped-def]
+    async def journal_ctx(app: web.Application) -> AsyncIterator[None]:
         app[JOURNAL] = Journal(config.db_path)
         try:
             check_journal_version(app[JOURNAL], config)
@@ -314,5 +316,5 @@ def create_marking_app(config: MarkingConfig) -> web.Application:
     app.router.add_get("/api/state", state)
     app.router.add_post("/api/start", start)
     app.router.add_post("/api/events", post_event)
-    app.router.add_static("/static/", STATIC_DIR)
+    setup_pages(app)
     return app

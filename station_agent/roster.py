@@ -15,11 +15,10 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -30,9 +29,6 @@ from checklists.examiner_keys import RosterEntry
 from media.durable import write_atomic
 
 from . import station_clock
-
-if TYPE_CHECKING:
-    from .daemon import Agent
 
 log = logging.getLogger(__name__)
 
@@ -151,10 +147,10 @@ class RosterSync:
                 raise RuntimeError(f"GET {self.url}: HTTP {response.status}")
             data = await response.json()
         entries = _entries(data, self.station)
-        body = {"station": self.station, "fetched_at": station_clock.now().isoformat(timespec="seconds"),
-                "examiners": [e.to_json() for e in entries]}
+        fetched_at = station_clock.now().isoformat(timespec="seconds")
+        body = {"station": self.station, "fetched_at": fetched_at, "examiners": [e.to_json() for e in entries]}
         await asyncio.to_thread(write_atomic, self.path, json.dumps(body, ensure_ascii=False).encode("utf-8"))
-        self.roster.entries, self.roster.source, self.roster.fetched_at = entries, "server", body["fetched_at"]
+        self.roster.entries, self.roster.source, self.roster.fetched_at = entries, "server", fetched_at
         self.last_error = None
         return len(entries)
 
@@ -171,9 +167,3 @@ class RosterSync:
                         log.warning("roster: %s (signing in with the roster of %s)", exc, self.roster.fetched_at)
                     self.last_error = str(exc)
                 await asyncio.sleep(max(1.0, interval_s - (time.monotonic() - started)))
-
-
-def loops(agent: Agent) -> list[Coroutine[Any, Any, None]]:
-    """The daemon's roster loop, when examiners sign in with the server's credentials."""
-    sync = getattr(agent, "roster_sync", None)
-    return [] if sync is None else [sync.run()]

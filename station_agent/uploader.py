@@ -224,7 +224,9 @@ class Uploader:
 
     async def _synced(self, body: dict[str, Any]) -> None:
         ids = [*body.get("accepted", []), *body.get("duplicates", [])]
-        self.marks_synced += await asyncio.to_thread(self.journal.mark_synced, ids)  # type: ignore[union-attr]
+        journal = self.journal
+        assert journal is not None  # marks are sent only from a journal
+        self.marks_synced += await asyncio.to_thread(journal.mark_synced, ids)
         self.last_success_at = time.time()
 
     # ------------------------------------------------------------ fragments

@@ -157,18 +157,18 @@ async def ingest_marks(request: web.Request) -> web.Response:
     def store(s: Session) -> dict[str, Any]:
         station = s.get(Station, who.station_id)
         assert station is not None  # the token's station: tokens are revoked, stations never deleted
-        check = MarkCheck(s, station, cfg.accept_unsigned_station_marks)  # type: ignore[arg-type]
+        check = MarkCheck(s, station, cfg.accept_unsigned_station_marks)
         for i, (ev, obj) in enumerate(zip(events, raw, strict=True)):
             why = check.refusal(WireEvent.from_json({k: obj[k] for k in EVENT_FIELDS}), obj.get("proof"))
             if why is not None:  # who marked is not proven: nothing is stored; the refusal is audited
-                note_burst(s, f"marks-refused:{station.code}", REFUSAL_QUIET_S, who.actor,  # type: ignore[union-attr]
+                note_burst(s, f"marks-refused:{station.code}", REFUSAL_QUIET_S, who.actor,
                            MARKS_REFUSED, ev["attempt_id"],
                            {"event_id": ev["event_id"], "examiner": ev["examiner"], "kind": ev["kind"], "why": why})
                 return {"refused": i, "why": why}  # committed: the audit row stays, nothing else was written
         if check.unsigned:
-            note_burst(s, f"marks-unsigned:{station.code}", REFUSAL_QUIET_S, who.actor,  # type: ignore[union-attr]
+            note_burst(s, f"marks-unsigned:{station.code}", REFUSAL_QUIET_S, who.actor,
                        MARKS_UNSIGNED, events[0]["attempt_id"], {"events": check.unsigned[:20]})
-        new, dup = store_events(s, events, who.actor, station, proofs=proofs)  # type: ignore[arg-type]
+        new, dup = store_events(s, events, who.actor, station, proofs=proofs)
         return {"accepted": new, "duplicates": dup}
 
     result = await db_run(request, store)

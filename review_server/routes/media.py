@@ -48,7 +48,7 @@ def _query_float(request: web.Request, name: str) -> float | None:
     return float(value)
 
 
-def _streaming(handler):  # type: ignore[no-untyped-def]
+def _streaming(handler):
     handler.osce_streaming_body = True  # the body-size middleware uses the fragment limit here
     return handler
 
@@ -148,7 +148,7 @@ def _no_recording(key: str) -> ApiError:
     return ApiError(404, f"no recording {key!r}", "URL key")
 
 
-def _recording_scope(s: Session, rec: Recording, who) -> None:  # type: ignore[no-untyped-def]
+def _recording_scope(s: Session, rec: Recording, who) -> None:
     att = s.get(Attempt, rec.attempt_id) if rec.attempt_id else None
     require_assigned(s, who, rec.station_id, att.exam_day_id if att else None, _no_recording(rec.key))
 
@@ -225,7 +225,7 @@ async def get_media(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-def _may_view(s: Session, rec: Recording, who) -> bool:  # type: ignore[no-untyped-def]
+def _may_view(s: Session, rec: Recording, who) -> bool:
     att = s.get(Attempt, rec.attempt_id) if rec.attempt_id else None
     return examiner_may(s, who, rec.station_id, att.exam_day_id if att else None)
 

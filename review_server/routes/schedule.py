@@ -18,7 +18,7 @@ from ..web import ApiError, db_run, identity, read_json
 routes = web.RouteTableDef()
 
 
-def by_code(s: Session, model, code: str | None, where: str):  # type: ignore[no-untyped-def]
+def by_code(s: Session, model, code: str | None, where: str):
     if code is None:
         return None
     row = s.scalar(select(model).where(model.code == code))

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from .. import audit, auth
 from ..client_address import client_address
@@ -106,7 +107,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     ip = client_address(request, cfg.trusted_proxies)
     throttle = request.app[THROTTLE]
 
-    def reserve(s):  # type: ignore[no-untyped-def]
+    def reserve(s):
         # Counted as a failure before the password is compared (throttle.py): parallel attempts see each other.
         verdict = throttle.reserve(s, login_name, ip)
         if verdict.refused:
@@ -123,11 +124,11 @@ async def login(request: web.Request) -> web.StreamResponse:
         async with _password_slot(request):
             matches = await asyncio.to_thread(auth.password_matches, stored_hash, password)
 
-        def settle(s):  # type: ignore[no-untyped-def]
+        def settle(s: Session) -> tuple[str, tuple[str, str, str] | None]:
             user = s.scalar(select(User).where(User.login == login_name, User.active.is_(True))) if matches else None
             ok = user is not None and user.password_hash == stored_hash
             throttle.settle(s, verdict.attempt_id, ok)
-            if not ok:
+            if not ok or user is None:
                 audit.append(s, f"ip:{ip}", audit.LOGIN_FAILED, login_name)
                 return "bad", None
             auth.rehash_if_needed(user, password)
@@ -162,7 +163,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     who = identity(request)
 
-    def end(s):  # type: ignore[no-untyped-def]
+    def end(s):
         auth.end_session(s, who.session_id)  # type: ignore[arg-type]
         audit.append(s, who.actor, audit.LOGOUT, who.login or "")
 

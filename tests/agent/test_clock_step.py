@@ -17,8 +17,7 @@ import pytest
 
 from media.manifest import read_manifest, verify_recording
 
-from .conftest import Client
-from .daemon_process import Daemon, build_clock_step_shim, events, set_clock_step, wait_for, write_config
+from .conftest import Client, Daemon, build_clock_step_shim, events, set_clock_step, wait_for, write_config
 
 STEP_S = 3600
 READING_S, PERFORMING_S = 1, 8

@@ -23,8 +23,7 @@ from media.manifest import read_manifest, verify_recording
 from station_agent.config import ConfigError, load_config
 from station_agent.upload_queue import UploadQueue
 
-from .conftest import Client
-from .daemon_process import TOKEN, Daemon, events, wait_for, write_config
+from .conftest import TOKEN, Client, Daemon, events, wait_for, write_config
 
 
 def media_count(part: Path) -> int:

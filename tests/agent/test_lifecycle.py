@@ -219,7 +219,7 @@ async def test_agent_follows_the_server_schedule_and_its_clock(tmp_path: Path) -
                           data_dir=tmp_path)
         agent = Agent(cfg, load_checklist(cfg.checklist))
         async with ClientSession() as session:
-            await agent.fetch_schedule(session)
+            await agent.schedule.fetch(session)
     assert seen == ["Bearer tok"]
     assert agent.clock.source == "server" and agent.clock.offset_s == pytest.approx(100, abs=0.5)
     assert [a.attempt_id for a in agent.scheduled] == ["a1"]

@@ -13,7 +13,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 import osce_cli
 from checklists.loader import load_checklist
-from station_agent.marking_app import STATIC_DIR, MarkingConfig, create_marking_app
+from station_agent.marking_app import MarkingConfig, create_marking_app
+from station_agent.pages import STATIC_DIR, TEMPLATES_DIR
 
 from .conftest import CPR
 
@@ -188,10 +189,12 @@ def test_config_takes_an_accreditation_number_not_a_name(tmp_path: Path) -> None
         config(tmp_path).__class__(**{**vars(config(tmp_path)), "examiners": {"ivanova": ""}})
 
 
-def test_static_page_is_russian_and_loads_nothing_from_outside() -> None:
-    for path in STATIC_DIR.iterdir():
+async def test_static_page_is_russian_and_loads_nothing_from_outside(tmp_path: Path) -> None:
+    for path in [*STATIC_DIR.iterdir(), *TEMPLATES_DIR.iterdir()]:
         assert not re.search(r"https?://", path.read_text(encoding="utf-8")), path
-    html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+    client = await _client(config(tmp_path))
+    html = await (await client.get("/")).text()
+    await client.close()
     assert 'lang="ru"' in html and "Номер аккредитуемого" in html and "Завершить и подписать" in html
 
 

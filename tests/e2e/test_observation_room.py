@@ -6,9 +6,7 @@ page through the server (one source of truth)."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
 import sqlite3
 import time
 import urllib.request
@@ -20,19 +18,9 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from review_server.demo import Demo, DemoSettings, prepare
-
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+from scripts.harness.browser import CHROMIUM_VIDEO_ARGS as CHROMIUM_ARGS
+from scripts.harness.browser import chromium_executable
+from scripts.harness.ports import free_ports as _free_ports
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +66,7 @@ def _plays(page: Page, selector: str) -> None:
 
 
 def test_examiner_watches_every_station_and_marks_beside_the_live_picture(demo: Demo) -> None:
-    executable = os.environ.get("OSCE_CHROMIUM", "/usr/bin/chromium")
+    executable = chromium_executable()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:

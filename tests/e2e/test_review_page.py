@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import urllib.request
@@ -33,13 +32,13 @@ from review_server.models import Attempt, Candidate, CandidatePersonal, Examiner
 from review_server.scores import attempt_outcome
 from review_server.storage import LocalStorage
 from review_server.web import DB
+from scripts.harness.browser import CHROMIUM_VIDEO_ARGS as CHROMIUM_ARGS
+from scripts.harness.browser import chromium_executable
 from tests.mark_signing import Signer
 from tests.server.archive_helpers import CPR, ROOT, add_schedule, checklist, link_attempt
 
 from .server_thread import ServerThread
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
 NUMBER = "2611077"
 SECRET_NAME = "Верещагина"
 # Marks every 0.25 s from 0.5 s, inside the 6 s recording, so that each one can be seeked to.
@@ -205,7 +204,7 @@ def _check_playback_and_seeking(page: Page) -> None:
 
 
 def test_examiner_watches_both_cameras_in_step_and_seeks_by_marks(stack: Stack) -> None:
-    executable = os.environ.get("OSCE_CHROMIUM", "/usr/bin/chromium")
+    executable = chromium_executable()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
@@ -240,7 +239,7 @@ def test_examiner_watches_both_cameras_in_step_and_seeks_by_marks(stack: Stack) 
 
 
 def test_archivist_finds_the_attempt_and_opens_it(stack: Stack) -> None:
-    executable = os.environ.get("OSCE_CHROMIUM", "/usr/bin/chromium")
+    executable = chromium_executable()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:

@@ -36,6 +36,7 @@ from typing import Any
 
 import pytest
 
+from scripts.harness.ports import free_port as _free_port
 from tests.mark_signing import Signer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -245,12 +246,6 @@ def encode_fmp4(seconds: float = 2.0, fps: int = 10, size: int = 64, shade: int 
 
 
 # --- the server process -----------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _seed(db_url: str) -> dict[str, str]:

@@ -15,8 +15,8 @@ from review_server.models import AuditEvent, Candidate, CandidatePersonal, MarkE
 from review_server.routes.attempt_page import ATTEMPT_MEDIA, ATTEMPT_VIEW
 from review_server.routes.track_file import Unsatisfiable, byte_range
 from review_server.scores import attempt_outcome
+from scripts.harness.fmp4_bytes import init_bytes, media_bytes
 
-from ..fmp4_bytes import init_bytes, media_bytes
 from .archive_helpers import CPR, add_schedule, checklist, events, link_attempt, post_marks
 from .conftest import World
 

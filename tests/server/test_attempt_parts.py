@@ -10,8 +10,8 @@ import re
 
 from checklists.marks import MarkEvent as WireEvent
 from review_server.models import Recording
+from scripts.harness.fmp4_bytes import init_bytes, media_bytes
 
-from ..fmp4_bytes import init_bytes, media_bytes
 from .archive_helpers import CPR, add_schedule, checklist, link_attempt, post_marks
 from .conftest import World
 

@@ -15,8 +15,8 @@ from review_server.models import AuditEvent
 from review_server.package import verify
 from review_server.signing import data_dir, load_existing, public_pem
 from review_server.storage import LocalStorage
+from scripts.harness.fmp4_bytes import init_bytes, media_bytes
 
-from ..fmp4_bytes import init_bytes, media_bytes
 from .archive_helpers import CPR, add_schedule, checklist, events, link_attempt, post_marks
 from .conftest import World
 

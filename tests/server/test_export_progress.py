@@ -14,7 +14,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -35,8 +34,9 @@ from review_server.models import AuditEvent
 from review_server.package import MANIFEST, PUBLIC_KEY, SIGNATURE, SUMS, verify
 from review_server.storage import LocalStorage
 from review_server.web import CONFIG
+from scripts.harness.fmp4_bytes import init_bytes, media_bytes
+from scripts.harness.ports import free_port as _free_port
 
-from ..fmp4_bytes import init_bytes, media_bytes
 from .archive_helpers import CPR, ROOT, add_schedule, checklist, events, link_attempt, post_marks
 from .conftest import Api, World
 
@@ -191,12 +191,6 @@ cfg = ServerConfig(database_url=sys.argv[1], media_dir=Path(sys.argv[2]), insecu
 web.run_app(create_app(cfg, storage=Stalling(cfg.media_dir)), host="127.0.0.1", port=int(sys.argv[4]),
             print=lambda *_: print("serving", flush=True))
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _http(method: str, url: str, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:

@@ -20,8 +20,8 @@ from sqlalchemy import String, Text, func, select
 
 from review_server.models import Attempt, Base, Fragment, MarkEvent, Recording, Station
 from review_server.web import CONFIG, STORAGE
+from scripts.harness.fmp4_bytes import media_bytes
 
-from ..fmp4_bytes import media_bytes
 from .conftest import World
 
 SQL = "x'); DROP TABLE users; --"

@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from review_server import audit
 from review_server.models import AuditEvent, Fragment, Recording
 from review_server.web import STORAGE
+from scripts.harness.fmp4_bytes import init_bytes, media_bytes
 
-from ..fmp4_bytes import init_bytes, media_bytes
 from .conftest import World
 
 

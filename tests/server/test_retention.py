@@ -14,8 +14,8 @@ from review_server import audit
 from review_server.config import ServerConfig
 from review_server.models import AuditEvent, Recording
 from review_server.storage import LocalStorage
+from scripts.harness.fmp4_bytes import init_bytes, media_bytes
 
-from ..fmp4_bytes import init_bytes, media_bytes
 from .archive_helpers import add_schedule, link_attempt
 from .conftest import World
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from review_server.models import AuditEvent, ReviewLink
+from scripts.harness.browser import CHROMIUM_ARGS, chromium_executable
+from scripts.harness.fmp4_bytes import init_bytes, media_bytes
 
-from ..fmp4_bytes import init_bytes, media_bytes
 from .archive_helpers import (
     CPR,
     add_schedule,
@@ -105,9 +105,8 @@ async def test_review_page_plays_in_chromium(world: World, recording: Path) -> N
         "/api/attempts/W1/review-links", json={"reviewer": "Комиссия", "minutes": 10}, headers=world.headers("admin")
     )
     url = str(world.api.client.make_url((await resp.json())["url"]))
-    executable = os.environ.get("OSCE_CHROMIUM", "/usr/bin/chromium")
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=executable, args=["--no-sandbox", "--disable-gpu"])
+        browser = await p.chromium.launch(executable_path=chromium_executable(), args=CHROMIUM_ARGS)
         try:
             page = await browser.new_page()
             await page.goto(url)

@@ -25,7 +25,7 @@ from review_server.models import Fragment, Recording, Station
 from review_server.storage import LocalStorage
 from review_server.tus import STORED_HEADER, TUS_DIR, expire_uploads
 from review_server.web import CONFIG, DB, STORAGE
-from tests.fmp4_bytes import init_bytes, media_bytes
+from scripts.harness.fmp4_bytes import init_bytes, media_bytes
 
 CHEAP_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_kib": 8, "argon2_parallelism": 1}
 TUS = {"Tus-Resumable": "1.0.0"}

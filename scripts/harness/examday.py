@@ -3,7 +3,8 @@ cameras and microphones), each agent talking to the server through its own TCP p
 Two examiners per station mark through the agent's tablet API while the attempts run and sign off; one
 correction per station goes through the server's API. Faults come from a seeded schedule.
 
-Used by tests/examday/test_examday.py (short, in CI) and bench/examday.py (long; prints the README table).
+Used by tests/examday/test_examday.py (short, in CI), bench/examday.py (long; prints the README table) and
+bench/centre_load.py.
 Checks at the end, from the server's database and API against what the stations hold and what the
 examiners were told was stored: recordings complete, no fragment or mark lost or doubled, scores,
 protocol and export right.
@@ -20,7 +21,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -36,8 +36,10 @@ from sqlalchemy import func, select
 from checklists.loader import load_checklist
 from checklists.scoring import score
 from media.manifest import MANIFEST_NAME, read_manifest
-from tests.agent.daemon_process import build_clock_step_shim, set_clock_step
-from tests.agent.test_network_cut import CutProxy
+
+from .agent import build_clock_step_shim, set_clock_step
+from .netcut import CutProxy
+from .ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 OSCE = [sys.executable, "-m", "osce_cli"]
@@ -52,12 +54,6 @@ MARK_OFFSET_TOLERANCE_S = 3.0  # a mark's offset into the recording against when
 def event_id(key: str) -> str:
     """A UUID4-shaped id derived from the key: a retried mark carries the same id (the idempotency key)."""
     return str(uuid.UUID(bytes=hashlib.sha256(key.encode()).digest()[:16], version=4))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -753,7 +749,7 @@ async def simulate(root: Path, plan: Plan) -> dict[str, Any]:
         day.stop_all()
 
 
-if __name__ == "__main__":  # python -m tests.examday.harness ROOT
+if __name__ == "__main__":  # python -m scripts.harness.examday ROOT
     r = asyncio.run(simulate(Path(sys.argv[1]), Plan()))
     print(table(r))
     print(json.dumps({k: v for k, v in r.items() if k != "log"}, indent=1, default=str))
