@@ -257,15 +257,22 @@ def kept_intervals(intervals: np.ndarray) -> np.ndarray:
     return intervals[np.abs(intervals - local) <= OUTLIER * local]
 
 
-def _rate(intervals: np.ndarray) -> float:
-    """Compressions per minute over compression time: the kept intervals' count divided by their length."""
+def _usable(intervals: np.ndarray) -> np.ndarray:
+    """The kept intervals, or all of them when none agrees with its neighbours (two rates half and half in a
+    short window)."""
     keep = kept_intervals(intervals)
-    return round(float(60.0 * keep.size / keep.sum()), 1)
+    return keep if keep.size else intervals
+
+
+def _rate(intervals: np.ndarray) -> float | None:
+    """Compressions per minute over compression time: the usable intervals' count divided by their length."""
+    keep = _usable(intervals)
+    return round(float(60.0 * keep.size / keep.sum()), 1) if keep.size else None
 
 
 def rate_bands(intervals: np.ndarray) -> dict[str, float]:
     """% of compressions whose own rate (60 / the interval to the one before) is below, in, above 100–120/min."""
-    return bands(60.0 / kept_intervals(intervals), *GUIDELINES["rate_per_min"])
+    return bands(60.0 / _usable(intervals), *GUIDELINES["rate_per_min"])
 
 
 def _figures(comp: np.ndarray, grid_t: np.ndarray, unknown: np.ndarray, w: dict[str, np.ndarray],

@@ -9,7 +9,16 @@ import numpy as np
 import pytest
 
 from media.cpr.figures import figures_for_checklist
-from media.cpr.motion import FlowGrid, LiveCprAnalyser, LiveTap, SyntheticChest, analyse_recording, analyse_series
+from media.cpr.motion import (
+    FlowGrid,
+    LiveCprAnalyser,
+    LiveTap,
+    SyntheticChest,
+    _rate,
+    analyse_recording,
+    analyse_series,
+    rate_bands,
+)
 from media.sources.base import RawFrame
 from tests.media.conftest import osce
 
@@ -192,3 +201,12 @@ def test_mean_rate_and_share_in_target_when_the_rate_changes(name):
     number = [float(x.replace(",", ".")) for x in found.groups()]
     assert number[0] == pytest.approx(rate, abs=3.5) and number[1] == pytest.approx(share, abs=5.5), line
 
+
+
+def test_a_window_where_no_interval_agrees_with_its_neighbours_still_has_a_rate():
+    # Two rates half and half (or missed detections in a row): every local median falls between them. The rate is the
+    # mean over all of them then, never NaN (the live view's meta is JSON: NaN broke the observation grid).
+    halves = np.array([0.5, 0.5, 1.0, 1.0])
+    assert _rate(halves) == 80.0
+    assert rate_bands(halves) == {"below": 50.0, "in": 50.0, "above": 0.0}
+    assert _rate(np.zeros(0)) is None
