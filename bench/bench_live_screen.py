@@ -171,9 +171,10 @@ def watch(page: Any, seconds: float, tags: set[str]) -> tuple[dict[str, Any], Sa
 
 
 def startup(page: Any, url: str, reloads: int) -> dict[str, Any]:
-    """Reload the grid `reloads` times: per tile, the player's WebSocket opened → its first presented frame, and that
-    frame's age (display time - capture time; the recording clock's zero on the host's from the flashes after it)."""
-    firsts, ages = [], []
+    """Reload the grid `reloads` times. Per tile: the player's WebSocket opened → its first visible frame, that
+    frame's age (display - capture; the recording clock's zero on the host's from the flashes after it), and the
+    first seek, to the live edge: how long it took and how much of the GOP it decoded to get there."""
+    firsts, ages, seeks, decoded = [], [], [], []
     for _ in range(reloads):
         page.goto(url + "/live")
         page.wait_for_function("document.querySelectorAll('.tile video').length >= 3", timeout=30000)
@@ -190,10 +191,19 @@ def startup(page: Any, url: str, reloads: int) -> dict[str, Any]:
             if found:
                 zero = sorted(f.T - f.media for f in found)[len(found) // 2]
                 ages.append((sample.host(first[1]) - (zero + first[2])) * 1000)
+            mine = sorted((e for e in sample.events if e[0] == tag and e[1] in ("seeking", "seeked")),
+                          key=lambda e: e[2])
+            if len(mine) >= 2 and mine[0][1] == "seeking" and mine[1][1] == "seeked":
+                seeks.append(mine[1][2] - mine[0][2])
+                if mine[0][4] is not None:
+                    decoded.append((mine[0][3] - mine[0][4]) * 1000)
     return {"joins": len(firsts), "first_picture_p50_ms": round(percentile(firsts, 50), 1),
             "first_picture_max_ms": round(max(firsts, default=float("nan")), 1),
             "first_picture_age_p50_ms": round(percentile(ages, 50), 1),
-            "first_picture_age_max_ms": round(max(ages, default=float("nan")), 1)}
+            "first_picture_age_max_ms": round(max(ages, default=float("nan")), 1),
+            "edge_seek_p50_ms": round(percentile(seeks, 50), 1), "edge_seek_max_ms": round(max(seeks, default=0), 1),
+            "gop_decoded_p50_ms": round(percentile(decoded, 50), 1),
+            "gop_decoded_max_ms": round(max(decoded, default=0), 1)}
 
 
 def parse_args() -> argparse.Namespace:
@@ -308,7 +318,8 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     s = results["startup"]
     print(f"startup over {s['joins']} joins: first picture {s['first_picture_p50_ms']} ms after the WebSocket opened "
           f"(max {s['first_picture_max_ms']}), {s['first_picture_age_p50_ms']} ms old (max "
-          f"{s['first_picture_age_max_ms']})")
+          f"{s['first_picture_age_max_ms']}); the seek to the edge took {s['edge_seek_p50_ms']} ms (max "
+          f"{s['edge_seek_max_ms']}), decoding {s['gop_decoded_p50_ms']} ms of the GOP (max {s['gop_decoded_max_ms']})")
     if "load_fanout" in results:
         f = results["load_fanout"]
         print(f"load fan-out: server CPU {f.get('server_cpu_pct')} %, load viewers' stalls "

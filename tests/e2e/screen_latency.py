@@ -25,7 +25,7 @@ PROBE_JS = r"""
 (() => {
   const frames = [];    // [tag, expectedDisplayTime ms, mediaTime s, brightness 0..255]
   const arrivals = [];  // [station/camera, arrival ms, t s] of the messages that carry video
-  const events = [];    // [tag, type, ms]: the player waiting for data, seeking, a new source
+  const events = [];    // [tag, type, ms, currentTime, buffered start]: waiting for data, seeking, a socket opening
   window.__screen = {
     take() { return { frames: frames.splice(0), arrivals: arrivals.splice(0), events: events.splice(0) }; },
   };
@@ -64,8 +64,11 @@ PROBE_JS = r"""
     return (tile ? tile.dataset.station : "?") + (video.closest("#big-slot") ? ":big" : ":tile");
   };
   const watch = (video) => {
-    for (const type of ["waiting", "seeking", "emptied"]) {
-      video.addEventListener(type, () => events.push([tagOf(video), type, performance.now()]));
+    for (const type of ["waiting", "seeking", "seeked"]) {
+      video.addEventListener(type, () => {
+        const b = video.buffered, from = b.length ? b.start(b.length - 1) : null;   // a seek decodes from there
+        events.push([tagOf(video), type, performance.now(), video.currentTime, from]);
+      });
     }
     const onFrame = (_now, meta) => {
       if (getComputedStyle(video).opacity === "0") {   // presented but out of sight
@@ -211,7 +214,7 @@ def stalls(sample: Sample, tags: set[str] | None = None) -> dict[str, int]:
     seeks = [e for e in events if e[1] == "seeking"]
     last_seek: dict[str, float] = {}
     stalled = 0
-    for tag, kind, at in events:
+    for tag, kind, at, *_ in events:
         if kind == "seeking":
             last_seek[tag] = at
         elif kind == "waiting" and at - last_seek.get(tag, -1e9) > 100:

@@ -14,7 +14,8 @@ const CUSHION_MARGIN_S = 0.05;   // ahead of the playhead beyond the lateness se
 const CUSHION_MAX_S = 0.6;       // a link this jittery is watched this far behind, stalling now and then
 const JITTER_QUANTILE = 0.98;    // of the edge's lateness over the window
 const JITTER_WINDOW_S = 10;      // the edge's lateness is remembered this long
-const SETTLE_S = 2;              // after the start the page is busy: lateness is not learnt from it
+const JOIN_WAIT_S = 0.1;         // after the first append, for the rest of the joining GOP
+const SETTLE_S = 2;              // after the start the page is busy: lateness is not learnt, seeks are not limited
 const SEEK_BEHIND_S = 0.2;       // further behind the cushion than this: seek; nearer: play faster
 const SEEK_EVERY_S = 3;          // at most one seek in this long: each decodes from a key frame, costly when busy
 // Playing faster catches up little here: a media element whose sound goes through Web Audio (the meters) plays at
@@ -43,6 +44,8 @@ class Player {
     this.camera = camera;
     this.closed = false;
     this.timer = setInterval(() => this.chase(), 100);
+    this.onSeeked = () => this.seeked();
+    video.addEventListener("seeked", this.onSeeked);
     this.start();
   }
 
@@ -51,6 +54,7 @@ class Player {
     this.queued = 0;       // bytes in the queue
     this.sb = null;
     this.started = false;  // the first picture is shown at the edge (a seek into the GOP the server sent)
+    this.firstAppendAt = null;
     this.seekedAt = -Infinity;
     this.edges = [];       // [arrival s, wall - buffered end s] after each append, over JITTER_WINDOW_S
     this.ms = new MediaSource();
@@ -75,6 +79,7 @@ class Player {
   close() {
     this.closed = true;
     clearInterval(this.timer);
+    this.video.removeEventListener("seeked", this.onSeeked);
     if (this.ws) this.ws.close();
   }
 
@@ -122,12 +127,12 @@ class Player {
   appended() {
     const b = this.video.buffered;
     const now = performance.now() / 1000;
+    this.firstAppendAt = this.firstAppendAt ?? now;
     if (b.length && this.started && now > this.startedAt + SETTLE_S) {
       this.edges.push([now, now - b.end(b.length - 1)]);
       while (this.edges.length && this.edges[0][0] < now - JITTER_WINDOW_S) this.edges.shift();
     }
     this.pump();
-    if (!this.started) this.chase();   // then ten times a second (the timer)
   }
 
   // [cushion s, media time of the edge now had it come at its earliest]: the cushion is how much later than its
@@ -139,23 +144,21 @@ class Player {
     return [Math.min(CUSHION_MAX_S, jitter + CUSHION_MARGIN_S), performance.now() / 1000 - late[0]];
   }
 
-  chase() {
+  chase() {   // ten times a second
     const v = this.video, b = v.buffered;
-    if (!b.length || v.seeking) return;
+    const now = performance.now() / 1000;
+    // The GOP the server sends a joining viewer arrives in a burst: the first seek waits until it is in.
+    if (!b.length || v.seeking || now < this.firstAppendAt + JOIN_WAIT_S) return;
     const end = b.end(b.length - 1), start = b.start(b.length - 1);
     const [cushion, edge] = this.cushion(end);
     const behind = Math.min(edge, end) - v.currentTime - cushion;
-    const now = performance.now() / 1000;
+    const settling = !this.started || now < this.startedAt + SETTLE_S;
     if (!this.started || v.currentTime < b.start(0)
-        || (behind > SEEK_BEHIND_S && now > this.seekedAt + SEEK_EVERY_S)) {
+        || (behind > SEEK_BEHIND_S && (settling || now > this.seekedAt + SEEK_EVERY_S))) {
       v.currentTime = Math.max(start, end - cushion);   // decodes from the GOP's key frame to here
       v.playbackRate = 1;
       this.seekedAt = now;
-      if (!this.started) {
-        // Until the seek is done the element shows the GOP's first picture, up to 2 s old: keep it out of sight.
-        v.addEventListener("seeked", () => v.classList.remove("joining"), { once: true });
-        this.startedAt = now;
-      }
+      this.startedAt = this.started ? this.startedAt : now;
       this.started = true;
     } else {
       // Proportional: 0.1 s behind the cushion plays at 1.1, 0.05 s too near the edge at 0.95 (the cushion grew).
@@ -163,6 +166,15 @@ class Player {
       if (Math.abs(rate - v.playbackRate) >= 0.02 || (rate === 1 && v.playbackRate !== 1)) v.playbackRate = rate;
     }
     if (v.paused) v.play().catch(() => {});
+  }
+
+  seeked() {
+    // Until a seek has brought the playhead to the edge (more of the joining GOP may have come meanwhile: then the
+    // next tick seeks again) the element shows an old picture, the GOP's first up to 2 s old: out of sight.
+    const v = this.video, b = v.buffered;
+    if (!b.length) return;
+    const end = b.end(b.length - 1);
+    if (end - v.currentTime <= this.cushion(end)[0] + SEEK_BEHIND_S) v.classList.remove("joining");
   }
 }
 
