@@ -250,6 +250,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     demo.start()
     supervisor = demo.supervise_in_background()
     results: dict[str, Any] = {"seconds": args.seconds}
+    samples: dict[str, Sample] = {}  # what the page's probe collected, kept in the workdir to look into
     rows = []
     worker = None
     try:
@@ -282,13 +283,15 @@ def main() -> None:  # noqa: PLR0915 - one linear script
                         page.wait_for_timeout((load.START_S + 4.0 + 5.0) * 1000)
                     load_avg = [round(x, 2) for x in os.getloadavg()]
                     log(f"{name}: tiles, {args.seconds:g} s (load average {load_avg})")
-                    tiles, _ = watch(page, args.seconds, {"st1:tile", "st2:tile", "st3:tile"})
+                    tiles, sample = watch(page, args.seconds, {"st1:tile", "st2:tile", "st3:tile"})
+                    samples[f"{name}: tiles"] = sample
                     page.locator(f'.tile[data-station="{BIG}"] video').click()
                     page.wait_for_function("audioCtx && audioCtx.state === 'running' && current && "
                                            "current.gain && current.gain.gain.value === 1", timeout=10000)
                     page.wait_for_timeout(3000)
                     log(f"{name}: enlarged with sound, {args.seconds:g} s")
-                    big, _ = watch(page, args.seconds, {f"{BIG}:big"})
+                    big, sample = watch(page, args.seconds, {f"{BIG}:big"})
+                    samples[f"{name}: enlarged"] = sample
                     page.keyboard.press("Escape")
                     page.wait_for_timeout(2000)
                     key = "load" if loaded else "idle"
@@ -309,6 +312,8 @@ def main() -> None:  # noqa: PLR0915 - one linear script
             worker.kill()
         supervisor.set()
         demo.stop()
+    (folder / "samples.pickle").write_bytes(pickle.dumps(samples))
+    log(f"the probe's raw samples: {folder / 'samples.pickle'} (tests/e2e/screen_latency.py Sample)")
     for key in ("idle", "load"):
         if key in results:
             for view in ("tiles", "big"):

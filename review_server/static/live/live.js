@@ -19,7 +19,9 @@ const SETTLE_S = 2;              // after the start the page is busy: lateness i
 const SEEK_BEHIND_S = 0.2;       // further behind the cushion than this: seek; nearer: play faster
 const SEEK_EVERY_S = 3;          // at most one seek in this long: each decodes from a key frame, costly when busy
 // Playing faster catches up little here: a media element whose sound goes through Web Audio (the meters) plays at
-// most ~4 % faster in Chromium, whatever the rate asked (measured), so a seek does the larger part. Slower works.
+// most ~4 % faster in Chromium, whatever the rate asked, so a seek does the larger part (slower works). Left to its
+// own sound output (the meters on captureStream), the element plays faster as asked but stalls unless ~0.1 s more
+// stays buffered (Chromium's media audio sink): 270 against 185 ms to the screen, measured. Web Audio it is.
 const MAX_RATE = 1.15;           // catching up; the sound's pitch is kept (preservesPitch)
 const MIN_RATE = 0.9;            // letting the cushion grow when the jitter grew
 const KEEP_S = 20;               // seconds of buffer kept behind the playhead
