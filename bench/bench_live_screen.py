@@ -5,13 +5,12 @@ beside it; how fast a new viewer's picture starts.
 The demo (review_server/demo.py: `osce server run` and three `osce agent run`, synthetic 640x360 cameras flashing at
 every whole second of the host's clock, synthetic microphones) runs its first attempt; examiner1 watches /live in
 Debian's Chromium and marks beside the enlarged picture. tests/e2e/screen_latency.py measures in the page: every
-presented frame's `requestVideoFrameCallback` expectedDisplayTime and brightness, tied to the host's clock; a flash's
-latency is its
-brightness-weighted display time minus the whole second the camera lit it; its socket latency the same over the
-arrival of its chunks at the page's WebSocket (the baseline: what the player adds is the difference).
+presented frame's `requestVideoFrameCallback` expectedDisplayTime and brightness, tied to the host's clock. A flash's
+latency is its brightness-weighted display time minus the whole second the camera lit it; its socket latency the same
+over the arrival of its chunks at the page's WebSocket (the baseline: what the player adds is the difference).
 The load is bench_live_load.py's: 12 more stations replaying a recorded 720p25 stream through the same server to
 4 viewers each (a second process), started after the unloaded phases. Startup: the page reloaded, from the player's
-WebSocket to its first picture, and that picture's age.
+WebSocket to its first picture, that picture's age, and the seek to the live edge.
 
     .venv/bin/python bench/bench_live_screen.py [--quick] [--seconds S] [--no-load]
 
