@@ -191,12 +191,12 @@ def start_server(folder: Path, stations: list[str]) -> tuple[Process, dict[str, 
     return server, tokens
 
 
-async def login(url: str) -> str:
+async def login(url: str, password: str = PASSWORD) -> str:
     """The observer's session cookie, through the JSON login a browser script uses."""
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
         async with http.get(url + "/login") as r:
             csrf = r.headers["X-CSRF-Token"]
-        async with http.post(url + "/login", json={"login": "observer", "password": PASSWORD},
+        async with http.post(url + "/login", json={"login": "observer", "password": password},
                              headers={"X-CSRF-Token": csrf, "Cookie": f"osce_login_csrf={csrf}"}) as r:
             if r.status != 200:
                 raise RuntimeError(f"login: {r.status} {await r.text()}")

@@ -345,7 +345,9 @@ async def publish(request: web.Request) -> web.StreamResponse:
                 channel.publish(msg.data)
             elif msg.type == WSMsgType.TEXT and len(msg.data) <= MAX_META:
                 with contextlib.suppress(ValueError, AttributeError):
-                    meta = json.loads(msg.data)
+                    # NaN or Infinity (Python's json writes them) would make the grid's JSON.parse refuse the
+                    # whole station list: they become null.
+                    meta = json.loads(msg.data, parse_constant=lambda _: None)
                     channel.meta = {k: meta[k] for k in META_KEYS if k in meta}
     finally:
         recheck.cancel()

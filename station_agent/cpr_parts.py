@@ -89,7 +89,7 @@ def analyse_parts(parts: list[tuple[Path, datetime, datetime]], performing: date
 
 def _merge(results: list[tuple[Path, float, dict[str, Any]]], spans: list[tuple[float, float]],
            no_data: list[tuple[float, float]], perf_s: float) -> dict[str, Any]:
-    from media.cpr.motion import MIN_COVERAGE, MIN_PAUSE_S, _rate
+    from media.cpr.motion import MIN_COVERAGE, MIN_PAUSE_S, _rate, cycle_intervals, rate_bands
 
     track = results[0][2].get("track")
     frames = sum(int(r.get("frames", 0)) for _, _, r in results)
@@ -105,9 +105,7 @@ def _merge(results: list[tuple[Path, float, dict[str, Any]]], spans: list[tuple[
     intervals: list[np.ndarray] = []
     for n, (i, shift, r) in enumerate(est):
         times = np.asarray(r["compression_times"])
-        gaps = np.diff(times)
-        period = float(np.median(gaps))
-        intervals.append(gaps[gaps < period + MIN_PAUSE_S])
+        intervals.append(cycle_intervals(times, float(np.median(np.diff(times))))[1])
         a, b = spans[i]
         lead = float(times[0]) + shift - a  # hands off seen right after a gap
         if n > 0 and lead >= MIN_PAUSE_S:
@@ -137,6 +135,7 @@ def _merge(results: list[tuple[Path, float, dict[str, Any]]], spans: list[tuple[
         "coverage": round(float(coverage), 3),
         "compressions": int(comp.size),
         "rate_per_min": _rate(np.concatenate(intervals)),
+        "rate_bands": rate_bands(np.concatenate(intervals)),
         "rate_series": [{**x, "t": round(x["t"] + s, 2)} for _, s, r in est for x in r["rate_series"]],
         "pauses": sorted(pauses, key=lambda p: p["start"]),
         "hands_off_s": round(float(hands_off), 2),

@@ -55,7 +55,7 @@ def _n(x: float, digits: int = 0) -> str:
     return f"{x:.{digits}f}".replace(".", ",")
 
 
-def _bands(values: np.ndarray, lo: float, hi: float) -> dict[str, float]:
+def bands(values: np.ndarray, lo: float, hi: float) -> dict[str, float]:
     if values.size == 0:
         return {"below": 0.0, "in": 0.0, "above": 0.0}
     return {"below": round(100 * float(np.mean(values < lo)), 1),
@@ -111,13 +111,13 @@ def manikin_figures(feedback: Feedback, start: float | None = 0.0) -> dict[str, 
         "first_compression_s": round(float(times[0]), 2),
         "time_to_first_compression_s": None if start is None else round(float(times[0] - start), 2),
         "depth_mm": {"mean": round(float(depth.mean()), 1) if depth.size else None,
-                     "bands": _bands(depth, *GUIDELINES["depth_mm"])},
-        "rate_per_min": {"mean": timeline["rate_per_min"], "bands": _bands(rate, *GUIDELINES["rate_per_min"])},
+                     "bands": bands(depth, *GUIDELINES["depth_mm"])},
+        "rate_per_min": {"mean": timeline["rate_per_min"], "bands": bands(rate, *GUIDELINES["rate_per_min"])},
         "recoil_percent": round(100 * float(np.mean(recoil)), 1) if recoil else None,
         "hand_position_percent": round(100 * float(np.mean(hands)), 1) if hands else None,
         "ventilations": {"count": len(feedback.ventilations),
                          "mean_ml": round(float(volume.mean()), 0) if volume.size else None,
-                         "bands": _bands(volume, *GUIDELINES["volume_ml"])},
+                         "bands": bands(volume, *GUIDELINES["volume_ml"])},
         "cycles": timeline["cycles"], "pauses": timeline["pauses"], "hands_off_s": timeline["hands_off_s"],
         "compression_fraction": timeline["compression_fraction"],
         "timeline_10s": bins,
@@ -130,7 +130,12 @@ def manikin_figures(feedback: Feedback, start: float | None = 0.0) -> dict[str, 
 def _video_lines(key: str, v: dict[str, Any]) -> list[str]:
     lo, hi = GUIDELINES["rate_per_min"]
     if key == "rate":
-        return [f"Частота (видео): {_n(v['rate_per_min'])}/мин (цель {_n(lo)}–{_n(hi)})"]
+        line = f"Частота (видео): {_n(v['rate_per_min'])}/мин в среднем"
+        b = v.get("rate_bands")  # reports made before it was added have none
+        if b is None:
+            return [f"{line} (цель {_n(lo)}–{_n(hi)})"]
+        return [f"{line}, в диапазоне {_n(lo)}–{_n(hi)}: {_n(b['in'])} % компрессий "
+                f"(реже {_n(b['below'])} %, чаще {_n(b['above'])} %)"]
     if key == "compressions":
         cycles = runs_and_pauses(np.asarray(v["compression_times"]))["cycles"]
         bound = "" if v.get("coverage", 1.0) >= 0.98 else "не менее "
@@ -160,7 +165,9 @@ def _manikin_lines(key: str, m: dict[str, Any]) -> list[str]:
         return [f"Глубина (тренажёр): {_n(d['mean'] / 10, 1)} см, в диапазоне {_n(dlo / 10)}–{_n(dhi / 10)} см "
                 f"{_n(b['in'])} % (мельче {_n(b['below'])} %, глубже {_n(b['above'])} %)"]
     if key == "rate" and r["mean"] is not None:
-        return [f"Частота (тренажёр): {_n(r['mean'])}/мин, в диапазоне {_n(rlo)}–{_n(rhi)}: {_n(r['bands']['in'])} %"]
+        b = r["bands"]
+        return [f"Частота (тренажёр): {_n(r['mean'])}/мин, в диапазоне {_n(rlo)}–{_n(rhi)}: {_n(b['in'])} % "
+                f"(реже {_n(b['below'])} %, чаще {_n(b['above'])} %)"]
     if key == "recoil" and m["recoil_percent"] is not None:
         return [f"Полное расправление (тренажёр): {_n(m['recoil_percent'])} % компрессий"]
     if key == "hands" and m["hand_position_percent"] is not None:

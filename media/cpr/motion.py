@@ -18,7 +18,11 @@ function share one implementation (`analyse_series`):
    amplitude) in confident windows; a compression's time is the start of its down stroke;
 5. pauses are gaps between compressions longer than the typical cycle by ≥ 1 s; a gap during
    which the view is not usable (camera moving) is reported as unknown, not as a pause;
-6. rates leave out intervals more than 10 % off the median (filter onset after a pause).
+6. the rate is the mean over compression time (the intervals within cycles counted and divided by their
+   length), as feedback devices report it, beside the share of compressions whose own rate (from the interval
+   to the one before) is within the guideline's 100–120/min. Left out of both: each cycle's first interval (the
+   filter's onset) and an interval more than 20 % off the median of its neighbours (a missed or doubled
+   detection); never a run at another rate.
 
 Known limit: a view blocked by something static *while* compressions go on reads as a pause; a
 view blocked or a camera pointed elsewhere for the whole task gives no estimate.
@@ -37,6 +41,8 @@ from typing import Any
 
 import cv2
 import numpy as np
+
+from media.cpr.figures import GUIDELINES, bands
 
 WIDTH = 160  # analysis width in pixels
 CELL = 16  # grid cell size in analysis pixels
@@ -227,12 +233,46 @@ def analyse_series(motion: CellMotion, start: float = 0.0,
     return _figures(comp, grid_t, unknown, w, conf, start, chosen, (rows, cols))
 
 
-def _rate(intervals: np.ndarray) -> float:
-    """Compressions per minute from intervals within a cycle, leaving out those 10 % off the median
-    (the first interval after a pause is distorted by the band-pass filter's onset)."""
-    med = float(np.median(intervals))
-    keep = intervals[np.abs(intervals - med) <= 0.10 * med]
-    return round(float(60.0 * keep.size / keep.sum()), 1)
+OUTLIER = 0.20  # an interval this far off the median of its neighbours is a detection fault
+NEIGHBOURS = 3  # on each side
+
+
+def cycle_intervals(times: np.ndarray, period: float) -> tuple[np.ndarray, np.ndarray]:
+    """(end times, lengths) of the intervals between compressions of a cycle, each cycle's first left out: the
+    zero-phase band-pass spreads a cycle's onset back in time, so its first compression is found about 40 ms early."""
+    gaps = np.diff(times)
+    in_run = gaps < period + MIN_PAUSE_S
+    first = np.r_[True, ~in_run[:-1]] if gaps.size else np.zeros(0, bool)
+    keep = in_run & ~first
+    return times[1:][keep], gaps[keep]
+
+
+def kept_intervals(intervals: np.ndarray) -> np.ndarray:
+    """The intervals between compressions of a cycle that agree with their neighbours (within OUTLIER of the median
+    of the NEIGHBOURS on each side): a missed or doubled detection is left out, a run at another rate is not."""
+    n = intervals.size
+    if n < 3:
+        return intervals
+    local = np.array([np.median(intervals[max(0, i - NEIGHBOURS): i + NEIGHBOURS + 1]) for i in range(n)])
+    return intervals[np.abs(intervals - local) <= OUTLIER * local]
+
+
+def _usable(intervals: np.ndarray) -> np.ndarray:
+    """The kept intervals, or all of them when none agrees with its neighbours (two rates half and half in a
+    short window)."""
+    keep = kept_intervals(intervals)
+    return keep if keep.size else intervals
+
+
+def _rate(intervals: np.ndarray) -> float | None:
+    """Compressions per minute over compression time: the usable intervals' count divided by their length."""
+    keep = _usable(intervals)
+    return round(float(60.0 * keep.size / keep.sum()), 1) if keep.size else None
+
+
+def rate_bands(intervals: np.ndarray) -> dict[str, float]:
+    """% of compressions whose own rate (60 / the interval to the one before) is below, in, above 100–120/min."""
+    return bands(60.0 / _usable(intervals), *GUIDELINES["rate_per_min"])
 
 
 def _figures(comp: np.ndarray, grid_t: np.ndarray, unknown: np.ndarray, w: dict[str, np.ndarray],
@@ -262,13 +302,11 @@ def _figures(comp: np.ndarray, grid_t: np.ndarray, unknown: np.ndarray, w: dict[
     before = (grid_t >= start) & (grid_t < comp[0])
     first_known = not unknown[before].any() and grid_t[0] <= start + 1.0
     hands_off = sum(p["length"] for p in pauses)
-    rate = _rate(gaps[in_run])
+    ends, intervals = cycle_intervals(comp, period)
     centres = grid_t[0] + w["centre"] / FS
     series = []
     for c, k in zip(centres, conf, strict=True):
-        sel = (comp >= c - WINDOW_S / 2) & (comp < c + WINDOW_S / 2)
-        g = np.diff(comp[sel])
-        g = g[g < period + MIN_PAUSE_S]
+        g = intervals[(ends > c - WINDOW_S / 2) & (ends <= c + WINDOW_S / 2)]
         value = _rate(g) if g.size >= 3 and k >= MIN_CONFIDENCE else None
         series.append({"t": round(float(c), 2), "rate": value, "confidence": round(float(k), 2)})
     active = conf[conf >= MIN_CONFIDENCE]
@@ -279,7 +317,8 @@ def _figures(comp: np.ndarray, grid_t: np.ndarray, unknown: np.ndarray, w: dict[
         "confidence": round(float(np.median(active) * min(1.0, coverage)), 2),
         "coverage": round(float(coverage), 3),  # share of the compression span where the view was usable
         "compressions": int(comp.size),  # counted in the usable time: a lower bound when coverage < 1
-        "rate_per_min": round(float(rate), 1),
+        "rate_per_min": _rate(intervals),  # the mean over compression time
+        "rate_bands": rate_bands(intervals),  # % of compressions below / in / above 100–120/min
         "rate_series": series,
         "pauses": pauses,
         "hands_off_s": round(float(hands_off), 2),
@@ -453,23 +492,38 @@ class SyntheticChest:
     def schedule(rate: float, runs: list[tuple[float, float]], jitter: float = 0.0, seed: int = 0) -> list[float]:
         """Cycle starts filling each (start, end) run with whole cycles; `jitter` is the relative
         standard deviation of each interval (a human rescuer is not a metronome)."""
-        period = 60.0 / rate
+        return SyntheticChest.schedule_rates([(s, e, rate, rate) for s, e in runs], jitter, seed)
+
+    @staticmethod
+    def schedule_rates(runs: list[tuple[float, float, float, float]], jitter: float = 0.0,
+                       seed: int = 0) -> list[float]:
+        """Cycle starts for runs (start, end, rate at the start, rate at the end): the rate changes linearly
+        within a run (a rescuer speeding up or slowing down), each interval at the rate where it begins."""
         rng = np.random.default_rng(seed)
         starts = []
-        for s, e in runs:
+        for s, e, r0, r1 in runs:
             t = s
-            while t + period <= e + 1e-9:
+            while True:
+                period = 60.0 / (r0 + (r1 - r0) * (t - s) / max(e - s, 1e-9))
+                if t + period > e + 1e-9:
+                    break
                 starts.append(t)
                 t += period * (1 + jitter * float(np.clip(rng.standard_normal(), -2, 2)))
         return starts
 
+    def period(self, i: int) -> float:
+        """How long compression i lasts: until the next one of its cycle, else (before a pause) the nominal period."""
+        nominal = 60.0 / self.rate
+        if i + 1 < len(self.cycles) and self.cycles[i + 1] - self.cycles[i] < 1.5 * nominal:
+            return self.cycles[i + 1] - self.cycles[i]
+        return nominal
+
     def depth(self, t: float) -> float:
         """Downward displacement (0..1) at time t: a fast 40 % down stroke, a slower recoil."""
-        period = 60.0 / self.rate
         i = int(np.searchsorted(self.cycles, t, side="right")) - 1
-        if i < 0 or t - self.cycles[i] >= period:
+        if i < 0 or t - self.cycles[i] >= self.period(i):
             return 0.0
-        phase = (t - self.cycles[i]) / period
+        phase = (t - self.cycles[i]) / self.period(i)
         return float(np.sin(np.pi * phase / 0.8) if phase < 0.4 else np.sin(np.pi * (0.5 + (phase - 0.4) / 1.2)))
 
     def frames(self) -> Iterator[tuple[np.ndarray, float]]:

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from media.cpr.figures import CHECKLIST_FIGURES, cpr_report, figures_for_checklist, manikin_figures
-from media.cpr.manikin import FeedbackError, align, align_auto, read_feedback
+from media.cpr.manikin import Compression, Feedback, FeedbackError, align, align_auto, read_feedback
 from media.cpr.motion import SyntheticChest, analyse_recording
 from tests.media.conftest import osce
 
@@ -71,7 +71,9 @@ def test_import_aligns_automatically_and_gives_the_figures(recording):
     assert items[13] == ["Глубина (тренажёр): 5,4 см, в диапазоне 5–6 см 80 % (мельче 10 %, глубже 10 %)"]
     assert items[15] == ["Полное расправление (тренажёр): 80 % компрессий"]
     assert items[14] == ["Положение рук верное (тренажёр): 95 % компрессий"]
-    assert items[16][0] == f"Частота (видео): {RATE}/мин (цель 100–120)"
+    # The video's headline: the mean over compression time and the share in the band (was "…/мин (цель 100–120)").
+    assert items[16][0] == (f"Частота (видео): {RATE}/мин в среднем, в диапазоне 100–120: 100 % компрессий "
+                            "(реже 0 %, чаще 0 %)")
     assert items[16][1].startswith(f"Частота (тренажёр): {RATE}/мин, в диапазоне 100–120: ")
     assert items[17] == ["Объём вдоха (тренажёр): 552 мл, в диапазоне 500–600 мл 50 %"]
     assert any(s.startswith("Доля компрессий (видео): 8") for s in items[12])
@@ -129,3 +131,29 @@ def test_checklist_mapping_points_at_the_items_it_means():
         for key in keys:
             if key in words:
                 assert words[key].lower() in items[item].lower(), (item, key, items[item])
+
+
+def test_manikin_rate_and_depth_shares_when_the_rate_changes():
+    """20 s at 90/min then 20 s at 118/min with a pause between, on a manikin without its own rate column: the mean over
+    compression time, the share of compressions within 100–120/min and within 5–6 cm, as feedback devices report."""
+    times = SyntheticChest.schedule_rates([(0.0, 20.0, 90, 90), (24.0, 44.0, 118, 118)], jitter=0.02, seed=3)
+    depths = np.array([52, 47, 58, 63])[np.arange(len(times)) % 4]  # half within 50–60 mm
+    feedback = Feedback("osce-cpr-feedback/1", "test", [Compression(t, float(d), True, True)
+                                                      for t, d in zip(times, depths, strict=True)])
+    gaps = np.diff(times)
+    gaps = gaps[gaps < 2.0]
+    rates = 60.0 / gaps
+    m = manikin_figures(feedback, start=0.0)
+    assert m["rate_per_min"]["mean"] == pytest.approx(60.0 * gaps.size / gaps.sum(), abs=3)
+    assert m["rate_per_min"]["bands"]["in"] == pytest.approx(100 * np.mean((rates >= 100) & (rates <= 120)), abs=5)
+    assert 35 < m["rate_per_min"]["bands"]["below"] < 50  # the 90/min half is not thrown away
+    share = {"below": np.mean(depths < 50), "in": np.mean((depths >= 50) & (depths <= 60)),
+             "above": np.mean(depths > 60)}
+    assert m["depth_mm"]["bands"] == {k: round(100 * float(v), 1) for k, v in share.items()}
+    items = figures_for_checklist(None, m)
+    d = m["depth_mm"]["bands"]
+    assert items[13] == [f"Глубина (тренажёр): 5,5 см, в диапазоне 5–6 см {d['in']:.0f} % (мельче {d['below']:.0f} %, "
+                         f"глубже {d['above']:.0f} %)"]
+    b = m["rate_per_min"]["bands"]
+    assert items[16] == [f"Частота (тренажёр): {m['rate_per_min']['mean']:.0f}/мин, в диапазоне 100–120: "
+                         f"{b['in']:.0f} % (реже {b['below']:.0f} %, чаще {b['above']:.0f} %)".replace(".", ",")]

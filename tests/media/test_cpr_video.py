@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
 
 from media.cpr.figures import figures_for_checklist
-from media.cpr.motion import FlowGrid, LiveCprAnalyser, LiveTap, SyntheticChest, analyse_recording, analyse_series
+from media.cpr.motion import (
+    FlowGrid,
+    LiveCprAnalyser,
+    LiveTap,
+    SyntheticChest,
+    _rate,
+    analyse_recording,
+    analyse_series,
+    rate_bands,
+)
 from media.sources.base import RawFrame
 from tests.media.conftest import osce
 
@@ -143,7 +153,60 @@ def test_recording_folder_through_fragments_and_the_cli(tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["video"]["compressions"] == got["compressions"]
-    assert report["items"]["16"][0].startswith("Частота (видео): ")
-    assert report["items"]["16"][0].endswith("/мин (цель 100–120)")
+    # The headline: the mean over compression time and the share in the guideline's band (was "…/мин (цель 100–120)").
+    assert report["items"]["16"][0] == (f"Частота (видео): {rate}/мин в среднем, в диапазоне 100–120: 100 % компрессий "
+                                        "(реже 0 %, чаще 0 %)")
     missing = osce("cpr", "analyze", str(tmp_path / "nothing"))
     assert missing.returncode == 2 and "no manifest" in missing.stderr
+
+
+# The rate changes (issue 19): 20 s at 90/min then 20 s at 118/min was reported as "118/мин": the headline kept only
+# intervals within 10 % of the median. Now the mean over compression time, and the share of compressions whose own rate
+# is within 100–120/min (what feedback devices report). Runs: (start, end, rate at start, rate at end).
+RATE_CHANGES = {
+    "90_then_118": ([(1.0, 21.0, 90, 90), (21.0, 41.0, 118, 118)], {}),
+    "speeding_up": ([(1.0, 31.0, 95, 125)], {"noise": 4.0}),
+    "slowing_down": ([(1.0, 31.0, 125, 95)], {"noise": 4.0, "jitter": 0.03}),
+    "pauses_and_changes": ([(1.0, 13.0, 112, 112), (17.0, 28.0, 96, 104), (33.0, 41.0, 124, 124)], {"noise": 6.0}),
+}
+
+
+def rate_truth(cycles: list[float]) -> tuple[float, float]:
+    """(mean rate over compression time, % of compressions with their own rate in 100–120) of the generated cycles."""
+    gaps = np.diff(cycles)
+    gaps = gaps[gaps < 2.0]  # within a cycle; the pauses here are 4 s and more
+    rates = 60.0 / gaps
+    return 60.0 * gaps.size / gaps.sum(), 100.0 * float(np.mean((rates >= 100) & (rates <= 120)))
+
+
+@pytest.mark.parametrize("name", list(RATE_CHANGES))
+def test_mean_rate_and_share_in_target_when_the_rate_changes(name):
+    runs, extra = RATE_CHANGES[name]
+    extra = dict(extra)
+    cycles = SyntheticChest.schedule_rates(runs, jitter=extra.pop("jitter", 0.0), seed=5)
+    chest = SyntheticChest(size=SIZE, duration=runs[-1][1] + 0.5, rate=100, cycles=cycles, seed=5, **extra)
+    rate, share = rate_truth(cycles)
+    got = analyse_frames(chest)
+    assert got["estimate"] is True, got
+    assert abs(got["compressions"] - len(cycles)) <= 1
+    assert got["rate_per_min"] == pytest.approx(rate, abs=3), (got["rate_per_min"], rate)
+    bands = got["rate_bands"]
+    assert bands["in"] == pytest.approx(share, abs=5), (bands, share)
+    assert bands["below"] + bands["in"] + bands["above"] == pytest.approx(100, abs=0.2)
+    # The checklist line on the tablet and the review page says the same.
+    line = figures_for_checklist(got, None)[16][0]
+    found = re.fullmatch(r"Частота \(видео\): ([\d,]+)/мин в среднем, в диапазоне 100–120: ([\d,]+) % компрессий "
+                         r"\(реже ([\d,]+) %, чаще ([\d,]+) %\)", line)
+    assert found, line
+    number = [float(x.replace(",", ".")) for x in found.groups()]
+    assert number[0] == pytest.approx(rate, abs=3.5) and number[1] == pytest.approx(share, abs=5.5), line
+
+
+
+def test_a_window_where_no_interval_agrees_with_its_neighbours_still_has_a_rate():
+    # Two rates half and half (or missed detections in a row): every local median falls between them. The rate is the
+    # mean over all of them then, never NaN (the live view's meta is JSON: NaN broke the observation grid).
+    halves = np.array([0.5, 0.5, 1.0, 1.0])
+    assert _rate(halves) == 80.0
+    assert rate_bands(halves) == {"below": 50.0, "in": 50.0, "above": 0.0}
+    assert _rate(np.zeros(0)) is None

@@ -5,9 +5,28 @@
 // station's current attempt beside the enlarged picture: each mark is a mark event (checklists/marks.py) with a
 // client-made event_id, posted to /api/attempts/{id}/marks and retried until the server has it (idempotent).
 
-const LIVE_EDGE_S = 1.0;     // further behind than this: jump to the live edge
-const KEEP_S = 20;           // seconds of buffer kept behind the playhead
-const tiles = new Map();     // station code -> Tile
+// The player chases the live edge, as low-latency MSE players do (mpegts.js liveSync, hls.js live sync): it starts
+// at the newest picture (the server sends the GOP from its key frame; the player seeks to its end, hiding the old
+// picture until then), keeps the playhead a small cushion behind the end of what has arrived, and catches up by
+// playing a little faster, or by a seek when far behind. The cushion is a jitter buffer: how much later than its
+// earliest the buffered end has come over the last seconds (a high quantile: a single hiccup now and then costs a
+// short freeze rather than being watched late for good), plus a margin for the decoder and the sound card.
+const CUSHION_MARGIN_S = 0.05;   // ahead of the playhead beyond the lateness seen: decoding, the audio output
+const CUSHION_MAX_S = 0.6;       // a link this jittery is watched this far behind, stalling now and then
+const JITTER_QUANTILE = 0.98;    // of the edge's lateness over the window
+const JITTER_WINDOW_S = 10;      // the edge's lateness is remembered this long
+const JOIN_WAIT_S = 0.1;         // after the first append, for the rest of the joining GOP
+const SETTLE_S = 2;              // after the start the page is busy: lateness is not learnt, seeks are not limited
+const SEEK_BEHIND_S = 0.2;       // further behind the cushion than this: seek; nearer: play faster
+const SEEK_EVERY_S = 3;          // at most one seek in this long: each decodes from a key frame, costly when busy
+// Playing faster catches up little here: a media element whose sound goes through Web Audio (the meters) plays at
+// most ~4 % faster in Chromium, whatever the rate asked, so a seek does the larger part (slower works). Left to its
+// own sound output (the meters on captureStream), the element plays faster as asked but stalls unless ~0.1 s more
+// stays buffered (Chromium's media audio sink): 270 against 185 ms to the screen, measured. Web Audio it is.
+const MAX_RATE = 1.15;           // catching up; the sound's pitch is kept (preservesPitch)
+const MIN_RATE = 0.9;            // letting the cushion grow when the jitter grew
+const KEEP_S = 20;               // seconds of buffer kept behind the playhead
+const tiles = new Map();         // station code -> Tile
 let audioCtx = null;
 const T = JSON.parse(document.body.dataset.texts);
 // A catalogue text with its {name} places filled in.
@@ -30,13 +49,22 @@ class Player {
     this.station = station;
     this.camera = camera;
     this.closed = false;
+    this.timer = setInterval(() => this.chase(), 100);
+    this.onSeeked = () => this.seeked();
+    video.addEventListener("seeked", this.onSeeked);
     this.start();
   }
 
   start() {
     this.queue = [];
+    this.queued = 0;       // bytes in the queue
     this.sb = null;
+    this.started = false;  // the first picture is shown at the edge (a seek into the GOP the server sent)
+    this.firstAppendAt = null;
+    this.seekedAt = -Infinity;
+    this.edges = [];       // [arrival s, wall - buffered end s] after each append, over JITTER_WINDOW_S
     this.ms = new MediaSource();
+    this.video.classList.add("joining");
     this.video.src = URL.createObjectURL(this.ms);
     this.ms.addEventListener("sourceopen", () => this.connect(), { once: true });
   }
@@ -56,6 +84,8 @@ class Player {
 
   close() {
     this.closed = true;
+    clearInterval(this.timer);
+    this.video.removeEventListener("seeked", this.onSeeked);
     if (this.ws) this.ws.close();
   }
 
@@ -66,10 +96,11 @@ class Player {
       if (this.sb) { this.restart(); return; }  // a new stream (new recording): start clean
       this.sb = this.ms.addSourceBuffer(`video/mp4; codecs="${codecsOf(data)}"`);
       this.sb.mode = "segments";
-      this.sb.addEventListener("updateend", () => this.pump());
+      this.sb.addEventListener("updateend", () => this.appended());
     }
     if (!this.sb) return;
     this.queue.push(data);
+    this.queued += data.byteLength;
     this.pump();
   }
 
@@ -81,26 +112,75 @@ class Player {
       sb.remove(0, v.currentTime - KEEP_S);
       return;
     }
-    if (this.queue.length) {
-      try {
-        sb.appendBuffer(this.queue.shift());
-      } catch (err) {
-        console.warn("MSE", this.station, err);
-        this.restart();
-        return;
-      }
+    if (!this.queue.length) return;
+    // Everything that arrived meanwhile in one append: fewer appends, and nothing waits behind a busy buffer.
+    let bytes = this.queue[0];
+    if (this.queue.length > 1) {
+      bytes = new Uint8Array(this.queued);
+      let at = 0;
+      for (const part of this.queue) { bytes.set(part, at); at += part.byteLength; }
     }
-    this.keepLive();
+    this.queue = [];
+    this.queued = 0;
+    try {
+      sb.appendBuffer(bytes);
+    } catch (err) {
+      console.warn("MSE", this.station, err);
+      this.restart();
+    }
   }
 
-  keepLive() {
+  appended() {
+    const b = this.video.buffered;
+    const now = performance.now() / 1000;
+    this.firstAppendAt = this.firstAppendAt ?? now;
+    if (b.length && this.started && now > this.startedAt + SETTLE_S) {
+      this.edges.push([now, now - b.end(b.length - 1)]);
+      while (this.edges.length && this.edges[0][0] < now - JITTER_WINDOW_S) this.edges.shift();
+    }
+    this.pump();
+  }
+
+  // [cushion s, media time of the edge now had it come at its earliest]: the cushion is how much later than its
+  // earliest the buffered end has come lately (JITTER_QUANTILE), plus the margin.
+  cushion(end) {
+    if (!this.edges.length) return [CUSHION_MARGIN_S, end];
+    const late = this.edges.map((e) => e[1]).sort((a, b) => a - b);
+    const jitter = late[Math.floor(JITTER_QUANTILE * (late.length - 1))] - late[0];
+    return [Math.min(CUSHION_MAX_S, jitter + CUSHION_MARGIN_S), performance.now() / 1000 - late[0]];
+  }
+
+  chase() {   // ten times a second
+    const v = this.video, b = v.buffered;
+    const now = performance.now() / 1000;
+    // The GOP the server sends a joining viewer arrives in a burst: the first seek waits until it is in.
+    if (!b.length || v.seeking || now < this.firstAppendAt + JOIN_WAIT_S) return;
+    const end = b.end(b.length - 1), start = b.start(b.length - 1);
+    const [cushion, edge] = this.cushion(end);
+    const behind = Math.min(edge, end) - v.currentTime - cushion;
+    const settling = !this.started || now < this.startedAt + SETTLE_S;
+    if (!this.started || v.currentTime < b.start(0)
+        || (behind > SEEK_BEHIND_S && (settling || now > this.seekedAt + SEEK_EVERY_S))) {
+      v.currentTime = Math.max(start, end - cushion);   // decodes from the GOP's key frame to here
+      v.playbackRate = 1;
+      this.seekedAt = now;
+      this.startedAt = this.started ? this.startedAt : now;
+      this.started = true;
+    } else {
+      // Proportional: 0.1 s behind the cushion plays at 1.1, 0.05 s too near the edge at 0.95 (the cushion grew).
+      const rate = Math.abs(behind) > 0.02 ? Math.max(MIN_RATE, Math.min(MAX_RATE, 1 + behind)) : 1;
+      if (Math.abs(rate - v.playbackRate) >= 0.02 || (rate === 1 && v.playbackRate !== 1)) v.playbackRate = rate;
+    }
+    if (v.paused) v.play().catch(() => {});
+  }
+
+  seeked() {
+    // Until a seek has brought the playhead to the edge (more of the joining GOP may have come meanwhile: then the
+    // next tick seeks again) the element shows an old picture, the GOP's first up to 2 s old: out of sight.
     const v = this.video, b = v.buffered;
     if (!b.length) return;
     const end = b.end(b.length - 1);
-    if (v.currentTime < b.start(0) || end - v.currentTime > LIVE_EDGE_S) {
-      v.currentTime = Math.max(b.start(b.length - 1), end - 0.3);
-    }
-    if (v.paused) v.play().catch(() => {});
+    if (end - v.currentTime <= this.cushion(end)[0] + SEEK_BEHIND_S) v.classList.remove("joining");
   }
 }
 
@@ -196,7 +276,7 @@ class Tile {
     for (const s of this.samples) sum += s * s;
     const db = 20 * Math.log10(Math.sqrt(sum / this.samples.length) + 1e-9);
     const pct = Math.max(0, Math.min(100, (db + 60) * 100 / 60));   // -60..0 dBFS
-    this.meter.style.width = pct + "%";
+    this.meter.style.transform = `scaleX(${pct / 100})`;
     this.level = Math.max(this.level, pct);
     this.el.dataset.peak = this.level.toFixed(1);
   }
