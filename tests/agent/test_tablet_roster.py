@@ -24,10 +24,13 @@ from review_server.models import MarkEvent as MarkRow
 from review_server.models import Station, TabletCredential
 from tests.mark_signing import issue_pin
 
+from scripts.harness.agent import Daemon, build_clock_step_shim, set_clock_step, write_config
+from scripts.harness.ports import free_port
+from scripts.harness.review import ROOT
+from scripts.harness.review import ReviewProcess as Server
+from scripts.harness.wait import wait_for
+
 from .conftest import Client
-from .daemon_process import Daemon, build_clock_step_shim, set_clock_step, wait_for, write_config
-from .test_cpr_agent import ROOT, Server
-from .test_upload import free_port
 
 ATTEMPT = "d1-st1-roster"
 
