@@ -22,13 +22,12 @@ from review_server.db import Database
 from review_server.migrations import upgrade
 from review_server.models import MarkEvent as MarkRow
 from review_server.models import Station, TabletCredential
-from tests.mark_signing import issue_pin
-
 from scripts.harness.agent import Daemon, build_clock_step_shim, set_clock_step, write_config
 from scripts.harness.ports import free_port
 from scripts.harness.review import ROOT
 from scripts.harness.review import ReviewProcess as Server
 from scripts.harness.wait import wait_for
+from tests.mark_signing import issue_pin
 
 from .conftest import Client
 
