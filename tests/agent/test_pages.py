@@ -29,7 +29,7 @@ CYRILLIC = re.compile(r"[А-Яа-яЁё]")
 @pytest.fixture
 async def marking(tmp_path: Path) -> AsyncIterator[TestClient]:
     cfg = MarkingConfig(checklist=load_checklist(CPR), db_path=tmp_path / "marks.db", attempt_id="A1",
-                        candidate_number="240517", examiners={"ivanova": "2468"})
+                        candidate_number="240517", examiners={"ivanova": "246802"})
     async with TestClient(TestServer(create_marking_app(cfg))) as client:
         yield client
 
@@ -138,7 +138,7 @@ def test_the_english_page_in_chromium_with_the_csp_in_force(agent: AgentProcess,
         expect(page.locator("#login h1")).to_have_text(texts["login_heading"])
         page.screenshot(path=str(tmp_path / f"login-{lang}.png"))
         page.fill("#login-examiner", "ivanova")
-        page.fill("#login-pin", "2468")
+        page.fill("#login-pin", "246802")
         page.click("#login-form button[type=submit]")
         expect(page.locator(f"#item-{marked} button.mark.yes")).to_have_text(texts["yes"])
         page.locator(f"#item-{marked} button.mark.yes").click()

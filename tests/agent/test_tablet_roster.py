@@ -29,7 +29,7 @@ from scripts.harness.review import ReviewProcess as Server
 from scripts.harness.wait import wait_for
 from tests.mark_signing import issue_pin
 
-from .conftest import Client
+from .conftest import Client, schedule_attempts
 
 ATTEMPT = "d1-st1-roster"
 
@@ -48,6 +48,7 @@ def _server_db(folder: Path) -> tuple[str, str, dict[str, tuple[str, str]]]:
             return auth.issue_station_token(s, st)[0]
 
         token = db.run(station)
+        schedule_attempts(url, "st1", (ATTEMPT,))  # the day's import: a station marks only its scheduled attempts
         creds = {}
         for login in ("ivanova", "petrov"):
             pin, entry = issue_pin(db.run, "st1", login)

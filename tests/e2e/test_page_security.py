@@ -53,6 +53,7 @@ from review_server.models import (
 from review_server.storage import LocalStorage
 from review_server.web import DB
 from station_agent.live_publisher import LivePublisher
+from tests.mark_signing import Signer
 
 from .server_thread import ServerThread
 
@@ -201,7 +202,7 @@ class Stack:
                                         recording_offset_s=5.5).to_json())
             events.append(WireEvent.new(attempt_id="E1", station_id="S1", examiner=examiner, kind="finalise",
                                         checklist_hash=cl.content_hash, seq=seq + 2).to_json())
-        self._station("POST", "/api/marks", {"events": events})
+        self._station("POST", "/api/marks", {"events": Signer(self.run).sign("S1", events)})  # as the tablets sign
 
     def _station_reports(self) -> None:
         now = dt.datetime.now(dt.UTC).replace(microsecond=0)

@@ -426,31 +426,51 @@ class Measured:
     timed_out: bool
 
 
+# The measured `osce` is a grandchild: a child forked from pytest carries pytest's resident size in its ru_maxrss
+# (Linux keeps the high-water mark across exec), which after a long run was 450 MB before `osce` read a byte. This
+# small shim is forked instead; it forks and execs `osce`, waits for it and reports its figures on a pipe.
+_MEASURE_SHIM = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.executable, [sys.executable, "-m", "osce_cli", *sys.argv[1:]])
+_, status, usage = os.wait4(pid, 0)
+os.write(int(os.environ["OSCE_MEASURE_FD"]), f"{usage.ru_maxrss} {usage.ru_utime + usage.ru_stime}".encode())
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_measured(args: list[str], *, memory_mb: int = 1024, timeout: float = 60) -> Measured:
     """Run `osce ARGS` as its own process with its address space capped at `memory_mb` (so that a parser that
     would eat the machine fails inside its cap instead), killed after `timeout`; its own peak memory and CPU."""
     import resource
+    import signal
     import tempfile
     import threading
 
     limit = memory_mb * 1024 * 1024
+    report_r, report_w = os.pipe()
 
     def cap() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([sys.executable, "-m", "osce_cli", *args], cwd=ROOT, stdout=out, stderr=err,
-                                preexec_fn=cap)
-        timer = threading.Timer(timeout, proc.kill)
+        proc = subprocess.Popen([sys.executable, "-c", _MEASURE_SHIM, *args], cwd=ROOT, stdout=out, stderr=err,
+                                preexec_fn=cap, pass_fds=(report_w,), start_new_session=True,
+                                env={**os.environ, "OSCE_MEASURE_FD": str(report_w)})
+        os.close(report_w)
+        timer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
         timer.start()
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc.wait()
         timed_out = not timer.is_alive()
         timer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        with os.fdopen(report_r, "rb") as fh:
+            report = fh.read().decode().split()
         out.seek(0)
         err.seek(0)
+        max_rss_kib, cpu_s = (float(report[0]), float(report[1])) if len(report) == 2 else (float("nan"), 0.0)
         return Measured(proc.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace"),
-                        usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, timed_out)
+                        max_rss_kib / 1024, cpu_s, timed_out)
 
 
 def fmp4_bytes(parts: list[bytes]) -> bytes:
