@@ -9,8 +9,10 @@
    offset the server reports (HEAD). The item is marked done, durably, only when the server answered with
    ``X-Stored-SHA256`` equal to the fragment's hash; only then may the local file be deleted.
 Network errors, 5xx, 401/403 and timeouts are retried with exponential backoff (capped, jittered), for as
-long as the server is away. A refusal specific to one fragment (400, 409, 413...) marks it failed with
-the server's reason and the queue moves on.
+long as the server is away. A refusal specific to one fragment or mark (400, 409, 413...) marks it failed with
+the server's reason and the queue moves on; refused items are offered again every RETRY_REFUSED_S, because most
+refusals are cured on the server (an attempt started by hand is imported onto the day's schedule, an examiner's
+credential is issued) and the station keeps everything until the server takes it.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ TUS_PATH = "/api/tus"
 MARKS_PATH = "/api/marks"
 STORED_HEADER = "X-Stored-SHA256"
 RETRYABLE_STATUS = frozenset({401, 403, 408, 423, 425, 429})
+RETRY_REFUSED_S = 300.0  # refused fragments and marks are offered again this often
 
 
 class RetryLater(Exception):
@@ -109,6 +112,8 @@ class Uploader:
         self.uploaded = 0
         self.marks_synced = 0
         self.rejected_marks: dict[str, str] = {}
+        self.retry_refused_s = RETRY_REFUSED_S
+        self._refused_offered_at = time.monotonic()
         self.last_error: str | None = None
         self.last_error_at: float | None = None
         self.last_success_at: float | None = None
@@ -141,6 +146,7 @@ class Uploader:
 
     async def step(self) -> bool:
         """Send one batch of marks and one fragment; False if there was nothing to do."""
+        await self._offer_refused_again()
         worked = await self.sync_marks()
         item = await asyncio.to_thread(self.queue.next_pending)
         if item is not None:
@@ -154,6 +160,17 @@ class Uploader:
                 raise
             worked = True
         return worked
+
+    async def _offer_refused_again(self) -> None:
+        """Every retry_refused_s, what the server refused goes back in line (nothing refused is ever dropped)."""
+        if time.monotonic() - self._refused_offered_at < self.retry_refused_s:
+            return
+        self._refused_offered_at = time.monotonic()
+        fragments = await asyncio.to_thread(self.queue.retry_failed)
+        if fragments or self.rejected_marks:
+            log.info("upload: offering %d refused fragment(s) and %d refused mark(s) again", fragments,
+                     len(self.rejected_marks))
+        self.rejected_marks.clear()
 
     def status(self) -> dict[str, Any]:
         stats = self.queue.stats()

@@ -34,20 +34,28 @@ from station_agent.journal import Journal
 from station_agent.upload_queue import DONE, FAILED, UploadQueue
 from station_agent.uploader import Uploader
 
-from .conftest import CHECKLIST_HASH, add_marks, drained, expected_fragments, server_setup, server_view
+from .conftest import (
+    CHECKLIST_HASH,
+    add_marks,
+    drained,
+    expected_fragments,
+    schedule_attempts,
+    server_setup,
+    server_view,
+)
 
 
 class RecordingMaker:
     """A recording folder in the manifest format, written fragment by fragment (fMP4-shaped, random payload)."""
 
-    def __init__(self, folder: Path, tracks: tuple[str, ...] = ("cam0", "cam1")) -> None:
+    def __init__(self, folder: Path, tracks: tuple[str, ...] = ("cam0", "cam1"), attempt: str = "att-1") -> None:
         self.folder = folder
         self.tracks = tracks
         folder.mkdir(parents=True)
         self.recording_id = uuid.uuid4().hex
         header = {
             "recording_id": self.recording_id,
-            "attempt_id": "att-1",
+            "attempt_id": attempt,
             "station": "S1",
             "started_wall": "2026-11-26T08:00:00.000+00:00",
             "fragment_s": 2.0,
@@ -189,6 +197,33 @@ async def test_a_refused_mark_does_not_hold_up_the_others(server, tmp_path: Path
     status = uploader.status()
     assert status["marks_rejected"] == 1 and status["marks_pending"] == 1
     assert "S1" in (status["last_error"] or "")
+
+
+async def test_what_the_server_refused_is_offered_again_once_the_attempt_is_scheduled(  # type: ignore[no-untyped-def]
+        server, tmp_path: Path) -> None:
+    """An attempt started by hand at the room PC is not on the server's schedule: its media and marks are refused
+    (409) and kept; once the secretary imports it, the next offer takes them all (nothing refused is dropped)."""
+    cfg, url, token = server
+    rec = RecordingMaker(tmp_path / "rec", tracks=("cam0",), attempt="by-hand-1")
+    rec.add_media(2, (10_000, 20_000))
+    queue, journal = UploadQueue(tmp_path / "queue.db"), Journal(tmp_path / "marks.db")
+    queue.add_recording_folder(rec.folder)
+    marks = add_marks(journal, 3, attempt="by-hand-1")
+    uploader = Uploader(queue, url, token, journal=journal, chunk_size=64 * 1024)
+    uploader.retry_refused_s = 3600.0  # not yet: first see everything refused and kept
+    stop = asyncio.Event()
+    task = asyncio.create_task(uploader.run(stop))
+    await wait_for(lambda: queue.stats()["failed"] == 3 and len(uploader.rejected_marks) == 3, 20, "the refusals")
+    assert "schedule" in (queue.items(FAILED)[0].last_error or "")
+    assert server_view(cfg).fragments == [] and len(journal.pending()) == 3
+    schedule_attempts(cfg.database_url, "S1", ("by-hand-1",))  # the day's import now lists it
+    uploader.retry_refused_s = 0.2
+    await wait_for(lambda: drained(queue, journal), 30, "the second offer")
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    view = server_view(cfg)
+    assert view.fragments == expected_fragments(rec.folder) and view.media_ok
+    assert view.marks == sorted(marks)
 
 
 async def test_bandwidth_cap(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
