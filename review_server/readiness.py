@@ -234,7 +234,7 @@ def _param(name: str, value: Any, lang: str) -> str:
     if isinstance(value, float):
         digits = DIGITS.get(name, 1)
         value = round(value, digits) + 0.0  # + 0.0: no "-0"
-        text = str(int(value)) if value.is_integer() else i18n.decimal(value, lang, digits)
+        text = str(int(value)) if value.is_integer() else i18n.decimal(value, lang, digits).rstrip("0")
         return f"+{text}" if name in SIGNED and value > 0 else text
     return str(value)
 

@@ -70,9 +70,9 @@ def _expire(request: web.Request, s: Session) -> None:
 @requires("station.readiness")
 async def next_check(request: web.Request) -> web.Response:
     """The check asked of this station, taken now: 200 {"check": {"id", "seconds", "recording"}}; 204 if none was
-    asked within ?wait= seconds (0 to MAX_WAIT_S, default MAX_WAIT_S)."""
+    asked within ?wait= seconds (0 to MAX_WAIT_S; default 0: answer at once)."""
     code = own_station(request, "takes only its own readiness checks")
-    raw = request.query.get("wait", str(MAX_WAIT_S))
+    raw = request.query.get("wait", "0")
     if not _WAIT_RE.fullmatch(raw) or int(raw) > MAX_WAIT_S:
         raise ApiError(400, f"wait is whole seconds from 0 to {MAX_WAIT_S}", "query wait")
     station_id = identity(request).station_id
