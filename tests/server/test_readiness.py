@@ -97,7 +97,8 @@ def test_a_healthy_station_is_green_and_sync_not_measured_is_no_red() -> None:
                                frozen_s=7.0, arriving=True),)}, {"camera 0 · synthetic": ["camera.frozen"]}),
     ({"cameras": (CameraResult("rtsp://cam", "cam0", frames=120, fps=12.0, requested_fps=25.0, arriving=True),)},
      {"camera 0 · rtsp://cam": ["camera.fps"]}),
-    ({"cameras": (CameraResult("synthetic", "cam0", requested_fps=25.0),)}, {"camera 0 · synthetic": ["camera.no_frames"]}),
+    ({"cameras": (CameraResult("synthetic", "cam0", requested_fps=25.0),)},
+     {"camera 0 · synthetic": ["camera.no_frames"]}),
     ({"microphone": MicrophoneResult("pulse", arriving=True, level_dbfs=-120.0, peak_dbfs=-120.0)},
      {"microphone pulse": ["microphone.silent"]}),
     ({"microphone": MicrophoneResult("hw:9", error="audio (hw:9): no such device")},
@@ -111,8 +112,8 @@ def test_a_healthy_station_is_green_and_sync_not_measured_is_no_red() -> None:
                          planned_attempts=6)}, {"disk": ["disk.short"]}),
     ({"disk": DiskResult(free_bytes=400 * MB, reserve_bytes=500 * MB, recorded_bytes=1 * MB, planned_s=0.0,
                          planned_attempts=0)}, {"disk": ["disk.reserve"]}),
-], ids=["not-opened", "black", "frozen", "fps", "no-frames", "silent", "mic-not-opened", "no-mic", "sync", "clock-ahead",
-        "clock-behind", "disk-short", "disk-reserve"])
+], ids=["not-opened", "black", "frozen", "fps", "no-frames", "silent", "mic-not-opened", "no-mic", "sync",
+        "clock-ahead", "clock-behind", "disk-short", "disk-reserve"])
 def test_each_red_has_its_reason(change: dict[str, Any], expected: dict[str, list[str]]) -> None:
     items = judge(good_report(FRAGS, **change), STORED, NOW, LIMITS)
     assert reds(items) == expected and not ready(items)
@@ -343,7 +344,8 @@ async def test_a_waiting_poll_is_answered_as_soon_as_a_run_starts(world: World) 
     await start(api, admin, ["S1"])
     r = await asyncio.wait_for(poll, 5)
     assert r.status == 200 and time.monotonic() - started < 1.0
-    r = await api.client.get("/api/stations/S1/readiness/next?wait=26", headers=Api.station_headers(world.station_token))
+    r = await api.client.get("/api/stations/S1/readiness/next?wait=26",
+                             headers=Api.station_headers(world.station_token))
     assert r.status == 400 and (await r.json())["where"] == "query wait"
 
 
