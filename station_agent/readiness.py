@@ -60,6 +60,20 @@ def planned(attempts: list[Attempt], now: datetime) -> tuple[float, int]:
     return seconds, count
 
 
+def refusal(current: Attempt | None, attempts: list[Attempt], now: datetime, seconds: float) -> Refusal | None:
+    """Why no test recording of `seconds` can be made now: an attempt running (`current`, or one the schedule says
+    runs), or one starting before the test would be over with a margin; the seconds are to its end, or its start."""
+    running = current or active_attempt(attempts, now)
+    if running is not None:
+        return Refusal("attempt_running", running.attempt_id, running.phase_at(now)[0],
+                       round(max(0.0, (running.ends_at - now).total_seconds()), 1))
+    soon = active_attempt(attempts, now, PREROLL_S + GUARD_S + seconds)
+    if soon is None:
+        return None
+    starts = soon.reading_starts_at - timedelta(seconds=PREROLL_S)
+    return Refusal("attempt_soon", soon.attempt_id, "scheduled", round(max(0.0, (starts - now).total_seconds()), 1))
+
+
 class Readiness:
     def __init__(self, cfg: AgentConfig, clock: ExamClock, attempts: AttemptRunner, recording: Recording,
                  scheduled: Callable[[], list[Attempt]], lock: asyncio.Lock) -> None:
@@ -141,20 +155,8 @@ class Readiness:
         await asyncio.to_thread(self._tidy)
 
     def refusal(self, seconds: float) -> Refusal | None:
-        """Why no check can run now: an attempt running, or one starting before the test would be over."""
-        now = self.clock.now()
         current = self.attempts.current or self.recording.attempt
-        if current is not None:
-            phase, left = current.phase_at(now)
-            return Refusal("attempt_running", current.attempt_id, phase, round(left, 1))
-        merged = self.attempts.store.merged(self.scheduled())
-        soon = active_attempt(merged, now, PREROLL_S + GUARD_S + seconds)
-        if soon is None:
-            return None
-        phase, left = soon.phase_at(now)
-        if phase == "scheduled":
-            return Refusal("attempt_soon", soon.attempt_id, phase, round(max(0.0, left - PREROLL_S), 1))
-        return Refusal("attempt_running", soon.attempt_id, phase, round(left, 1))
+        return refusal(current, self.attempts.store.merged(self.scheduled()), self.clock.now(), seconds)
 
     async def _record(self, folder: Path, key: str, seconds: float) \
             -> tuple[readiness_probe.Sampler, list[str], str | None]:

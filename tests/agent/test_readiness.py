@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,13 @@ from sqlalchemy import func, select
 
 from media.calibration import ffmpeg_exe
 from media.manifest import read_manifest
+from media.readiness_report import Refusal
 from review_server.db import Database
 from review_server.models import Fragment, ReadinessFragment, Recording
 from scripts.harness.ports import free_udp_port
 from scripts.harness.review import add_session, add_station, migrated_database
+from station_agent.lifecycle import Attempt
+from station_agent.readiness import planned, refusal
 
 from .conftest import Daemon, ReviewProcess, free_port, write_config
 
@@ -165,3 +169,26 @@ def test_each_source_fault_is_red_with_its_reason(tmp_path: Path, stack: Stack) 
     assert found[f"Камера 2 · {copy}"][0].startswith("чёрное изображение (яркость ")
     assert found["Микрофон synthetic:mute_after_s=0"][0].startswith("тишина: уровень -120 дБFS ниже порога")
     assert results(check)["Загрузка на сервер"]["ok"] is True and results(check)["Тестовая запись"]["ok"] is True
+
+
+NOW = datetime(2026, 7, 1, 6, 0, tzinfo=UTC)
+
+
+def attempt(attempt_id: str, starts_in_s: float, reading_s: float = 60, performing_s: float = 540) -> Attempt:
+    return Attempt(attempt_id, "2611001", "st1", "cpr", NOW + timedelta(seconds=starts_in_s), reading_s, performing_s)
+
+
+def test_no_check_during_an_attempt_or_just_before_one() -> None:
+    later, soon = attempt("d1-st1-002", 120), attempt("d1-st1-001", 40)
+    done, running = attempt("d1-st1-000", -1000), attempt("d1-st1-003", -30)
+    assert refusal(None, [done, later], NOW, 10) is None  # 120 s away: the 10 s test (and the margin) fits
+    assert refusal(None, [done, soon, later], NOW, 10) == Refusal("attempt_soon", "d1-st1-001", "scheduled", 38.0)
+    assert refusal(None, [running, later], NOW, 10) == Refusal("attempt_running", "d1-st1-003", "reading", 570.0)
+    by_hand = attempt("manual-1", -100, 30, 600)  # what the agent records now, known or not to the schedule
+    assert refusal(by_hand, [later], NOW, 10) == Refusal("attempt_running", "manual-1", "performing", 530.0)
+
+
+def test_the_days_planned_recording_is_what_is_left_of_it() -> None:
+    attempts = [attempt("past", -1000), attempt("now", -100), attempt("next", 600), attempt("after", 1200)]
+    seconds, count = planned(attempts, NOW)
+    assert count == 3 and seconds == 500 + 602 + 602  # the running one from now, the others from their preroll

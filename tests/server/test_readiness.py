@@ -154,8 +154,8 @@ def test_a_refusal_is_one_red_item_with_the_attempt() -> None:
                   NOW, LIMITS)
     assert reds(items) == {"agent": ["agent.attempt_running"]}
     texts = readiness.shown_items(items, "ru")
-    assert texts[0]["reasons"] == ["идёт попытка d1-st1-007 (выполнение, осталось 312 с): во время экзамена проверка "
-                                   "не выполняется"]
+    assert texts[0]["reasons"] == ["идёт попытка d1-st1-007 (выполнение, до её конца 312 с): во время экзамена "
+                                   "проверка не выполняется"]
 
 
 def test_the_report_format_is_strict_and_names_the_field() -> None:
@@ -179,9 +179,10 @@ def test_texts_in_both_languages_with_units() -> None:
     items = judge(good_report(FRAGS, disk=disk, agent_time=NOW + dt.timedelta(seconds=5.25)), STORED, NOW, LIMITS)
     ru = {i["label"]: i for i in readiness.shown_items(items, "ru")}
     en = {i["label"]: i for i in readiness.shown_items(items, "en")}
-    assert ru["Часы станции"]["reasons"] == ["часы станции расходятся с сервером на +5,25 с (допустимо ±1 с): "
-                                            "проверьте синхронизацию времени"]
-    assert en["Station clock"]["reasons"][0].startswith("the station's clock is +5.25 s from the server's")
+    assert (ru["Часы станции"]["value"], ru["Часы станции"]["reasons"]) == (
+        "расхождение с сервером +5,25 с", ["больше допустимых ±1 с: проверьте синхронизацию времени станции"])
+    assert (en["Station clock"]["value"], en["Station clock"]["reasons"]) == (
+        "+5.25 s from the server's clock", ["more than the ±1 s allowed: check the station's time synchronisation"])
     assert ru["Свободное место"]["reasons"] == ["мало места: свободно 30,0 МБ, нужно 451,0 МБ (60 мин записи по 6,0 МБ "
                                                 "в минуту и резерв 1,0 МБ)"]
 
