@@ -89,8 +89,10 @@ def _close(s: Session, check: ReadinessCheck, state: str, items: list[Item], whe
 
 
 def expire(s: Session, now: dt.datetime, claim_timeout_s: float, report_timeout_s: float) -> None:
-    """Close the checks whose time is up: never taken (the agent is offline), or taken and never reported."""
-    for check in s.scalars(select(ReadinessCheck).where(ReadinessCheck.state.in_(ACTIVE))):
+    """Close the checks whose time is up: never taken (the agent is offline), or taken and never reported. Rows
+    locked by another transaction (a report arriving, another time-out) are left to it."""
+    for check in s.scalars(select(ReadinessCheck).where(ReadinessCheck.state.in_(ACTIVE))
+                           .with_for_update(skip_locked=True)):
         if check.state == "requested":
             if (now - check.requested_at).total_seconds() > claim_timeout_s:
                 _close(s, check, "offline", offline(claim_timeout_s), now, SERVER)
@@ -113,7 +115,7 @@ def claim(s: Session, station_id: int, now: dt.datetime) -> dict[str, Any] | Non
 
 
 def _own_check(s: Session, station_id: int, check_id: int, states: tuple[str, ...], where: str) -> ReadinessCheck:
-    check = s.get(ReadinessCheck, check_id)
+    check = s.get(ReadinessCheck, check_id, with_for_update=True)  # a time-out or a second report waits for us
     if check is None or check.station_id != station_id:
         raise ApiError(404, f"no readiness check {check_id} of this station", where)
     if check.state not in states:
