@@ -56,7 +56,8 @@ class Where:
 def already_recorded(s: Session, station_id: int, frag: IncomingFragment, where: Where) -> bool:
     """True if this exact fragment is recorded already; ApiError 409 if it conflicts with what is held."""
     if frag.readiness is not None:
-        return readiness.fragment_held(s, station_id, frag, where.attempt)
+        return readiness.fragment_held(s, station_id, frag.readiness, frag.track, frag.seq, frag.sha256,
+                                       where.attempt)
     if frag.attempt_id is not None:
         station_attempt(s, station_id, frag.attempt_id, where.attempt)
     rec = s.scalar(select(Recording).where(Recording.key == frag.recording))
@@ -89,7 +90,8 @@ def utc_or_none(value: str | None, where: str) -> dt.datetime | None:
 def record_fragment(s: Session, station_id: int, frag: IncomingFragment, where: Where) -> bool:
     """Write the fragment's row (and its recording and attempt if new); False if it was there already."""
     if frag.readiness is not None:
-        return readiness.record_fragment(s, station_id, frag, where.attempt)
+        return readiness.record_fragment(s, station_id, frag.readiness, frag.track, frag.seq, frag.kind,
+                                         frag.sha256, frag.size, where.attempt)
     if already_recorded(s, station_id, frag, where):
         return False
     rec = s.scalar(select(Recording).where(Recording.key == frag.recording))
@@ -110,7 +112,7 @@ def record_fragment(s: Session, station_id: int, frag: IncomingFragment, where: 
 def init_sha(s: Session, frag: IncomingFragment) -> str | None:
     """The SHA-256 of the init segment already stored for this fragment's recording and track, if any."""
     if frag.readiness is not None:
-        return readiness.init_sha(s, frag)
+        return readiness.init_sha(s, frag.readiness, frag.track)
     return s.scalar(select(Fragment.sha256).join(Recording).where(
         Recording.key == frag.recording, Fragment.track == frag.track, Fragment.kind == "init"))
 

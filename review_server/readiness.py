@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -29,9 +29,6 @@ from . import audit, i18n
 from .models import Fragment, ReadinessCheck, ReadinessFragment, ReadinessRun, Station, User
 from .readiness_judge import Item, Limits, bad_report, judge, no_report, offline, ready
 from .web import ApiError
-
-if TYPE_CHECKING:
-    from .fragment_rows import IncomingFragment
 
 RUN = "readiness.run"
 RESULT = "readiness.result"
@@ -157,34 +154,33 @@ def _ingest_check(s: Session, station_id: int, check_id: int, where: str) -> Rea
     return check
 
 
-def fragment_held(s: Session, station_id: int, frag: IncomingFragment, where: str) -> bool:
+def fragment_held(s: Session, station_id: int, check_id: int, track: str, seq: int, sha256: str,
+                  where: str) -> bool:
     """True if this fragment of a check's recording is stored already; 409 if it conflicts with what is."""
-    assert frag.readiness is not None
-    check = _ingest_check(s, station_id, frag.readiness, where)
+    check = _ingest_check(s, station_id, check_id, where)
     row = s.scalar(select(ReadinessFragment).where(ReadinessFragment.check_id == check.id,
-                                                   ReadinessFragment.track == frag.track,
-                                                   ReadinessFragment.seq == frag.seq))
+                                                   ReadinessFragment.track == track, ReadinessFragment.seq == seq))
     if row is None:
         return False
-    if row.sha256 != frag.sha256:
-        raise ApiError(409, f"fragment {frag.track}/{frag.seq} of readiness check {check.id} is already stored with "
-                       "other content", where)
+    if row.sha256 != sha256:
+        raise ApiError(409, f"fragment {track}/{seq} of readiness check {check.id} is already stored with other "
+                       "content", where)
     return True
 
 
-def record_fragment(s: Session, station_id: int, frag: IncomingFragment, where: str) -> bool:
-    if fragment_held(s, station_id, frag, where):
+def record_fragment(s: Session, station_id: int, check_id: int, track: str, seq: int, kind: str, sha256: str,
+                    size: int, where: str) -> bool:
+    """Keep a fragment of a check's recording (False if it was there already)."""
+    if fragment_held(s, station_id, check_id, track, seq, sha256, where):
         return False
-    assert frag.readiness is not None
-    s.add(ReadinessFragment(check_id=frag.readiness, track=frag.track, kind=frag.kind, seq=frag.seq,
-                            sha256=frag.sha256, size=frag.size))
+    s.add(ReadinessFragment(check_id=check_id, track=track, kind=kind, seq=seq, sha256=sha256, size=size))
     s.flush()
     return True
 
 
-def init_sha(s: Session, frag: IncomingFragment) -> str | None:
-    return s.scalar(select(ReadinessFragment.sha256).where(ReadinessFragment.check_id == frag.readiness,
-                                                           ReadinessFragment.track == frag.track,
+def init_sha(s: Session, check_id: int, track: str) -> str | None:
+    return s.scalar(select(ReadinessFragment.sha256).where(ReadinessFragment.check_id == check_id,
+                                                           ReadinessFragment.track == track,
                                                            ReadinessFragment.kind == "init"))
 
 
