@@ -93,6 +93,25 @@ class ServerConfig:
                                             "daily signed head of the audit chain (audit_anchor.py); none: <data "
                                             "dir>/audit-anchors. Best a write-once mount, or a folder copied away "
                                             "every day")
+    # Readiness checks before the exam day (review_server/readiness.py, readiness_judge.py).
+    readiness_seconds: int = setting("readiness_seconds", 10, "the length of a readiness check's test recording",
+                                     minimum=3, maximum=20)
+    readiness_claim_timeout_s: int = setting("readiness_claim_timeout_s", 30, "a check no agent has taken in this "
+                                             "long is red: the station's agent is not online", minimum=2)
+    readiness_report_timeout_s: int = setting("readiness_report_timeout_s", 180, "a taken check with no report in "
+                                              "this long is red", minimum=10)
+    readiness_max_clock_offset_s: float = setting("readiness_max_clock_offset_s", 1.0, "a station clock further "
+                                                  "than this from the server's is red", minimum=0.01)
+    readiness_max_sync_ms: float = setting("readiness_max_sync_ms", 40.0, "a measured sound-to-picture offset "
+                                           "beyond this is red (EBU R37 allows +40/-60 ms)", minimum=1)
+    readiness_min_fps_ratio: float = setting("readiness_min_fps_ratio", 0.9, "a camera delivering fewer pictures "
+                                             "per second than this share of the requested rate is red",
+                                             minimum=0.1, maximum=1.0)
+    readiness_disk_margin: float = setting("readiness_disk_margin", 1.25, "free disk must hold the day's planned "
+                                           "recording times this (measured on the test recording) plus the reserve",
+                                           minimum=1.0)
+    readiness_keep_days: int = setting("readiness_keep_days", 30, "test recordings are deleted this long after "
+                                       "their check (the results, the act, stay); 0: kept", minimum=0)
     s3_access_key_id: str | None = setting("s3_access_key_id", None, "S3 access key (or in s3_credentials_file)",
                                            env=KEY_ID_ENV, secret=True)
     s3_secret_access_key: str | None = setting("s3_secret_access_key", None, "S3 secret key (or in "

@@ -6,7 +6,8 @@ fragment, or names a track its init does not declare, is refused with 422.
 A fragment is (recording, track, seq) -> SHA-256. A retry of the same bytes is a no-op; the same
 place with other bytes, a recording of another station, an attempt that is not this station's on the
 schedule (attempt_owner.py), or a recording moved to another attempt is a 409, checked before any byte is
-stored and again when the row is written.
+stored and again when the row is written. A readiness check's test recording (`readiness` set) is kept in rows of
+its own (readiness.py), apart from candidates' recordings.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from media import fmp4_check
 
+from . import readiness
 from .attempt_owner import station_attempt
 from .models import Fragment, Recording
 from .storage import MediaStorage
@@ -39,6 +41,7 @@ class IncomingFragment:
     start_s: float | None
     end_s: float | None
     media_from: dt.datetime | None = None  # the part's media time 0 on the station's wall clock
+    readiness: int | None = None  # a readiness check's test recording (readiness.py), never an attempt's
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,9 @@ class Where:
 
 def already_recorded(s: Session, station_id: int, frag: IncomingFragment, where: Where) -> bool:
     """True if this exact fragment is recorded already; ApiError 409 if it conflicts with what is held."""
+    if frag.readiness is not None:
+        return readiness.fragment_held(s, station_id, frag.readiness, frag.track, frag.seq, frag.sha256,
+                                       where.attempt)
     if frag.attempt_id is not None:
         station_attempt(s, station_id, frag.attempt_id, where.attempt)
     rec = s.scalar(select(Recording).where(Recording.key == frag.recording))
@@ -83,6 +89,9 @@ def utc_or_none(value: str | None, where: str) -> dt.datetime | None:
 
 def record_fragment(s: Session, station_id: int, frag: IncomingFragment, where: Where) -> bool:
     """Write the fragment's row (and its recording and attempt if new); False if it was there already."""
+    if frag.readiness is not None:
+        return readiness.record_fragment(s, station_id, frag.readiness, frag.track, frag.seq, frag.kind,
+                                         frag.sha256, frag.size, where.attempt)
     if already_recorded(s, station_id, frag, where):
         return False
     rec = s.scalar(select(Recording).where(Recording.key == frag.recording))
@@ -102,6 +111,8 @@ def record_fragment(s: Session, station_id: int, frag: IncomingFragment, where: 
 
 def init_sha(s: Session, frag: IncomingFragment) -> str | None:
     """The SHA-256 of the init segment already stored for this fragment's recording and track, if any."""
+    if frag.readiness is not None:
+        return readiness.init_sha(s, frag.readiness, frag.track)
     return s.scalar(select(Fragment.sha256).join(Recording).where(
         Recording.key == frag.recording, Fragment.track == frag.track, Fragment.kind == "init"))
 

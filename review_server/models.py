@@ -451,3 +451,52 @@ class ReviewLink(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+# --- readiness checks before the exam day (review_server/readiness.py) ------------------------------------------
+
+
+class ReadinessRun(Base):
+    """One press of "check" on the readiness page (one station or all): the readiness act (акт готовности)."""
+
+    __tablename__ = "readiness_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    requested_by: Mapped[str] = mapped_column(String(200))  # the audit actor, "user:LOGIN"
+    requested_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    seconds: Mapped[int] = mapped_column(Integer)  # the length of the test recording asked for
+
+
+class ReadinessCheck(Base):
+    """One station's check in a run: asked, taken by the station's agent, its report and the server's judgement.
+    Kept apart from candidates' attempts: its media rows are `ReadinessFragment`s, never `Recording`s, so no
+    protocol, archive search, export or retention run of candidates' material ever sees them."""
+
+    __tablename__ = "readiness_checks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("readiness_runs.id"), index=True)
+    station_id: Mapped[int] = mapped_column(ForeignKey("stations.id"), index=True)
+    # requested -> claimed -> recording -> uploading -> done; or refused (by the agent), offline (never taken),
+    # failed (no report in time)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    ok: Mapped[bool | None] = mapped_column(Boolean)  # None until judged
+    requested_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    claimed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    report: Mapped[str | None] = mapped_column(Text)  # the agent's report (media/readiness_report.py), as received
+    items: Mapped[list | None] = mapped_column(JSON)  # the judged items (review_server/readiness_judge.py)
+    media_purged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class ReadinessFragment(Base):
+    """One stored fragment of a check's test recording (uploaded over tus and verified by SHA-256 like any)."""
+
+    __tablename__ = "readiness_fragments"
+    __table_args__ = (UniqueConstraint("check_id", "track", "seq", name="uq_readiness_fragments_place"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    check_id: Mapped[int] = mapped_column(ForeignKey("readiness_checks.id"), index=True)
+    track: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(8))
+    seq: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(SHA256, index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -52,9 +52,11 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "holds.manage": frozenset({Role.ADMIN, Role.ARCHIVIST}),  # legal holds (appeals, requests)
     "review_links.manage": frozenset({Role.ADMIN}),  # time-limited links for appeal reviewers
     "audit.verify": frozenset({Role.ADMIN}),
+    "readiness.run": frozenset({Role.ADMIN}),  # readiness checks of the stations before the day, their acts
     "station.upload": frozenset({STATION}),
     "station.marks": frozenset({STATION}),
     "station.schedule": frozenset({STATION}),
+    "station.readiness": frozenset({STATION}),  # take a readiness check, report on it
 }
 
 # Roles whose permissions are scoped to their examiner assignments.

@@ -4,7 +4,8 @@
 Routes (station bearer token, permission ``station.upload``):
 - ``OPTIONS /api/tus``: Tus-Version, Tus-Extension, Tus-Checksum-Algorithm, Tus-Max-Size.
 - ``POST /api/tus``: create. Headers Upload-Length and Upload-Metadata with ``sha256`` (hex), ``recording``,
-  ``track``, ``seq``, ``kind`` (init|media) and optionally ``filename``, ``attempt_id``, ``start``, ``end``.
+  ``track``, ``seq``, ``kind`` (init|media) and optionally ``filename``, ``attempt_id``, ``start``, ``end``; a
+  readiness check's test recording has ``readiness`` (the check's id) instead of ``attempt_id`` (readiness.py).
   201 + Location. If the server already holds bytes with this SHA-256, the fragment is recorded at once and
   the new upload is already complete (Upload-Offset = Upload-Length): nothing is sent twice.
 - ``HEAD /api/tus/{upload_id}``: Upload-Offset, Upload-Length; once stored, ``X-Stored-SHA256``.
@@ -77,6 +78,7 @@ PIECE = 1024 * 1024  # bytes taken from the socket at a time
 READ_TIMEOUT_S = 60.0  # a silent peer releases the upload after this long
 _ID_RE = re.compile(r"[0-9a-f]{32}")
 _FLOAT_RE = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9})?")
+_READINESS_RE = re.compile(r"[1-9][0-9]{0,9}")
 
 routes = web.RouteTableDef()
 TUS_DIR = web.AppKey("tus_dir", Path)
@@ -193,6 +195,7 @@ def _fragment_meta(meta: dict[str, str]) -> dict[str, Any]:
         "kind": need("kind", re.compile(r"init|media")),
         "filename": meta.get("filename", "")[:255],
         "attempt_id": meta.get("attempt_id") or None,
+        "readiness": int(need("readiness", _READINESS_RE)) if meta.get("readiness") else None,
         "start": None,
         "end": None,
     }
@@ -200,6 +203,8 @@ def _fragment_meta(meta: dict[str, str]) -> dict[str, Any]:
         raise ApiError(400, "seq 0 is the init file, 1, 2, ... media", "Upload-Metadata")
     if out["attempt_id"] is not None and not CODE_RE.fullmatch(out["attempt_id"]):
         raise ApiError(400, f"attempt_id must match {CODE_RE.pattern}", "Upload-Metadata")
+    if out["attempt_id"] is not None and out["readiness"] is not None:
+        raise ApiError(400, "a fragment is an attempt's or a readiness check's, not both", "Upload-Metadata")
     for name in ("start", "end"):
         if meta.get(name):
             out[name] = float(need(name, _FLOAT_RE))
@@ -213,18 +218,24 @@ def _fragment_meta(meta: dict[str, str]) -> dict[str, Any]:
 
 
 TUS_WHERE = Where(attempt="Upload-Metadata attempt_id", recording="Upload-Metadata", seq="Upload-Metadata")
+TUS_READINESS_WHERE = Where(attempt="Upload-Metadata readiness", recording="Upload-Metadata", seq="Upload-Metadata")
 
 
 def _incoming(frag: dict[str, Any], size: int) -> IncomingFragment:
     return IncomingFragment(recording=frag["recording"], track=frag["track"], seq=frag["seq"], kind=frag["kind"],
                             sha256=frag["sha256"], size=size, attempt_id=frag["attempt_id"],
                             start_s=frag["start"], end_s=frag["end"],
-                            media_from=utc_or_none(frag.get("media_from"), "Upload-Metadata media_from"))
+                            media_from=utc_or_none(frag.get("media_from"), "Upload-Metadata media_from"),
+                            readiness=frag.get("readiness"))
+
+
+def _where(frag: dict[str, Any]) -> Where:
+    return TUS_WHERE if frag.get("readiness") is None else TUS_READINESS_WHERE
 
 
 def _existing(s: Session, who: Identity, frag: dict[str, Any], size: int) -> bool:
     assert who.station_id is not None
-    return already_recorded(s, who.station_id, _incoming(frag, size), TUS_WHERE)
+    return already_recorded(s, who.station_id, _incoming(frag, size), _where(frag))
 
 
 async def _record_fragment(request: web.Request, frag: dict[str, Any], size: int) -> None:
@@ -232,7 +243,7 @@ async def _record_fragment(request: web.Request, frag: dict[str, Any], size: int
     station_id = who.station_id
     assert station_id is not None  # station.upload: station tokens only
     try:
-        await db_run(request, lambda s: record_fragment(s, station_id, _incoming(frag, size), TUS_WHERE))
+        await db_run(request, lambda s: record_fragment(s, station_id, _incoming(frag, size), _where(frag)))
     except IntegrityError:  # a concurrent upload of the same fragment: fine if it holds the same hash
         if not await db_run(request, lambda s: _existing(s, who, frag, size)):
             raise ApiError(409, "conflicting concurrent upload", "Upload-Metadata") from None

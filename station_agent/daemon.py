@@ -2,8 +2,9 @@
 
 `Agent` only wires the parts together and moves them every quarter second on the exam clock: the schedule
 (station_agent/schedule.py), the attempt lifecycle (attempts.py), the recording parts (recording.py), uploads
-(uploads.py), the reports (reports.py), the marking page, the live publisher and the CPR figures. Each part gets
-what it uses, not the `Agent`. HTTP API (bearer token = the station token; see `agent_http.build_app`).
+(uploads.py), the reports (reports.py), the marking page, the live publisher, the CPR figures and the server's
+readiness checks (readiness.py). Each part gets what it uses, not the `Agent`. HTTP API (bearer token = the
+station token; see `agent_http.build_app`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from .health import FailureLog
 from .lifecycle import Attempt, ExamClock, StateStore
 from .live_publisher import LivePublisher
 from .marking_host import MarkingHost
+from .readiness import Readiness
 from .recording import Recording
 from .reports import Reports
 from .roster import Roster, RosterSync
@@ -89,7 +91,10 @@ class Agent:
                                       self.failures, marking=self.marking, cpr=self.cpr)
         self.reports = Reports(cfg.station_id, cfg.station_name, self.attempts, self.recording, self.uploads,
                                self.failures, marking=self.marking, cpr=self.cpr)
-        self.lock = asyncio.Lock()  # one tick or hand control at a time
+        self.lock = asyncio.Lock()  # one tick, hand control or readiness recording at a time
+        # The server's readiness checks before the day (test recording, levels, sync, clock, disk).
+        self.readiness = Readiness(cfg, self.clock, self.attempts, self.recording, lambda: self.schedule.attempts,
+                                   self.lock) if cfg.server_url and cfg.token else None
         self.last_tick = time.monotonic()
 
     @property
@@ -167,6 +172,8 @@ async def serve(agent: Agent) -> None:
         tasks.append(asyncio.create_task(agent.uploads.uploader.run(uploader_stop)))
     if agent.live is not None:
         tasks.append(asyncio.create_task(agent.live.run()))
+    if agent.readiness is not None:
+        tasks.append(asyncio.create_task(agent.readiness.run()))
     if agent.cpr is not None:
         tasks.append(asyncio.create_task(agent.cpr.run()))
     # The grid's meta (attempt, phase, warnings), marks made on the server back into the journal, health events.

@@ -93,6 +93,7 @@ class Uploader:
         idle_poll_s: float = 1.0,
         mark_batch: int = 200,
         request_timeout_s: float = 60.0,
+        extra_metadata: dict[str, str] | None = None,  # sent with every fragment (a readiness check's id)
     ) -> None:
         self.queue = queue
         self.server_url = server_url.rstrip("/")
@@ -106,6 +107,7 @@ class Uploader:
         self.idle_poll_s = idle_poll_s
         self.mark_batch = mark_batch
         self.request_timeout_s = request_timeout_s
+        self.extra_metadata = dict(extra_metadata or {})
         # Progress and diagnostics (this process only).
         self.bytes_sent = 0  # PATCH body bytes handed to the network, including ones lost to a cut
         self.resumed_at: list[int] = []  # non-zero offsets an upload resumed from
@@ -368,6 +370,7 @@ class Uploader:
         }
         if item.attempt_id:
             meta["attempt_id"] = item.attempt_id
+        meta.update(self.extra_metadata)
         if item.kind == "init":  # the part's media time 0 on the wall clock: the server's timeline needs it
             origin = (await asyncio.to_thread(part_media_span, item.folder))[0]
             if origin is not None:

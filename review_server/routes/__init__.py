@@ -21,6 +21,7 @@ from . import (
     media,
     protocols,
     quality,
+    readiness,
     retention,
     review_links,
     schedule,
@@ -51,6 +52,7 @@ ROUTERS: tuple[web.RouteTableDef, ...] = (
     protocols.routes,
     retention.routes,
     quality.routes,
+    readiness.routes,
 )
 
 
@@ -60,3 +62,4 @@ def setup_routes(app: web.Application) -> None:
         app.router.add_routes(table)
     tus.configure(app)
     live_access.setup(app)
+    readiness.setup(app)

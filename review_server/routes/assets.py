@@ -20,6 +20,8 @@ ASSETS: dict[str, tuple[str, str]] = {
     "quality.css": ("pages/quality.css", CSS),
     "review.css": ("review/review.css", CSS),
     "attempt.js": ("review/attempt.js", JS),
+    "readiness.css": ("readiness/readiness.css", CSS),
+    "readiness.js": ("readiness/readiness.js", JS),
 }
 
 

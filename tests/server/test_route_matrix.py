@@ -106,6 +106,16 @@ EXPECTED: dict[tuple[str, str], frozenset[str | None]] = {
     ("GET", "/attempts/{attempt_id}"): frozenset({EXAMINER, ARCHIVIST}),  # attempt page: video and marks
     ("GET", "/attempts/{attempt_id}/recordings/{key}/{track}"): frozenset({EXAMINER, ARCHIVIST}),
     ("GET", "/archive"): frozenset({ARCHIVIST}),
+    # Readiness before the day: the admin's page, runs and acts; the station's side of the check (long poll, report).
+    ("GET", "/admin/readiness"): frozenset({ADMIN}),
+    ("GET", "/admin/readiness/runs/{run_id}"): frozenset({ADMIN}),
+    ("GET", "/admin/readiness/runs/{run_id}/act.pdf"): frozenset({ADMIN}),
+    ("GET", "/api/readiness"): frozenset({ADMIN}),
+    ("POST", "/api/readiness/runs"): frozenset({ADMIN}),
+    ("GET", "/api/readiness/runs/{run_id}"): frozenset({ADMIN}),
+    ("GET", "/api/stations/{code}/readiness/next"): frozenset({STATION}),
+    ("POST", "/api/stations/{code}/readiness/{check_id}/progress"): frozenset({STATION}),
+    ("POST", "/api/stations/{code}/readiness/{check_id}/report"): frozenset({STATION}),
     # The pages' shared CSS and JS (no inline script or style under the CSP); public: the login and review-link
     # pages have no session, and the files are the repository's own.
     ("GET", "/static/{name}"): EVERYONE,
@@ -132,6 +142,8 @@ PLACEHOLDERS = {
     "station": "S1",
     "camera": "cam0",
     "name": "live.js",
+    "run_id": "999999",
+    "check_id": "999999",
 }
 
 
