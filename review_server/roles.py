@@ -52,6 +52,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "holds.manage": frozenset({Role.ADMIN, Role.ARCHIVIST}),  # legal holds (appeals, requests)
     "review_links.manage": frozenset({Role.ADMIN}),  # time-limited links for appeal reviewers
     "audit.verify": frozenset({Role.ADMIN}),
+    "days.manage": frozenset({Role.ADMIN}),  # set up an exam day in the browser: list, circuits, examiners, sheets
+    "days.review": frozenset({Role.ADMIN, Role.ARCHIVIST}),  # a day's completeness; re-hash its media
+    "days.close": frozenset({Role.ADMIN}),  # close a day (locks its marks), reopen it with a reason
     "station.upload": frozenset({STATION}),
     "station.marks": frozenset({STATION}),
     "station.schedule": frozenset({STATION}),

@@ -12,6 +12,8 @@ from . import (
     archive_page,
     assets,
     attempt_page,
+    days_admin,
+    days_close,
     exam_clock,
     exports,
     health_events,
@@ -51,6 +53,8 @@ ROUTERS: tuple[web.RouteTableDef, ...] = (
     protocols.routes,
     retention.routes,
     quality.routes,
+    days_admin.routes,
+    days_close.routes,
 )
 
 
@@ -60,3 +64,4 @@ def setup_routes(app: web.Application) -> None:
         app.router.add_routes(table)
     tus.configure(app)
     live_access.setup(app)
+    days_close.setup(app)
