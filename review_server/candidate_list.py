@@ -189,9 +189,13 @@ def _sheet(rows: list[tuple[int, list[str]]]) -> Sheet:
     (header_row, header), data = filled[0], filled[1:]
     if not data:
         raise ListFileError("no_rows")
-    width = max(len(header), *(len(c) for _, c in data))
-    header = header + [""] * (width - len(header))
-    return Sheet(header, [(n, cells + [""] * (width - len(cells))) for n, cells in data], header_row)
+    width = max(max((i + 1 for i, c in enumerate(cells) if c), default=0) for _, cells in filled)
+    return Sheet(_fit(header, width), [(n, _fit(cells, width)) for n, cells in data], header_row)
+
+
+def _fit(cells: list[str], width: int) -> list[str]:
+    """Cut to the sheet's used width (a spreadsheet's trailing empty columns), or padded to it."""
+    return cells[:width] + [""] * (width - len(cells))
 
 
 # -- mapping ---------------------------------------------------------------------------------------------------
