@@ -14,17 +14,18 @@ Problems carry a key and parameters, not a sentence: the page says them in its r
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import io
 import re
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .names import name_problem
 from .validate import ACCRED_RE
 
-FIELDS = ("number", "specialty", "stream", "time", "full_name", "last_name", "first_name", "middle_name")
+FIELDS = ("number", "specialty", "stream", "stream_time", "full_name", "last_name", "first_name", "middle_name")
 NAME_FIELDS = ("last_name", "first_name", "middle_name")
 MAX_ROWS = 5000  # a centre's day is a few hundred candidates
 MAX_COLUMNS = 60
@@ -39,7 +40,7 @@ HEADER_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("number", ("номер аккредит", "аккредитац", "номер", "№ аккр", "accreditation", "number")),
     ("specialty", ("специальн", "specialty")),
     ("stream", ("поток", "групп", "stream", "group")),
-    ("time", ("время", "начало", "time", "start")),
+    ("stream_time", ("время", "начало", "time", "start")),
     ("full_name", ("фио", "ф.и.о", "full name")),
     ("last_name", ("фамилия", "last name", "surname")),
     ("first_name", ("имя", "first name")),
@@ -72,7 +73,7 @@ class Problem:
     column: str  # "B (Номер)", or "" for the mapping
     field: str
     key: str
-    params: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -289,15 +290,15 @@ def parse_rows(sheet: Sheet, mapping: dict[str, int | None], specialty: tuple[st
         sp = cell(cells, "specialty")
         if mapping.get("specialty") is not None and not specialty_matches(sp, *specialty):
             problem(row, "specialty", "specialty_other", value=sp[:100], day=specialty[1] or specialty[0])
-        time_text = cell(cells, "time")
+        time_text = cell(cells, "stream_time")
         time = _time(time_text) if time_text else None
         if time_text and time is None:
-            problem(row, "time", "time_format", value=time_text[:40])
+            problem(row, "stream_time", "time_format", value=time_text[:40])
         stream = cell(cells, "stream")[:64] or (time or "")
         if time is not None:
             earlier = stream_time.setdefault(stream, (time, row))
             if earlier[0] != time:
-                problem(row, "time", "stream_time", stream=stream, time=earlier[0], other=earlier[1])
+                problem(row, "stream_time", "stream_time", stream=stream, time=earlier[0], other=earlier[1])
         names = _names(cells, mapping, cell)
         for name, value in (names or {}).items():
             if len(value) > MAX_CELL:

@@ -14,7 +14,7 @@ import hashlib
 import threading
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from . import audit
@@ -28,7 +28,7 @@ CHUNK = 1024 * 1024
 MAX_FAILURES = 500  # listed; the count beyond is in the total
 
 
-def day_fragments(day_id: int) -> Select[Any]:
+def day_fragments(day_id: int) -> Any:  # a Select of (id, sha256, size, track, seq, recording key, attempt id)
     return (select(Fragment.id, Fragment.sha256, Fragment.size, Fragment.track, Fragment.seq, Recording.key,
                    Recording.attempt_id)
             .join(Recording, Recording.id == Fragment.recording_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -56,7 +57,7 @@ def gather(s: Session, day_id: int, timezone: str) -> RouteData:
                      plan.reading_s if plan else 0, plan.performing_s if plan else 0, lines, streams, examiners)
 
 
-def _pdf():  # type: ignore[no-untyped-def]
+def _pdf() -> Any:
     from fpdf import FPDF
 
     pdf = FPDF(orientation="P", unit="mm", format="A4")
@@ -66,7 +67,7 @@ def _pdf():  # type: ignore[no-untyped-def]
     return pdf
 
 
-def _head(pdf, data: RouteData, heading: str, subject: str) -> None:  # type: ignore[no-untyped-def]
+def _head(pdf: Any, data: RouteData, heading: str, subject: str) -> None:
     pdf.add_page()
     if not data.fixed:
         pdf.set_font("DejaVu", "B", 10)
@@ -87,7 +88,7 @@ def _head(pdf, data: RouteData, heading: str, subject: str) -> None:  # type: ig
     pdf.ln(2)
 
 
-def _table(pdf, widths: list[float], header: list[str], rows: list[list[str]]) -> None:  # type: ignore[no-untyped-def]
+def _table(pdf: Any, widths: list[float], header: list[str], rows: list[list[str]]) -> None:
     pdf.set_font("DejaVu", "B", 9)
     for w, h in zip(widths, header, strict=True):
         pdf.cell(w, 8, h, border=1, align="C")
@@ -99,7 +100,7 @@ def _table(pdf, widths: list[float], header: list[str], rows: list[list[str]]) -
         pdf.ln()
 
 
-def _timing(pdf, data: RouteData) -> None:  # type: ignore[no-untyped-def]
+def _timing(pdf: Any, data: RouteData) -> None:
     pdf.ln(3)
     pdf.set_font("DejaVu", "", 9)
     pdf.multi_cell(0, 5, f"Время указано местное, начало ознакомления с заданием: ознакомление {data.reading_s} с, "

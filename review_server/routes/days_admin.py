@@ -66,6 +66,7 @@ from ..web import CONFIG, ApiError, db_run, identity, read_form, render
 
 routes = web.RouteTableDef()
 PREVIEW_ROWS = 5
+TOP_ERRORS = frozenset({"fixed", "closed", "no_plan"})  # about the whole day: said at the top
 DEFAULT = checklist_choices()[0] if checklist_choices() else None
 
 
@@ -245,8 +246,14 @@ def _day_context(s: Session, day_id: int, timezone: str) -> dict[str, Any]:
     }
 
 
+# Which section of the day page shows the outcome of an action (the page opens at that section).
+DONE_SECTION = {"plan": "plan", "stations": "stations", "imported": "candidates", "assigned": "examiners",
+                "unassigned": "examiners", "generated": "schedule", "slot": "schedule", "slot_deleted": "schedule",
+                "fixed": "schedule"}
+
+
 async def _day_page(request: web.Request, day_id: int, error: dict[str, str] | None = None, status: int = 200,
-                    form: dict[str, str] | None = None) -> web.Response:
+                    form: dict[str, str] | None = None, here: str = "") -> web.Response:
     who = identity(request)
     try:
         ctx = await db_run(request, lambda s: _day_context(s, day_id, _tz(request)))
@@ -258,8 +265,10 @@ async def _day_page(request: web.Request, day_id: int, error: dict[str, str] | N
     if ctx["circuit_error"]:
         ce = ctx["circuit_error"]
         ctx["circuit_error"] = _say(lang_of(request), "", ce["key"], ce["params"])["text"]
+    if error is None:
+        here = DONE_SECTION.get(done, "")
     return render(request, "days_day.html", ctx | {"error": error, "notice": notice, "csrf": who.csrf_token or "",
-                                                   "form": form or {}}, status=status)
+                                                   "form": form or {}, "here": here}, status=status)
 
 
 @routes.get("/admin/days/{day_id}", allow_head=False)
@@ -269,7 +278,8 @@ async def day_page(request: web.Request) -> web.Response:
 
 
 async def _act(request: web.Request, work: Any, done: str, anchor: str = "", **query: Any) -> web.Response:
-    """Run a change; 303 back to the day page, or the page again naming what was refused."""
+    """Run a change; 303 back to the day page at the section acted on (anchor), or the page again naming what was
+    refused in that section."""
     day_id = _day_id(request)
     form = await read_form(request)
     who = identity(request)
@@ -279,7 +289,7 @@ async def _act(request: web.Request, work: Any, done: str, anchor: str = "", **q
         if exc.key == "no_day":
             raise ApiError(404, f"no exam day {day_id}", "URL day_id") from None
         return await _day_page(request, day_id, _say(lang_of(request), exc.field, exc.key, exc.params), exc.status,
-                               form)
+                               form, anchor.lstrip("#") if exc.field or exc.key not in TOP_ERRORS else "")
     resp = _see(request, f"/admin/days/{day_id}", done=done, n=n if isinstance(n, int) else None, **query)
     resp.headers["Location"] += anchor
     return resp

@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import json
 import threading
+import zoneinfo
 from typing import Any
 
 from aiohttp import web
@@ -102,15 +103,23 @@ async def _page(request: web.Request, error: dict[str, str] | None = None, statu
     attempts = [{"a": a, "missing": [_text(lang, m.kind, m.params) for m in a.missing]} for a in rep.attempts]
     done = request.query.get("done", "")
     row = rep.closure
+    tz = zoneinfo.ZoneInfo(request.app[CONFIG].timezone)
+    check = rep.media_check
     ctx = {
         "rep": rep, "day": {"id": rep.day.id, "date": rep.day.day.strftime("%d.%m.%Y"), "title": rep.day.title},
-        "missing": missing, "attempts": attempts, "check": rep.media_check,
-        "closed": None if row is None else {"at": row.closed_at.strftime("%d.%m.%Y %H:%M"), "by": row.closed_by,
-                                            "reason": row.reason, "missing": row.missing},
+        "missing": missing, "attempts": attempts, "check": check, "check_by": _who(check.started_by),
+        "check_at": check.finished_at.astimezone(tz).strftime("%d.%m.%Y %H:%M") if check.finished_at else "",
+        "closed": None if row is None else {"at": row.closed_at.astimezone(tz).strftime("%d.%m.%Y %H:%M"),
+                                            "by": _who(row.closed_by), "reason": row.reason, "missing": row.missing},
         "can_close": who.principal == "admin", "csrf": who.csrf_token or "", "error": error, "form": form or {},
         "notice": t.get(f"done.{done}", "") if done else "",
     }
     return render(request, "days_completeness.html", ctx, status=status)
+
+
+def _who(actor: str) -> str:
+    """An audit actor as a page shows it: the login ("user:admin" → "admin")."""
+    return actor.removeprefix("user:")
 
 
 @routes.get("/days/{day_id}/completeness", allow_head=False)

@@ -74,7 +74,7 @@ class DayForms:
         upload, _ = await self.upload(day_id, name, data)
         fields = {"upload": str(upload), "action": "import", **(mapping or {
             "map_number": "1", "map_last_name": "2", "map_first_name": "3", "map_middle_name": "4",
-            "map_specialty": "5", "map_stream": "6", "map_time": "7"})}
+            "map_specialty": "5", "map_stream": "6", "map_stream_time": "7"})}
         await self.post(f"/admin/days/{day_id}/candidates/map", fields)
 
     async def ready_day(self, numbers: list[str], stations: dict[str, str], *, day: str = "2026-06-01",

@@ -19,8 +19,8 @@ from review_server.candidate_list import (
 from scripts.harness.candidate_files import HEADER, csv_bytes, rows_for, xlsx_bytes
 
 SPECIALTY = ("34.02.01", "Сестринское дело")
-MAPPING = {"number": 1, "last_name": 2, "first_name": 3, "middle_name": 4, "specialty": 5, "stream": 6, "time": 7,
-           "full_name": None}
+MAPPING = {"number": 1, "last_name": 2, "first_name": 3, "middle_name": 4, "specialty": 5, "stream": 6,
+           "stream_time": 7, "full_name": None}
 
 
 def test_xlsx_numbers_and_times_read_as_a_person_sees_them() -> None:
@@ -89,7 +89,7 @@ def test_specialty_cells_as_lists_write_them() -> None:
 
 def test_a_stream_without_a_time_and_a_time_without_a_stream() -> None:
     data = "Номер;Поток;Время\n2611001;утро;\n2611002;;11:00\n2611003;;9.30\n".encode()
-    listed, problems = parse_rows(read_file("l.csv", data), {"number": 0, "stream": 1, "time": 2}, SPECIALTY)
+    listed, problems = parse_rows(read_file("l.csv", data), {"number": 0, "stream": 1, "stream_time": 2}, SPECIALTY)
     assert problems == []
     assert [(x.stream, x.time) for x in listed] == [("утро", None), ("11:00", "11:00"), ("09:30", "09:30")]
 

@@ -157,7 +157,7 @@ async def test_completeness_lists_what_is_missing_until_the_day_is_whole(day: Da
         f"{b}: нет ни одной записи", f"{b}: лист члена комиссии examiner не подписан",
         f"{b}: лист члена комиссии examiner2 не подписан",
     ]
-    assert f'<a href="/attempts/{a}">{a}</a>' in page  # each item links to where it is seen
+    assert f'<a class="id" href="/attempts/{a}">{a}</a>' in page  # each item links to where it is seen
     await record(day, skip=3)
     await sign_both(day)
     items = missing(await day.page())

@@ -74,7 +74,7 @@ async def test_a_day_from_an_xlsx_through_the_forms_reaches_the_exam_clock(world
     assert '<option value="1" selected>B (Номер аккредитации)</option>' in mapping_page
     assert '<option value="6" selected>G (Поток)</option>' in mapping_page
     fields = {"upload": str(upload), "map_number": "1", "map_last_name": "2", "map_first_name": "3",
-              "map_middle_name": "4", "map_specialty": "5", "map_stream": "6", "map_time": "7"}
+              "map_middle_name": "4", "map_specialty": "5", "map_stream": "6", "map_stream_time": "7"}
     _, checked = await forms.post(f"/admin/days/{day_id}/candidates/map", fields | {"action": "check"}, expect=200)
     assert "Ошибок нет: аккредитуемых 6" in checked
     assert "Фамилия1" not in checked.split('id="preview"')[1]  # the preview shows numbers, not names
@@ -158,8 +158,8 @@ async def test_bad_rows_are_named_and_nothing_is_imported(world: World, forms: D
         rows[5][2] = "Пет\u202eрова"  # a bidirectional override inside a name
         data = csv_bytes(HEADER, rows, "utf-8", bom=True)
     upload, _ = await forms.upload(day_id, "список.csv", data)
-    fields = {"upload": str(upload), "action": "import", "map_number": "1", "map_last_name": "2",
-              "map_first_name": "3", "map_middle_name": "4", "map_specialty": "5", "map_stream": "6", "map_time": "7"}
+    fields = {"upload": str(upload), "action": "import", "map_number": "1", "map_last_name": "2", "map_first_name": "3",
+              "map_middle_name": "4", "map_specialty": "5", "map_stream": "6", "map_stream_time": "7"}
     _, page = await forms.post(f"/admin/days/{day_id}/candidates/map", fields, expect=422)
     found = [tuple(r) for r in table_rows(page, "problems")]
     expected = [
@@ -168,7 +168,7 @@ async def test_bad_rows_are_named_and_nothing_is_imported(world: World, forms: D
          "«Иванова» — не номер аккредитации (цифры, латинские буквы, дефис; до 40 символов)"),
         ("5", "F (Специальность)", "Специальность",
          "специальность «31.02.01 Лечебное дело» не совпадает со специальностью дня («Сестринское дело»)"),
-        ("6", "H (Время)", "Время начала", "время должно быть в виде ЧЧ:ММ, а не «25:70»"),
+        ("6", "H (Время)", "Начало потока", "время должно быть в виде ЧЧ:ММ, а не «25:70»"),
     ]
     if kind != "cp1251":
         expected.append(("7", "C (Фамилия)", "Фамилия",
