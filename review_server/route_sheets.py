@@ -88,16 +88,16 @@ def _head(pdf: Any, data: RouteData, heading: str, subject: str) -> None:
     pdf.ln(2)
 
 
-def _table(pdf: Any, widths: list[float], header: list[str], rows: list[list[str]]) -> None:
-    pdf.set_font("DejaVu", "B", 9)
-    for w, h in zip(widths, header, strict=True):
-        pdf.cell(w, 8, h, border=1, align="C")
-    pdf.ln()
+def _table(pdf: Any, widths: tuple[int, ...], header: list[str], rows: list[list[str]]) -> None:
+    """A table whose long cells wrap (fpdf2's table), the header repeated on a new page."""
+    from fpdf.fonts import FontFace
+
     pdf.set_font("DejaVu", "", 9)
-    for row in rows:
-        for w, v in zip(widths, row, strict=True):
-            pdf.cell(w, 8, v[: int(w * 0.6)], border=1)
-        pdf.ln()
+    with pdf.table(col_widths=widths, width=sum(widths), line_height=5, padding=1.2, text_align="LEFT",
+                   headings_style=FontFace(emphasis="BOLD", fill_color=(235, 238, 242))) as table:
+        table.row(header)
+        for values in rows:
+            table.row(values)
 
 
 def _timing(pdf: Any, data: RouteData) -> None:
@@ -115,7 +115,7 @@ def by_candidate(data: RouteData) -> bytes:
         _head(pdf, data, "МАРШРУТНЫЙ ЛИСТ АККРЕДИТУЕМОГО",
               f"Номер аккредитуемого: {number}" + (f" · поток {stream}" if stream else ""))
         mine = [line for line in data.lines if line.number == number]
-        _table(pdf, [10, 20, 50, 110], ["№", "Время", "Станция", "Задание"],
+        _table(pdf, (10, 18, 52, 110), ["№", "Время", "Станция", "Задание"],
                [[str(i), line.at, line.station + (f" {line.station_name}" if line.station_name != line.station
                                                   else ""), line.task] for i, line in enumerate(mine, 1)])
         _timing(pdf, data)
@@ -136,7 +136,7 @@ def by_station(data: RouteData) -> bytes:
         examiners = ", ".join(data.examiners.get(code, [])) or "не назначены"
         pdf.multi_cell(0, 5, f"Члены АПК: {examiners}", new_x="LMARGIN", new_y="NEXT")
         pdf.ln(2)
-        _table(pdf, [10, 20, 60, 100], ["№", "Время", "Номер аккредитуемого", "Попытка"],
+        _table(pdf, (10, 18, 62, 100), ["№", "Время", "Номер аккредитуемого", "Попытка"],
                [[str(i), line.at, line.number, line.attempt_id] for i, line in enumerate(mine, 1)])
         _timing(pdf, data)
     if not codes:

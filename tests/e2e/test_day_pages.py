@@ -204,6 +204,7 @@ def test_a_day_set_up_in_the_browser_reaches_a_station_agent_and_is_closed_after
         for kind in ("candidates", "stations"):
             pdf = page.request.get(f"{base}/admin/days/{day_id}/route-sheets/{kind}.pdf")
             assert pdf.ok and pdf.headers["content-type"] == "application/pdf" and pdf.body()[:5] == b"%PDF-"
+            (stack["shots"] / f"route-sheets-{kind}.pdf").write_bytes(pdf.body())
         page.goto(f"{base}/admin/days/{day_id}?lang=en")
         expect(page.locator("h2#h-schedule")).to_have_text("5. Schedule")
         shot(page, stack, "day-fixed-en")

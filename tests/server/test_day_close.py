@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import json
 import uuid
 import zoneinfo
 from typing import Any
@@ -21,7 +22,7 @@ from review_server import auth
 from review_server.day_import import ScheduleImportError, import_day
 from review_server.models import AuditEvent, DayMediaCheck, DaySlot, Fragment
 from review_server.storage import LocalStorage
-from review_server.web import STORAGE
+from review_server.web import CONFIG, STORAGE
 from scripts.harness.fmp4_bytes import init_bytes, media_bytes
 
 from .conftest import Api, World
@@ -271,3 +272,25 @@ async def test_an_archivist_sees_completeness_but_does_not_close(day: Day) -> No
                                      headers={"Cookie": f"{auth.SESSION_COOKIE}={cookie}"})
     assert resp.status == 403
     await day.page("examiner", expect=403)
+
+
+async def test_a_day_imported_from_a_schedule_file_has_its_completeness_too(world: World, tmp_path: Any) -> None:
+    """`osce server schedule import` days (no plan in the browser) are checked and closed the same way; the planned
+    length comes from the schedule file the exam clock serves."""
+    api = world.api
+    start = dt.datetime(2026, 6, 2, 6, 0, tzinfo=dt.UTC)
+    entry = {"attempt_id": "cli-1", "candidate": "2614001", "station_id": "S1", "checklist": STEMS[0],
+             "reading_starts_at": start.isoformat(), "reading_s": 4, "performing_s": 6}
+    day_id = api.run(lambda s: import_day(s, {"attempts": [entry]}, "nursing", "Сестринское дело", "Из файла", "cli",
+                                          timezone="Europe/Moscow").exam_day_id)
+    forms = DayForms(api)
+    page = await forms.get(f"/admin/days/{day_id}")
+    assert "загружен из файла расписания" in page and 'id="stations"' not in page  # no plan to edit here
+    schedule = tmp_path / "day.json"
+    schedule.write_text(json.dumps({"attempts": [entry]}), encoding="utf-8")
+    object.__setattr__(api.app[CONFIG], "schedule_file", schedule)  # the server's schedule_file, as configured
+    day = Day(world, forms, day_id, ["cli-1"], start)
+    await day.put("recC", 0, init_bytes(seed=3), f"&media_from={start.isoformat().replace('+00:00', 'Z')}", "cli-1")
+    await day.put("recC", 1, media_bytes(400, seed=4), "&start=0.0&end=2.0", "cli-1")
+    items = missing(await day.page())
+    assert "cli-1: записано 2.0 с из 10.0 с" in items  # the file's reading_s + performing_s

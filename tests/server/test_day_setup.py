@@ -15,6 +15,7 @@ import pytest
 from pypdf import PdfReader
 from sqlalchemy import func, select
 
+from review_server import route_sheets
 from review_server.models import (
     Attempt,
     AuditEvent,
@@ -269,8 +270,20 @@ async def test_route_sheets_per_candidate_and_per_station(world: World, forms: D
     first = PdfReader(io.BytesIO(await (await api.client.get(
         f"/admin/days/{day_id}/route-sheets/candidates.pdf", headers=forms.headers)).read())).pages[0].extract_text()
     assert "Номер аккредитуемого: 2611001" in first
-    assert [line for line in first.splitlines() if line[:1] in "123" and ":" in line][:3]  # three timed rows
+    # Candidate 1 starts at station 1 and moves on: st1 at 09:00, st2 at 09:10, st3 at 09:20.
+    at = [first.index(x) for x in ("09:00", "st1", "Базовая сердечно-лёгочная", "09:10", "st2", "09:20", "st3")]
+    assert at == sorted(at)
     assert actions(api).count("day.route_sheets") == 3
+
+
+def test_long_route_sheet_cells_wrap_instead_of_being_cut() -> None:
+    """A long task title or station name is printed whole, wrapped inside its cell (fpdf2's table), not cut off."""
+    task = "Физикальное обследование пациента " * 6 + "конец задания"
+    data = route_sheets.RouteData(dt.date(2026, 6, 2), "Поток 1", "Сестринское дело (34.02.01)", True, 30, 510,
+                                  [route_sheets.Line("09:00", "st1", "Малая операционная, кабинет 214 " * 3, task,
+                                                     "2611001", "d1-st1-001")])
+    words = " ".join(PdfReader(io.BytesIO(route_sheets.by_candidate(data))).pages[0].extract_text().split())
+    assert " ".join(task.split()) in words and "кабинет 214 Малая операционная, кабинет 214" in words
 
 
 async def test_a_candidates_name_is_seen_only_where_it_is_kept(world: World, forms: DayForms) -> None:
