@@ -89,6 +89,10 @@ class ServerConfig:
                                          'the server\'s time (JSON: {"attempts": [{"attempt_id", "candidate", '
                                          '"station_id", "checklist", "reading_starts_at", "reading_s"?, '
                                          '"performing_s"?}]})')
+    examiners_per_station: int = setting("examiners_per_station", 2, "commission members who mark and sign each "
+                                         "attempt: a day's completeness check wants this many signed sheets per "
+                                         "attempt and as many examiners assigned to each station",
+                                         minimum=1, maximum=10)
     audit_anchor_dir: Path | None = setting("audit_anchor_dir", None, "where `osce server audit anchor` writes the "
                                             "daily signed head of the audit chain (audit_anchor.py); none: <data "
                                             "dir>/audit-anchors. Best a write-once mount, or a folder copied away "

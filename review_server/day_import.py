@@ -7,7 +7,9 @@ specialty) cannot see them. What it does, idempotently (run it again after editi
 - each checklist version (its YAML stored by content hash, as POST /api/checklist-versions does), so that
   scores can be computed from the marks,
 - each station's task and specialty (stations must exist: `osce server station add`),
-- the exam day (by date and title), candidates by accreditation number, and one attempt row per entry.
+- the exam day (by date and title, or the one given: a day set up in the browser, day_plan.py), candidates by
+  accreditation number, and one attempt row per entry.
+A closed day (day_lock.py) is not imported again: its marks are locked, and so is whose attempt is whose.
 
 Schedule format (station_agent/lifecycle.py parse_schedule): {"attempts": [{"attempt_id", "candidate",
 "station_id", "checklist", "reading_starts_at", "reading_s", "performing_s"}, ...]}.
@@ -28,6 +30,7 @@ from checklists.loader import ChecklistError, load_checklist
 from checklists.model import Checklist
 
 from . import audit
+from .day_lock import closure
 from .models import Attempt, Candidate, ChecklistVersion, ExamDay, Specialty, Station, Task
 from .names import name_problem
 from .retention import active_holds, held_message
@@ -88,10 +91,11 @@ def _starts(entry: dict[str, Any], where: str) -> dt.datetime:
 
 
 def import_day(s: Session, schedule: dict[str, Any], specialty: str, specialty_name: str, title: str,
-               actor: str, checklist_dir: Path = SHIPPED_CHECKLISTS, timezone: str = "UTC") -> ImportReport:
+               actor: str, checklist_dir: Path = SHIPPED_CHECKLISTS, timezone: str = "UTC",
+               exam_day: ExamDay | None = None) -> ImportReport:
     """Create or update everything the schedule names (inside the caller's transaction); audited. The exam day
     is the date of its first attempt in the centre's time zone (the server's `timezone`): examiners' tablet
-    credentials are for that local day."""
+    credentials are for that local day. `exam_day`, when given, is that day (its date must be the first attempt's)."""
     entries = schedule.get("attempts") if isinstance(schedule, dict) else None
     if not isinstance(entries, list) or not entries:
         raise ScheduleImportError("expected a non-empty 'attempts' list", "attempts")
@@ -104,7 +108,14 @@ def import_day(s: Session, schedule: dict[str, Any], specialty: str, specialty_n
     sp, _ = _get_or_add(s, Specialty, Specialty.code == specialty, code=specialty, name=specialty_name or specialty)
     first = min(_starts(e, f"attempts[{i}]") for i, e in enumerate(entries) if isinstance(e, dict))
     local = first.astimezone(zoneinfo.ZoneInfo(timezone)).date()
-    day, _ = _get_or_add(s, ExamDay, (ExamDay.day == local) & (ExamDay.title == title), day=local, title=title)
+    if exam_day is not None and exam_day.day != local:
+        raise ScheduleImportError(f"the first attempt is on {local.isoformat()}, not on the exam day "
+                                  f"{exam_day.day.isoformat()}", "attempts")
+    day = exam_day or _get_or_add(s, ExamDay, (ExamDay.day == local) & (ExamDay.title == title), day=local,
+                                  title=title)[0]
+    if closure(s, day.id) is not None:
+        raise ScheduleImportError(f"exam day {day.day.isoformat()} (id {day.id}) is closed: its attempts are locked "
+                                  "(an admin reopens it with a reason)", "attempts")
     report.exam_day_id = day.id
     cache: dict[str, tuple[Checklist, str]] = {}
     for i, entry in enumerate(entries):
@@ -140,6 +151,9 @@ def import_day(s: Session, schedule: dict[str, Any], specialty: str, specialty_n
             if row.station_id != station.id:
                 raise ScheduleImportError(f"attempt {attempt_id!r} was recorded at another station", where)
             changed = (row.exam_day_id, row.candidate_id, row.task_id) != (day.id, cand.id, task.id)
+            if changed and closure(s, row.exam_day_id) is not None:
+                raise ScheduleImportError(f"attempt {attempt_id!r} belongs to a closed exam day (id {row.exam_day_id})",
+                                          where)
             holds = active_holds(s, attempt_id) if changed else []
             if holds:  # whose result this is may not be rewritten while an appeal or request holds it
                 raise ScheduleImportError(held_message(attempt_id, holds) + "; release the hold first", where, holds)

@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -500,3 +501,106 @@ class ReadinessFragment(Base):
     sha256: Mapped[str] = mapped_column(SHA256, index=True)
     size: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+# -- exam days set up in the browser, and closed after them (routes/days_admin.py, routes/days_close.py) ---------
+
+
+class DayPlan(Base):
+    """How an exam day set up in the browser runs: its specialty, an attempt's times, when its first stream starts
+    (local time, the server's `timezone`). Fixed when its schedule went through the one import (day_import.py);
+    from then on the plan and its slots are read-only and the exam clock serves the slots to the stations."""
+
+    __tablename__ = "day_plans"
+    exam_day_id: Mapped[int] = mapped_column(ForeignKey("exam_days.id", ondelete="CASCADE"), primary_key=True)
+    specialty_id: Mapped[int] = mapped_column(ForeignKey("specialties.id"))
+    reading_s: Mapped[int] = mapped_column(Integer)
+    performing_s: Mapped[int] = mapped_column(Integer)
+    changeover_s: Mapped[int] = mapped_column(Integer)
+    starts_at: Mapped[str] = mapped_column(String(5))  # "HH:MM", local
+    created_by: Mapped[str] = mapped_column(String(200))
+    fixed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    fixed_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class DayStation(Base):
+    """A station in use on a planned day, with the checklist (task) it runs that day."""
+
+    __tablename__ = "day_stations"
+    __table_args__ = (UniqueConstraint("exam_day_id", "station_id", name="uq_day_stations_day_station"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    exam_day_id: Mapped[int] = mapped_column(ForeignKey("exam_days.id", ondelete="CASCADE"), index=True)
+    station_id: Mapped[int] = mapped_column(ForeignKey("stations.id"))
+    checklist: Mapped[str] = mapped_column(String(64))  # the checklist file's stem = the task's code
+
+
+class DayCandidate(Base):
+    """A candidate on a planned day's list, as imported from the centre's spreadsheet: the row it came from, its
+    stream and the stream's start time if the list gave one. Names go to candidate_personal, never here."""
+
+    __tablename__ = "day_candidates"
+    __table_args__ = (UniqueConstraint("exam_day_id", "candidate_id", name="uq_day_candidates_day_candidate"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    exam_day_id: Mapped[int] = mapped_column(ForeignKey("exam_days.id", ondelete="CASCADE"), index=True)
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id"))
+    row: Mapped[int] = mapped_column(Integer)
+    stream: Mapped[str] = mapped_column(String(64), default="")
+    starts_at: Mapped[str | None] = mapped_column(String(5))  # "HH:MM", local
+
+
+class DaySlot(Base):
+    """One attempt of a planned day's schedule (generated in circuits, editable until the day is fixed)."""
+
+    __tablename__ = "day_slots"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    exam_day_id: Mapped[int] = mapped_column(ForeignKey("exam_days.id", ondelete="CASCADE"), index=True)
+    attempt_id: Mapped[str] = mapped_column(String(64), unique=True)
+    station_id: Mapped[int] = mapped_column(ForeignKey("stations.id"), index=True)
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id"))
+    reading_starts_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    reading_s: Mapped[int] = mapped_column(Integer)
+    performing_s: Mapped[int] = mapped_column(Integer)
+
+
+class CandidateUpload(Base):
+    """A candidate list file between its upload and its import (the page maps its columns in between); removed
+    by the import and by the next upload for the day, since it holds personal data."""
+
+    __tablename__ = "candidate_uploads"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    exam_day_id: Mapped[int] = mapped_column(ForeignKey("exam_days.id", ondelete="CASCADE"), index=True)
+    file_name: Mapped[str] = mapped_column(String(200))
+    sha256: Mapped[str] = mapped_column(SHA256)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DayClosure(Base):
+    """An exam day closed: its marks are locked (day_lock.py) until an admin reopens it with a reason. Every
+    closing is a row; the one with no reopened_at is in force."""
+
+    __tablename__ = "day_closures"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    exam_day_id: Mapped[int] = mapped_column(ForeignKey("exam_days.id", ondelete="CASCADE"), index=True)
+    closed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    closed_by: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text, default="")  # why it was closed with something still missing
+    missing: Mapped[int] = mapped_column(Integer, default=0)
+    reopened_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    reopened_by: Mapped[str | None] = mapped_column(String(200))
+    reopen_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class DayMediaCheck(Base):
+    """The last re-hash of a day's stored media (media_check.py): every fragment read back from storage and its
+    SHA-256 compared with the one it was stored under. It covers the day's fragments up to max_fragment_id."""
+
+    __tablename__ = "day_media_checks"
+    exam_day_id: Mapped[int] = mapped_column(ForeignKey("exam_days.id", ondelete="CASCADE"), primary_key=True)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    started_by: Mapped[str] = mapped_column(String(200))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    max_fragment_id: Mapped[int] = mapped_column(Integer)
+    fragments_total: Mapped[int] = mapped_column(Integer)
+    fragments_done: Mapped[int] = mapped_column(Integer, default=0)
+    bytes_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    failures: Mapped[list] = mapped_column(JSON, default=list)  # [{"recording", "track", "seq", "sha256", "problem"}]

@@ -53,6 +53,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "review_links.manage": frozenset({Role.ADMIN}),  # time-limited links for appeal reviewers
     "audit.verify": frozenset({Role.ADMIN}),
     "readiness.run": frozenset({Role.ADMIN}),  # readiness checks of the stations before the day, their acts
+    "days.manage": frozenset({Role.ADMIN}),  # set up an exam day in the browser: list, circuits, examiners, sheets
+    "days.review": frozenset({Role.ADMIN, Role.ARCHIVIST}),  # a day's completeness; re-hash its media
+    "days.close": frozenset({Role.ADMIN}),  # close a day (locks its marks), reopen it with a reason
     "station.upload": frozenset({STATION}),
     "station.marks": frozenset({STATION}),
     "station.schedule": frozenset({STATION}),

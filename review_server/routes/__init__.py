@@ -12,6 +12,8 @@ from . import (
     archive_page,
     assets,
     attempt_page,
+    days_admin,
+    days_close,
     exam_clock,
     exports,
     health_events,
@@ -53,6 +55,8 @@ ROUTERS: tuple[web.RouteTableDef, ...] = (
     retention.routes,
     quality.routes,
     readiness.routes,
+    days_admin.routes,
+    days_close.routes,
 )
 
 
@@ -63,3 +67,4 @@ def setup_routes(app: web.Application) -> None:
     tus.configure(app)
     live_access.setup(app)
     readiness.setup(app)
+    days_close.setup(app)

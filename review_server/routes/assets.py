@@ -18,6 +18,7 @@ CSS, JS = "text/css; charset=utf-8", "text/javascript; charset=utf-8"
 ASSETS: dict[str, tuple[str, str]] = {
     "base.css": ("pages/base.css", CSS),
     "quality.css": ("pages/quality.css", CSS),
+    "days.css": ("pages/days.css", CSS),
     "review.css": ("review/review.css", CSS),
     "attempt.js": ("review/attempt.js", JS),
     "readiness.css": ("readiness/readiness.css", CSS),

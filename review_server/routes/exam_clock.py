@@ -3,6 +3,10 @@
 All rooms compute their phase (reading, performing, done) from the same start times and correct
 for their own clock's offset from `server_time`, so they run in lockstep (contract:
 station_agent/lifecycle.py parse_schedule).
+
+A station's attempts come from the schedule file (`schedule_file`, imported with `osce server schedule import`)
+and from the days fixed in the browser (day_plan.station_schedule); an attempt in both is served once, as the
+file has it.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ from typing import Any
 
 from aiohttp import web
 
+from ..day_plan import station_schedule as planned
 from ..roles import requires
-from ..web import CONFIG, ApiError
+from ..web import CONFIG, ApiError, db_run
 from .scope import own_station
 
 routes = web.RouteTableDef()
@@ -39,5 +44,8 @@ def _day_attempts(request: web.Request) -> list[dict[str, Any]]:
 async def station_schedule(request: web.Request) -> web.Response:
     code = own_station(request, "reads only its own schedule")
     attempts = [a for a in _day_attempts(request) if a.get("station_id") == code]
-    now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-    return web.json_response({"server_time": now, "attempts": attempts})
+    now = dt.datetime.now(dt.UTC)
+    known = {a.get("attempt_id") for a in attempts}
+    attempts += [a for a in await db_run(request, lambda s: planned(s, code, now)) if a["attempt_id"] not in known]
+    server_time = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")  # as late as can be: it sets clocks
+    return web.json_response({"server_time": server_time, "attempts": attempts})

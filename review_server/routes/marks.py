@@ -10,6 +10,11 @@ A station's event also carries "proof" {"key_id", "sig"}: the examiner's tablet 
 is the one that key was issued to (review_server/tablet_credentials.py); an event whose proof does not hold is
 refused (403, audited once per burst per station). On the server's pages the session is the examiner, and the
 server stamps when (wall_time, recording_offset_s) and the order (seq): nothing of who or when comes from the page.
+
+A closed exam day (day_lock.py) refuses new marks with 409 naming the day (audited; a station's once per burst):
+a station's always, an examiner's unless it comes through the appeal path (the attempt under an active appeal
+hold, and a correction with a reason or the signature after it). Events stored before are still answered as
+duplicates, so a station's resend after a lost answer is not refused.
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ from .. import audit, scores
 from ..attempt_owner import station_attempt
 from ..attempt_view import marks_zero
 from ..auth import LOGIN_RE, Identity
+from ..day_lock import MARKS_REFUSED_CLOSED, closed_message, locked, refusal_details, under_appeal
 from ..markformat import check_with_contract, merged_sheets
-from ..models import Attempt, CprFigures, MarkEvent, Recording, Station, utcnow
+from ..models import Attempt, CprFigures, DayClosure, ExamDay, MarkEvent, Recording, Station, utcnow
 from ..retention import active_holds, held_message
 from ..roles import requires
 from ..tablet_credentials import MARKS_REFUSED, MARKS_UNSIGNED, MarkCheck
@@ -165,6 +171,11 @@ async def ingest_marks(request: web.Request) -> web.Response:
                            MARKS_REFUSED, ev["attempt_id"],
                            {"event_id": ev["event_id"], "examiner": ev["examiner"], "kind": ev["kind"], "why": why})
                 return {"refused": i, "why": why}  # committed: the audit row stays, nothing else was written
+        if (hit := _closed_day(s, events)) is not None:  # nothing stored; the refusal audited once per burst
+            i, day, row = hit
+            note_burst(s, f"marks-closed:{station.code}", REFUSAL_QUIET_S, who.actor, MARKS_REFUSED_CLOSED,
+                       events[i]["attempt_id"], {"event_id": events[i]["event_id"], "exam_day": day.id})
+            return {"closed": i, "why": closed_message(day, row), "details": refusal_details(day, row)}
         if check.unsigned:
             note_burst(s, f"marks-unsigned:{station.code}", REFUSAL_QUIET_S, who.actor,
                        MARKS_UNSIGNED, events[0]["attempt_id"], {"events": check.unsigned[:20]})
@@ -174,7 +185,19 @@ async def ingest_marks(request: web.Request) -> web.Response:
     result = await db_run(request, store)
     if "refused" in result:
         raise ApiError(403, f"refused: {result['why']}", f"events[{result['refused']}].proof")
+    if "closed" in result:
+        raise ApiError(409, result["why"], f"events[{result['closed']}].attempt_id", **result["details"])
     return web.json_response(result)
+
+
+def _closed_day(s: Session, events: list[dict[str, Any]]) -> tuple[int, ExamDay, DayClosure] | None:
+    """The first new event whose attempt's day is closed (an event stored before is a duplicate, not a refusal)."""
+    for i, ev in enumerate(events):
+        if s.scalar(select(MarkEvent.id).where(MarkEvent.event_id == ev["event_id"])) is not None:
+            continue
+        if (hit := locked(s, ev["attempt_id"])) is not None:
+            return i, *hit
+    return None
 
 
 @routes.put("/api/attempts/{attempt_id}/cpr-figures")
@@ -295,6 +318,13 @@ async def _examiner_event(request: web.Request, kinds: tuple[str, ...], correcti
                     getattr(known, k) != ev[k] for k in CHOSEN):
                 raise ApiError(409, f"event_id {ev['event_id']} was already stored with different content", "body")
             return {"accepted": [], "duplicates": [known.event_id]}
+        if (hit := locked(s, attempt_id)) is not None:  # a closed day: only the appeal path changes its marks
+            day, row = hit
+            appeal = under_appeal(s, attempt_id) and (ev["kind"] == "finalise" or bool((ev["reason"] or "").strip()))
+            if not appeal:
+                audit.append(s, who.actor, MARKS_REFUSED_CLOSED, attempt_id, {
+                    "exam_day": day.id, "kind": ev["kind"], "item": ev["item"], "reason": ev["reason"]})
+                return {"closed": closed_message(day, row), "details": refusal_details(day, row)}
         # Marking beside the live picture is ordinary marking; once this examiner has signed the sheet, a
         # change is a correction and needs a reason (the merge rule would not apply it otherwise).
         if correction and not (ev["reason"] or "").strip() and _signed_by(s, attempt_id, who.login):
@@ -307,7 +337,10 @@ async def _examiner_event(request: web.Request, kinds: tuple[str, ...], correcti
         new, dup = store_events(s, [stamped], who.actor, station, where="body")
         return {"accepted": new, "duplicates": dup}
 
-    return web.json_response(await db_run(request, store))
+    result = await db_run(request, store)
+    if "closed" in result:
+        raise ApiError(409, result["closed"], "attempt_id", **result["details"])
+    return web.json_response(result)
 
 
 @routes.post("/api/attempts/{attempt_id}/marks")

@@ -116,6 +116,28 @@ EXPECTED: dict[tuple[str, str], frozenset[str | None]] = {
     ("GET", "/api/stations/{code}/readiness/next"): frozenset({STATION}),
     ("POST", "/api/stations/{code}/readiness/{check_id}/progress"): frozenset({STATION}),
     ("POST", "/api/stations/{code}/readiness/{check_id}/report"): frozenset({STATION}),
+    # Exam day setup (admin) and, after the day, completeness (admin, archivist) and closing (admin).
+    ("GET", "/admin/days"): frozenset({ADMIN}),
+    ("POST", "/admin/days"): frozenset({ADMIN}),
+    ("GET", "/admin/days/{day_id}"): frozenset({ADMIN}),
+    ("POST", "/admin/days/{day_id}/plan"): frozenset({ADMIN}),
+    ("POST", "/admin/days/{day_id}/stations"): frozenset({ADMIN}),
+    ("GET", "/admin/days/{day_id}/candidates"): frozenset({ADMIN}),
+    ("POST", "/admin/days/{day_id}/candidates"): frozenset({ADMIN}),
+    ("POST", "/admin/days/{day_id}/candidates/map"): frozenset({ADMIN}),
+    ("POST", "/admin/days/{day_id}/schedule"): frozenset({ADMIN}),
+    ("POST", "/admin/days/{day_id}/slots"): frozenset({ADMIN}),
+    ("GET", "/admin/days/{day_id}/slots/{slot_id}"): frozenset({ADMIN}),
+    ("POST", "/admin/days/{day_id}/slots/{slot_id}"): frozenset({ADMIN}),
+    ("POST", "/admin/days/{day_id}/slots/{slot_id}/delete"): frozenset({ADMIN}),
+    ("POST", "/admin/days/{day_id}/fix"): frozenset({ADMIN}),
+    ("POST", "/admin/days/{day_id}/examiners"): frozenset({ADMIN}),
+    ("POST", "/admin/days/{day_id}/examiners/{assignment_id}/delete"): frozenset({ADMIN}),
+    ("GET", "/admin/days/{day_id}/route-sheets/{kind}.pdf"): frozenset({ADMIN}),
+    ("GET", "/days/{day_id}/completeness"): frozenset({ADMIN, ARCHIVIST}),
+    ("POST", "/days/{day_id}/media-check"): frozenset({ADMIN, ARCHIVIST}),
+    ("POST", "/days/{day_id}/close"): frozenset({ADMIN}),
+    ("POST", "/days/{day_id}/reopen"): frozenset({ADMIN}),
     # The pages' shared CSS and JS (no inline script or style under the CSP); public: the login and review-link
     # pages have no session, and the files are the repository's own.
     ("GET", "/static/{name}"): EVERYONE,
@@ -144,6 +166,10 @@ PLACEHOLDERS = {
     "name": "live.js",
     "run_id": "999999",
     "check_id": "999999",
+    "day_id": "999999",
+    "slot_id": "999999",
+    "assignment_id": "999999",
+    "kind": "stations",
 }
 
 

@@ -1,7 +1,7 @@
 """readiness: readiness runs and checks before the exam day, and their test recordings' fragments (kept apart
 from candidates' recordings)
 
-Revision ID: 0008
+Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-08
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
+revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None
