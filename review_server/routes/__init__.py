@@ -12,6 +12,7 @@ from . import (
     archive_page,
     assets,
     attempt_page,
+    console,
     exam_clock,
     exports,
     health_events,
@@ -26,6 +27,7 @@ from . import (
     schedule,
     search,
     session,
+    station_status,
     tablet,
 )
 
@@ -39,6 +41,7 @@ ROUTERS: tuple[web.RouteTableDef, ...] = (
     tus.routes,
     marks.routes,
     health_events.routes,
+    station_status.routes,
     tablet.routes,
     live.routes,
     live_attempt.routes,
@@ -51,6 +54,7 @@ ROUTERS: tuple[web.RouteTableDef, ...] = (
     protocols.routes,
     retention.routes,
     quality.routes,
+    console.routes,
 )
 
 

@@ -20,6 +20,8 @@ ASSETS: dict[str, tuple[str, str]] = {
     "quality.css": ("pages/quality.css", CSS),
     "review.css": ("review/review.css", CSS),
     "attempt.js": ("review/attempt.js", JS),
+    "console.css": ("console/console.css", CSS),
+    "refresh.js": ("pages/refresh.js", JS),
 }
 
 
