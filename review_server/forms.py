@@ -4,8 +4,8 @@ API answers {"error", "where"} in English.
 
 A page handler reads its fields through `Form` (or raises `FormError` itself for what only the database can tell,
 such as "already exists"), catches `FormError` and renders its page again with `error` (the field's name, the
-message key and its values) and the values typed, so nothing typed is lost; the template names the field and marks
-its input `aria-invalid`.
+message key and its values) and the values typed, so nothing typed is lost; the template (templates/_forms.html)
+names the field with its label (the page section's "field.<name>") and marks its input `aria-invalid`.
 """
 
 from __future__ import annotations
@@ -21,14 +21,10 @@ from .validate import _CONTROL, _DATE, CODE_RE, INT_MAX
 class FormError(Exception):
     """A field's value is refused: `field` is the input's name, `key` the message in the "form" section."""
 
-    def __init__(self, field: str, key: str, **values: Any) -> None:
+    def __init__(self, field: str, key: str, form: str = "", **values: Any) -> None:
         super().__init__(f"{field}: {key}")
         self.field, self.key, self.values = field, key, values
-
-    def shown(self, texts: dict[str, str], labels: dict[str, str]) -> dict[str, str]:
-        """{"field", "label", "message"} for the template."""
-        return {"field": self.field, "label": labels.get(self.field, self.field),
-                "message": texts[self.key].format(**self.values)}
+        self.form = form  # which of the page's forms (a page may have several with the same field names)
 
 
 class Form:

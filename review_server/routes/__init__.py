@@ -13,6 +13,7 @@ from . import (
     assets,
     attempt_page,
     console,
+    console_users,
     exam_clock,
     exports,
     health_events,
@@ -55,6 +56,7 @@ ROUTERS: tuple[web.RouteTableDef, ...] = (
     retention.routes,
     quality.routes,
     console.routes,
+    console_users.routes,
 )
 
 

@@ -4,12 +4,15 @@ refresh.js). The rows are stations_board.py's; both render templates/_board_rows
 
 from __future__ import annotations
 
+import datetime as dt
+import zoneinfo
+
 from aiohttp import web
 
 from .. import stations_board
 from ..i18n import lang_of
 from ..roles import requires
-from ..web import db_run, render
+from ..web import CONFIG, db_run, render
 
 routes = web.RouteTableDef()
 NO_STORE = {"Cache-Control": "no-store"}
@@ -18,6 +21,18 @@ NO_STORE = {"Cache-Control": "no-store"}
 def lang_query(request: web.Request) -> str:
     """The query that keeps a link in the page's language ("" in Russian, the default)."""
     return "?lang=en" if lang_of(request) == "en" else ""
+
+
+def done_redirect(request: web.Request, path: str, done: str) -> web.Response:
+    """After a form's change: back to the page (303, so a reload does not post again), which says what was done
+    (the key of a text in its section, "done.<key>")."""
+    query = {"done": done} | ({"lang": "en"} if lang_of(request) == "en" else {})
+    return web.Response(status=303, headers={"Location": str(web.URL(path).with_query(query))})
+
+
+def centre_today(request: web.Request) -> dt.date:
+    """Today on the centre's clock (its time zone)."""
+    return dt.datetime.now(zoneinfo.ZoneInfo(request.app[CONFIG].timezone)).date()
 
 
 @routes.get("/admin", allow_head=False)
