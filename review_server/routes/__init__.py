@@ -13,6 +13,8 @@ from . import (
     assets,
     attempt_page,
     console,
+    console_records,
+    console_stations,
     console_users,
     exam_clock,
     exports,
@@ -57,6 +59,8 @@ ROUTERS: tuple[web.RouteTableDef, ...] = (
     quality.routes,
     console.routes,
     console_users.routes,
+    console_stations.routes,
+    console_records.routes,
 )
 
 

@@ -62,7 +62,8 @@ async def _page(request: web.Request, *, error: FormError | None = None, values:
                 shown: dict[str, Any] | None = None, status: int = 200) -> web.Response:
     data = await db_run(request, _data)
     context = data | {"error": error, "values": values or {}, "shown": shown, "roles": ROLES,
-                      "done": request.query.get("done"), "today": centre_today(request).isoformat(), "me": identity(request).login}
+                      "done": request.query.get("done"), "today": centre_today(request).isoformat(),
+                      "me": identity(request).login}
     return render(request, "admin_users.html", context, status=status, headers=NO_STORE)
 
 
