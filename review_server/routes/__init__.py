@@ -17,12 +17,14 @@ from . import (
     console_stations,
     console_users,
     exam_clock,
+    examiner_home,
     exports,
     health_events,
     live_access,
     live_attempt,
     marks,
     media,
+    ministry,
     protocols,
     quality,
     retention,
@@ -61,6 +63,8 @@ ROUTERS: tuple[web.RouteTableDef, ...] = (
     console_users.routes,
     console_stations.routes,
     console_records.routes,
+    ministry.routes,
+    examiner_home.routes,
 )
 
 

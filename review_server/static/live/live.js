@@ -554,6 +554,9 @@ document.addEventListener("keydown", (e) => {
   if (act) { e.preventDefault(); act(); }
 });
 
+// `/live?station=CODE` (the examiner's "mark" link): that station opens enlarged with its sheet, once it is live.
+let asked = new URLSearchParams(location.search).get("station");
+
 async function refresh() {
   const status = document.getElementById("status");
   try {
@@ -569,6 +572,10 @@ async function refresh() {
         if (audioCtx && audioCtx.state === "running") tile.connectAudio();
       }
       tile.update(info);
+      if (asked && info.station === asked) {
+        asked = null;
+        enlarge(tile);
+      }
     }
     status.textContent = stations.length ? "" : T.none_live;
   } catch (err) {
