@@ -17,6 +17,7 @@ real server for the same route).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -74,10 +75,13 @@ class Centre:
         self.server = ServerThread(self.app)
         self.url = self.server.start()
         self.today = dt.datetime.now(zoneinfo.ZoneInfo(TIMEZONE)).date()
+        self.yesterday = self.today - dt.timedelta(days=1)
+        self.request_id = 0
         self.tokens: dict[str, str] = {}
         self.attempts: list[str] = []
         self.pins: dict[tuple[str, str], str] = {}
         self._reporting: threading.Event | None = None
+        self._live: list[Any] = []
         self._setup()
         if media:
             self._upload(record_clip(folder / "clip"), self.attempts[0], "st1")
@@ -152,10 +156,10 @@ class Centre:
             s.add(RetentionPolicy(specialty_id=nursing.id, keep_days=365, updated_by="user:admin"))
             retention.add_hold(s, self.past_attempts[0], "appeal",
                                "Апелляция аккредитуемого 2611001 от вчерашнего дня", "user:archivist")
-            ministry.register(s, number="17-4/1203", date=self.today, requester=ministry.MINISTRY,
+            self.request_id = ministry.register(s, number="17-4/1203", date=self.today, requester=ministry.MINISTRY,
                               asked_number=CANDIDATES[0], asked_day=self.today - dt.timedelta(days=1),
                               asked_stage=ministry.PRACTICAL, subject="Видеозаписи для рассмотрения обращения",
-                              actor="user:archivist")
+                              actor="user:archivist").id
 
         self.run(make)
 
@@ -224,14 +228,39 @@ class Centre:
 
         def loop() -> None:
             while not self._reporting.wait(every_s):  # type: ignore[union-attr]
-                try:
+                with contextlib.suppress(OSError):  # the server stopping
                     self.report_status()
-                except OSError:
-                    pass  # the server stopping
 
         threading.Thread(target=loop, name="station-reports", daemon=True).start()
 
+    # -- the observation room -------------------------------------------------------------------------------------
+    def start_live(self, code: str = "st1") -> None:
+        """The station publishes a live picture (a real recorder with a synthetic camera and microphone, through the
+        agent's live publisher) with the meta its agent sends: today's first attempt there, so that its examiners
+        can mark it beside the picture."""
+        import asyncio
+
+        from checklists.loader import DATA_DIR, load_checklist
+        from media.recorder import Recorder, RecorderConfig, SourceConfig
+        from station_agent.live_publisher import LivePublisher
+
+        checklist = load_checklist(DATA_DIR / f"{dict((c, n) for c, _, n in STATIONS)[code]}.yaml")
+        attempt = next(a for a in self.attempts if a.split("-")[1] == code)
+        live = LivePublisher(self.url, code, self.tokens[code])
+        live.set_meta(station_name=dict((c, n) for c, n, _ in STATIONS)[code], candidate=CANDIDATES[0],
+                      recording=True, attempt_id=attempt, checklist_hash=checklist.content_hash,
+                      phase="performing", time_left=312, warnings=[])
+        threading.Thread(target=lambda: asyncio.run(live.run()), name=f"live-{code}", daemon=True).start()
+        recorder = Recorder(RecorderConfig(
+            out_dir=self.folder / f"live-{code}", videos=[SourceConfig(f"synthetic:label={code}")],
+            audio=SourceConfig("synthetic"), width=320, height=180, station=code, live=live.attach))
+        recorder.start()
+        self._live.append((live, recorder))
+
     def close(self) -> None:
+        for live, recorder in self._live:
+            recorder.stop()
+            live.stop()
         if self._reporting is not None:
             self._reporting.set()
         self.server.stop()
