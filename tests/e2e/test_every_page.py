@@ -148,7 +148,8 @@ def test_the_checks_find_what_they_look_for(browser: Browser) -> None:
     assert keyboard_unreachable(page) == []  # tabindex=-1 takes a link out of the controls one tabs to
     # A keyboard trap: Tab is swallowed in the field, so the link after it is never reached.
     page.set_content('<html lang="ru"><body><input aria-label="Поле" '
-                     'onkeydown="if (event.key === \'Tab\') event.preventDefault()"><a href="#b">Вторая</a></body></html>')
+                     'onkeydown="if (event.key === \'Tab\') event.preventDefault()">'
+                     '<a href="#b">Вторая</a></body></html>')
     unreachable = keyboard_unreachable(page)
     assert len(unreachable) == 1 and "Вторая" in unreachable[0]
     page.close()
