@@ -8,6 +8,7 @@ import datetime as dt
 import zoneinfo
 
 from aiohttp import web
+from yarl import URL
 
 from .. import stations_board
 from ..i18n import lang_of
@@ -27,7 +28,7 @@ def done_redirect(request: web.Request, path: str, done: str) -> web.Response:
     """After a form's change: back to the page (303, so a reload does not post again), which says what was done
     (the key of a text in its section, "done.<key>")."""
     query = {"done": done} | ({"lang": "en"} if lang_of(request) == "en" else {})
-    return web.Response(status=303, headers={"Location": str(web.URL(path).with_query(query))})
+    return web.Response(status=303, headers={"Location": str(URL(path).with_query(query))})
 
 
 def centre_today(request: web.Request) -> dt.date:

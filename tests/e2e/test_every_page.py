@@ -12,10 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, sync_playwright
+from playwright.sync_api import Browser, BrowserContext
 
 from review_server import nav
-from scripts.harness.browser import CHROMIUM_VIDEO_ARGS, chromium_executable
 from scripts.harness.centre import Centre
 
 from . import pages as listed
@@ -27,29 +26,13 @@ CASES = [(p, role, lang) for p in listed.PAGES for role in p.roles for lang in (
 
 
 @pytest.fixture(scope="module")
-def centre(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Centre]:
-    c = Centre(tmp_path_factory.mktemp("centre"))
-    c.keep_reporting()
-    c.start_live("st1")
-    try:
-        yield c
-    finally:
-        c.close()
-
-
-@pytest.fixture(scope="module")
 def filled(centre: Centre) -> dict[str, str]:
     return listed.values(centre)
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium_executable(), args=CHROMIUM_VIDEO_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+def browser(centre_browser: Browser) -> Browser:
+    return centre_browser
 
 
 @pytest.fixture(scope="module")
