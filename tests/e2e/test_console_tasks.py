@@ -26,7 +26,7 @@ from sqlalchemy import select
 
 from media.station_status import time_text
 from review_server import audit
-from review_server.models import AuditEvent
+from review_server.models import AuditEvent, MarkEvent
 from scripts.harness.centre import PASSWORD, Centre
 
 from .page_checks import small_targets
@@ -206,23 +206,27 @@ def _admin_day(page: Page, centre_browser: Browser, centre: Centre, steps: Path)
 
 
 def test_examiner_marks_from_their_day(centre_browser: Browser, centre: Centre, steps: Path) -> None:
-    page = _login_by_keyboard(centre_browser, centre, "examiner1")
+    page = _login_by_keyboard(centre_browser, centre, "examiner2")
     try:
         _examiner_day(page, centre, steps)
     finally:
         page.context.close()
+    marks = centre.run(lambda s: [(e.item, e.done, e.source) for e in s.scalars(
+        select(MarkEvent).where(MarkEvent.attempt_id == centre.attempts[0], MarkEvent.examiner == "examiner2")
+        .order_by(MarkEvent.id))])
+    assert marks[-1] == (1, False, "user:examiner2")  # the N pressed in the observation room, stored
 
 
 def _examiner_day(page: Page, centre: Centre, steps: Path) -> None:
     assert page.url == centre.url + "/examiner"
     stations = page.locator("table.examiner-stations tbody tr")
-    expect(stations).to_have_count(2)
+    expect(stations).to_have_count(2)  # st1 and st3
     expect(stations.nth(0)).to_contain_text("выполнение")
     unsigned = page.locator("section[aria-labelledby=unsigned-title] tbody tr")
     expect(unsigned).to_have_count(1)
-    expect(unsigned).to_contain_text(centre.attempts[1])
+    expect(unsigned).to_contain_text(centre.attempts[0])
     marked = page.locator("section[aria-labelledby=marked-title] tbody tr")
-    expect(marked).to_have_count(3)
+    expect(marked).to_have_count(1)
 
     # One click: the observation room opens st1 enlarged with its sheet; the marking buttons are big enough.
     page.click("tr[data-station=st1] a.mark-link")
@@ -230,13 +234,16 @@ def _examiner_day(page: Page, centre: Centre, steps: Path) -> None:
     expect(page.locator("#overlay")).to_be_visible(timeout=20_000)
     expect(page.locator("#items li")).to_have_count(19, timeout=20_000)
     assert small_targets(page, "#items button, #big-bar button") == []
-    page.keyboard.press("KeyY")  # the first item, by the keyboard
-    expect(page.locator("#items li").nth(0).locator("button.yes")).to_have_attribute("aria-pressed", "true")
+    first = page.locator("#items li").nth(0)
+    expect(first.locator("button.yes")).to_have_attribute("aria-pressed", "true")
+    page.keyboard.press("KeyN")  # the first item, by the keyboard: now "no"
+    expect(first.locator("button.no")).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#sheet-sync")).not_to_contain_text("Отправляется", timeout=10_000)
     page.screenshot(path=steps / "examiner-1-marking.png")
     page.keyboard.press("Escape")
     page.go_back()
-    page.locator("section[aria-labelledby=marked-title] a", has_text=centre.past_attempts[0]).click()
-    expect(page.locator("h1")).to_contain_text(centre.past_attempts[0])
+    page.locator("section[aria-labelledby=marked-title] a", has_text=centre.attempts[0]).click()
+    expect(page.locator("h1")).to_contain_text(centre.attempts[0])
 
 
 def test_archivist_answers_a_ministry_request(centre_browser: Browser, centre: Centre, steps: Path) -> None:
