@@ -37,8 +37,8 @@ def agent_version() -> str:
 
 def _kind(source: str) -> str:
     """A source's scheme (rtsp, copy, synthetic, a device): never its address, which may hold a password."""
-    scheme = source.split(":", 1)[0] if ":" in source else "device"
-    return scheme if scheme.isalnum() else "device"
+    scheme = source.split(":", 1)[0]
+    return scheme if scheme.isalpha() else "device"  # "0", "/dev/video0": a local device
 
 
 def _when(epoch: float | None) -> str | None:
