@@ -226,9 +226,10 @@ async def issue_credentials(request: web.Request) -> web.StreamResponse:
             login = form.ident("login", auth.LOGIN_RE)  # type: ignore[assignment]
         station, day = form.ident("station"), form.date("day")
         output = form.choice("output", ("page", "pdf"))
+        assert station is not None and day is not None  # required: the form refuses them absent
 
         def issue(s: Session) -> list[tablet_slips.Slip]:
-            if not accounts.days_on(s, day):  # type: ignore[arg-type]
+            if not accounts.days_on(s, day):
                 raise FormError("day", "no_day")
             try:
                 made = [(login, *tablet_credentials.issue(s, cfg, station, day, login, who.actor))] \
@@ -244,7 +245,7 @@ async def issue_credentials(request: web.Request) -> web.StreamResponse:
                 valid = (f"{local_time(row.valid_from, cfg.timezone)[:-3]} – "
                          f"{local_time(row.valid_until, cfg.timezone)[:-3]}")
                 slips.append(tablet_slips.Slip(name, user.display_name if user else "", station,
-                                               st.name if st else "", day.strftime("%d.%m.%Y"),  # type: ignore[union-attr]
+                                               st.name if st else "", day.strftime("%d.%m.%Y"),
                                                valid, pin, row.key_id))
             return slips
 
@@ -254,7 +255,7 @@ async def issue_credentials(request: web.Request) -> web.StreamResponse:
         return await _page(request, error=exc, values=form.data, status=422)
     if output == "pdf":
         body = tablet_slips.to_pdf(slips)
-        name = f"tablet-pins-{station}-{day.isoformat()}.pdf"  # type: ignore[union-attr]
+        name = f"tablet-pins-{station}-{day.isoformat()}.pdf"
         return web.Response(body=body, content_type="application/pdf", headers={
             **NO_STORE, "Content-Disposition": f'attachment; filename="{name}"'})
     return await _page(request, shown={"kind": "pins", "slips": slips})

@@ -60,16 +60,19 @@ async def requests_rows(request: web.Request) -> web.Response:
 async def register(request: web.Request) -> web.Response:
     form, who = Form(await read_form(request)), identity(request)
     try:
-        fields = {"number": form.name("number", max_len=64), "date": form.date("date"),
-                  "requester": form.name("requester", max_len=300),
-                  "asked_number": form.ident("asked_number", ACCRED_RE, required=False),
-                  "asked_day": form.date("asked_day", required=False),
-                  "asked_stage": form.text("asked_stage", max_len=80),
-                  "subject": form.text("subject", required=False, max_len=5000) or ""}
+        number, date = form.name("number", max_len=64), form.date("date")
+        requester = form.name("requester", max_len=300)
+        asked_number = form.ident("asked_number", ACCRED_RE, required=False)
+        asked_day = form.date("asked_day", required=False)
+        asked_stage = form.text("asked_stage", max_len=80)
+        subject = form.text("subject", required=False, max_len=5000) or ""
+        # Required fields: the form refuses them absent.
+        assert number is not None and date is not None and requester is not None and asked_stage is not None
 
         def add(s: Session) -> None:
             try:
-                ministry.register(s, **fields, actor=who.actor)
+                ministry.register(s, number=number, date=date, requester=requester, asked_number=asked_number,
+                                  asked_day=asked_day, asked_stage=asked_stage, subject=subject, actor=who.actor)
             except ministry.RequestError as exc:
                 raise FormError(exc.field, exc.key) from None
 

@@ -1,6 +1,6 @@
 """The centre (scripts/harness/centre.py) that the page walk and the console's task tests share: one real server
 with a centre's data for the whole run (its setup records and uploads a clip and marks two days), its stations
-reporting and st1 publishing live; and one Chromium for them."""
+reporting and st1 publishing live; and one Chromium per test module."""
 
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ def centre(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Centre]:
         c.close()
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API keeps an event loop running in the main thread while it is
+# open, which would break the other modules' own sync_playwright() and every later asyncio test of the run.
+@pytest.fixture(scope="module")
 def centre_browser() -> Iterator[Browser]:
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=chromium_executable(), args=CHROMIUM_VIDEO_ARGS)

@@ -77,7 +77,7 @@ def test_each_role_lands_on_its_work(browser: Browser, centre: Centre) -> None:
         # The one navigation bar: the role's entries, the current one marked, who is signed in, the language switch.
         bar = page.locator("nav.site-bar")
         assert bar.locator("a[aria-current=page]").get_attribute("href") == landing
-        assert bar.locator(".who").inner_text().startswith(login)
+        assert f"Вы вошли как {login}" in bar.locator(".who").inner_text()
         page.click("a.lang-switch")
         assert page.url.endswith(landing + "?lang=en") and page.evaluate("document.documentElement.lang") == "en"
         context.close()
