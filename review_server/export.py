@@ -52,6 +52,7 @@ from .models import (
     Task,
 )
 from .package import PackageSink, PackageWriter
+from .retention import add_hold
 from .scores import Outcome, attempt_outcome, wire
 from .signing import data_dir, load_or_create
 from .spreadsheet import csv_bytes
@@ -61,6 +62,26 @@ from .storage import MediaStorage, NotFound
 
 class ExportError(Exception):
     """The export cannot be made; says what and where."""
+
+
+REQUEST_ADD = "archive.request.add"
+REQUEST_SELECT = "archive.request.select"
+
+
+def select_for_request(s: Session, req: ExportRequest, attempt_ids: list[str],
+                       actor: str) -> tuple[list[str], list[str]]:
+    """Add existing attempts to the request's selection, each held (kind `request`) until the request is
+    answered; audited. (added, the whole selection now)."""
+    have = set(s.scalars(select(ExportRequestAttempt.attempt_id).where(ExportRequestAttempt.request_id == req.id)))
+    added = [a for a in dict.fromkeys(attempt_ids) if a not in have]
+    for a in added:
+        s.add(ExportRequestAttempt(request_id=req.id, attempt_id=a))
+    s.flush()
+    for a in added:  # selected material is kept until the request is answered (release the hold then)
+        add_hold(s, a, "request", f"export request {req.number} of {req.request_date.isoformat()}", actor)
+    if added:
+        audit.append(s, actor, REQUEST_SELECT, f"request:{req.id}", {"attempts": added})
+    return added, sorted(have | set(added))
 
 
 def exports_dir(config) -> Path:
@@ -76,6 +97,10 @@ def request_json(req: ExportRequest) -> dict[str, Any]:
         "subject": req.subject,
         "created_by": req.created_by,
         "created_at": req.created_at.isoformat(),
+        "asked": {"number": req.asked_number, "day": req.asked_day.isoformat() if req.asked_day else None,
+                  "stage": req.asked_stage},
+        "sent": None if req.sent_at is None else {"at": req.sent_at.isoformat(), "by": req.sent_by,
+                                                  "note": req.sent_note},
     }
 
 

@@ -245,6 +245,16 @@ class HealthEvent(Base):
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class StationStatus(Base):
+    """Each station's last status report (format: media/station_status.py), as received, for the centre console's
+    stations board; a station whose last report is older than the server's `station_offline_s` is offline."""
+
+    __tablename__ = "station_status"
+    station_id: Mapped[int] = mapped_column(ForeignKey("stations.id"), primary_key=True)
+    report: Mapped[str] = mapped_column(Text)  # the JSON as received
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
 class Score(Base):
     """A derived score per attempt and checklist version (recomputable from mark events)."""
 
@@ -365,6 +375,14 @@ class ExportRequest(Base):
     subject: Mapped[str] = mapped_column(Text, default="")
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # What is asked (a Ministry request names a candidate, a day, a stage or skill: ministry.py), from which the
+    # selection is built; and when the answer went out, by whom and how (the outgoing letter's number...).
+    asked_number: Mapped[str | None] = mapped_column(String(64))
+    asked_day: Mapped[dt.date | None] = mapped_column(Date)
+    asked_stage: Mapped[str | None] = mapped_column(String(80))
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    sent_by: Mapped[str | None] = mapped_column(String(200))
+    sent_note: Mapped[str | None] = mapped_column(Text)
 
 
 class ExportRequestAttempt(Base):

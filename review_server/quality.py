@@ -311,7 +311,8 @@ def build(s: Session, day: dt.date, specialty_code: str) -> QualityReport:
         task = tasks.get(task_id) if task_id is not None else None
         out = attempt_outcome(s, att.id, cache)
         if out.checklist is None:
-            unscored.append({"attempt_id": att.id, "why": out.note or "no checklist"})
+            unscored.append({"attempt_id": att.id, "why": out.note or "no checklist",
+                             "why_key": out.note_key or "no_checklist"})
             continue
         code = task.code if task is not None else "—"
         key = (code, out.checklist.content_hash)

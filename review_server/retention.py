@@ -95,6 +95,30 @@ def add_hold(s: Session, attempt_id: str, kind: str, reason: str, actor: str) ->
     return hold
 
 
+def release_hold(s: Session, hold_id: int, reason: str, actor: str) -> LegalHold | None:
+    """End a hold (the appeal decided, the request answered); None if there is no such hold. Already released:
+    returned as it is, unchanged (the caller tells)."""
+    hold = s.get(LegalHold, hold_id)
+    if hold is None or hold.released_at is not None:
+        return hold
+    _lock_attempt(s, hold.attempt_id)
+    hold.released_at, hold.released_by = dt.datetime.now(dt.UTC), actor
+    audit.append(s, actor, HOLD_RELEASE, hold.attempt_id, {"hold_id": hold.id, "reason": reason})
+    return hold
+
+
+def set_policy(s: Session, specialty: Specialty, keep_days: int, actor: str) -> RetentionPolicy:
+    """Recordings of the specialty are kept `keep_days` after the exam day."""
+    row = s.scalar(select(RetentionPolicy).where(RetentionPolicy.specialty_id == specialty.id))
+    old = row.keep_days if row else None
+    if row is None:
+        row = RetentionPolicy(specialty_id=specialty.id, keep_days=keep_days, updated_by=actor)
+        s.add(row)
+    row.keep_days, row.updated_by, row.updated_at = keep_days, actor, dt.datetime.now(dt.UTC)
+    audit.append(s, actor, POLICY_SET, specialty.code, {"keep_days": keep_days, "was": old})
+    return row
+
+
 def due(s: Session, today: dt.date) -> tuple[list[tuple[int, str, int, str]], list[str]]:
     """(recording id, key, keep_days, specialty) of the recordings past their period; and the held keys."""
     policies = {sp: days for sp, days in s.execute(select(RetentionPolicy.specialty_id, RetentionPolicy.keep_days))}

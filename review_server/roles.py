@@ -43,6 +43,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     # links but do not watch). Examiners: their assigned stations only (checked in the handler).
     "attempts.review": frozenset({Role.EXAMINER, Role.ARCHIVIST}),
     "marks.correct": frozenset({Role.EXAMINER}),  # assignment checked in the handler
+    "examiner.day": frozenset({Role.EXAMINER}),  # the examiner's own page: their stations, sheets, attempts
     "archive.search": frozenset({Role.ARCHIVIST}),
     "archive.export": frozenset({Role.ARCHIVIST}),
     "protocol.view": frozenset({Role.ADMIN, Role.ARCHIVIST}),  # results protocols (accreditation numbers only)

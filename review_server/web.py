@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
+import zoneinfo
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,7 +25,7 @@ import jinja2
 from aiohttp import web
 from sqlalchemy.orm import Session
 
-from . import auth, i18n
+from . import auth, i18n, nav
 from .config import ServerConfig
 from .db import Database
 from .storage import MediaStorage
@@ -132,13 +134,24 @@ def setup_templates(app: web.Application) -> None:
     env.filters["repr"] = repr
 
 
+def local_time(when: dt.datetime | None, timezone: str, form: str = "datetime") -> str:
+    """A moment as the centre's clock shows it: "datetime" 06.12.2026 09:30:05, "time" 09:30:05; "—" for none."""
+    if when is None:
+        return "—"
+    local = when.astimezone(zoneinfo.ZoneInfo(timezone))
+    return local.strftime("%H:%M:%S" if form == "time" else "%d.%m.%Y %H:%M:%S")
+
+
 def render(request: web.Request, template: str, context: Mapping[str, Any] | None = None, *,
            lang: str | None = None, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     """A page: templates/<template> with `context`, plus what every page has: lang, t (the catalogue in that
-    language), the other language and this page's URL in it, the number and result formatters, and the
-    meta tags named in `meta` (for the page's script)."""
+    language), the other language and this page's URL in it, the number and result formatters, the meta tags named
+    in `meta` (for the page's script), and the site bar: the navigation of the signed-in user's role (nav.py)."""
     lang = lang or i18n.lang_of(request)
     other = i18n.other(lang)
+    who = identity(request)
+    suffix = "?lang=en" if lang == "en" else ""
+    here = nav.current(who.principal, request.path)
     page: dict[str, Any] = {
         "lang": lang,
         "t": i18n.CATALOGUE[lang],
@@ -146,8 +159,12 @@ def render(request: web.Request, template: str, context: Mapping[str, Any] | Non
         "other_href": str(request.rel_url.update_query(lang=other)),
         "decimal": lambda x, digits=1: i18n.decimal(x, lang, digits),
         "result_text": lambda r: i18n.result_text(r, lang),
+        "when": lambda t, form="datetime": local_time(t, request.app[CONFIG].timezone, form),
         "meta": {},
         "texts": None,
+        # The site bar: the role's entries (nav.py), who is signed in (with the logout form's CSRF token).
+        "nav": [{"key": e.key, "href": e.href + suffix, "current": e.href == here} for e in nav.entries(who.principal)],
+        "user": {"login": who.login, "role": who.principal, "csrf": who.csrf_token} if who.kind == "user" else None,
     }
     response = aiohttp_jinja2.render_template(template, request, page | dict(context or {}), status=status)
     response.headers.update(headers or {})

@@ -22,7 +22,7 @@ from checklists.loader import ChecklistError, load_checklist
 from checklists.model import Checklist
 from media import sdnotify
 
-from . import health_log, live_status, mark_pull
+from . import health_log, live_status, mark_pull, status_report
 from .agent_http import build_app, local_token
 from .attempts import AttemptRunner
 from .config import AgentConfig, ConfigError, load_config
@@ -176,11 +176,13 @@ async def serve(agent: Agent) -> None:
         tasks.append(asyncio.create_task(agent.readiness.run()))
     if agent.cpr is not None:
         tasks.append(asyncio.create_task(agent.cpr.run()))
-    # The grid's meta (attempt, phase, warnings), marks made on the server back into the journal, health events.
+    # The grid's meta (attempt, phase, warnings), marks made on the server back into the journal, health events,
+    # the status report for the centre console's stations board.
     cfg = agent.cfg
     loops = [*live_status.loops(agent.reports, agent.live),
              *(mark_pull.loops(cfg, agent.marks_db, agent.state_dir) if agent.marking is not None else []),
              *health_log.loops(cfg, agent.reports, agent.state_dir),
+             *status_report.loops(cfg, agent.reports),
              *([agent.roster_sync.run()] if agent.roster_sync is not None else [])]
     tasks += [asyncio.create_task(coroutine) for coroutine in loops]
     sdnotify.notify("READY=1")

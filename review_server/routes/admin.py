@@ -9,8 +9,8 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .. import audit, auth
-from ..models import Specialty, Station, StationToken, Task, User, UserSession
+from .. import accounts, audit, auth
+from ..models import Specialty, Station, StationToken, Task, User
 from ..roles import Role, requires
 from ..validate import Fields, path_ident, path_int
 from ..web import ApiError, db_run, identity, read_json
@@ -48,11 +48,10 @@ async def add_user(request: web.Request) -> web.Response:
     who = identity(request)
 
     def add(s: Session) -> dict:
-        if s.scalar(select(User.id).where(User.login == login)) is not None:
-            raise ApiError(409, f"user {login!r} already exists", "login")
-        user = auth.add_user(s, login, password, role, display_name)
-        audit.append(s, who.actor, audit.USER_ADD, login, {"role": role})
-        return _user_json(user)
+        try:
+            return _user_json(accounts.add(s, login, password, role, display_name, who.actor))
+        except accounts.AccountError as exc:
+            raise ApiError(exc.status, str(exc), exc.field) from None
 
     return web.json_response(await db_run(request, add), status=201)
 
@@ -64,16 +63,10 @@ async def disable_user(request: web.Request) -> web.Response:
     who = identity(request)
 
     def disable(s: Session) -> dict:
-        user = s.scalar(select(User).where(User.login == login))
-        if user is None:
-            raise ApiError(404, f"no user {login!r}", "URL login")
-        if user.id == who.user_id:
-            raise ApiError(409, "you cannot disable yourself", "URL login")
-        user.active = False  # kept, not deleted: the audit log refers to it
-        for us in s.scalars(select(UserSession).where(UserSession.user_id == user.id)):
-            s.delete(us)
-        audit.append(s, who.actor, audit.USER_DISABLE, login)
-        return _user_json(user)
+        try:
+            return _user_json(accounts.set_active(s, login, False, who.actor, who.user_id))
+        except accounts.AccountError as exc:
+            raise ApiError(exc.status, str(exc), "URL login") from None
 
     return web.json_response(await db_run(request, disable))
 

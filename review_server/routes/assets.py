@@ -23,6 +23,8 @@ ASSETS: dict[str, tuple[str, str]] = {
     "attempt.js": ("review/attempt.js", JS),
     "readiness.css": ("readiness/readiness.css", CSS),
     "readiness.js": ("readiness/readiness.js", JS),
+    "console.css": ("console/console.css", CSS),
+    "refresh.js": ("pages/refresh.js", JS),
 }
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from .. import audit
 from ..export import (
     PENDING,
+    REQUEST_ADD,
     ExportError,
     ExportNotFound,
     Gathered,
@@ -27,12 +28,12 @@ from ..export import (
     package_status,
     request_json,
     restart_export,
+    select_for_request,
     start_export,
     start_job,
 )
 from ..i18n import lang_of, section
 from ..models import Attempt, Candidate, ExamDay, ExportPackage, ExportRequest, ExportRequestAttempt, Station, Task
-from ..retention import add_hold
 from ..roles import PUBLIC, requires
 from ..signing import data_dir, fingerprint, load_or_create, public_pem
 from ..validate import CODE_RE, Fields, path_int
@@ -40,8 +41,6 @@ from ..web import CONFIG, DB, STORAGE, ApiError, db_run, identity, read_json, re
 
 routes = web.RouteTableDef()
 
-REQUEST_ADD = "archive.request.add"
-REQUEST_SELECT = "archive.request.select"
 EXPORT_DOWNLOAD = "archive.export.download"
 MAX_SELECT = 10_000
 
@@ -141,22 +140,11 @@ async def select_attempts(request: web.Request) -> web.Response:
 
     def add(s: Session) -> dict[str, Any]:
         req = _request(s, request_id)
-        have = set(
-            s.scalars(select(ExportRequestAttempt.attempt_id).where(ExportRequestAttempt.request_id == request_id))
-        )
-        added = []
         for i, a in enumerate(dict.fromkeys(ids)):
             if s.get(Attempt, a) is None:
                 raise ApiError(422, f"no attempt {a!r}", f"attempt_ids[{i}]")
-            if a not in have:
-                s.add(ExportRequestAttempt(request_id=request_id, attempt_id=a))
-                added.append(a)
-        s.flush()
-        for a in added:  # selected material is kept until the request is answered (release the hold then)
-            add_hold(s, a, "request", f"export request {req.number} of {req.request_date.isoformat()}", who.actor)
-        if added:
-            audit.append(s, who.actor, REQUEST_SELECT, f"request:{request_id}", {"attempts": added})
-        return {"request_id": request_id, "added": added, "attempts": sorted(have | set(added))}
+        added, selected = select_for_request(s, req, ids, who.actor)
+        return {"request_id": request_id, "added": added, "attempts": selected}
 
     return web.json_response(await db_run(request, add))
 

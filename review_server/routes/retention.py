@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .. import audit
+from .. import retention
 from ..models import Attempt, LegalHold, RetentionPolicy, Specialty
-from ..retention import HOLD_KINDS, HOLD_RELEASE, POLICY_SET, add_hold
+from ..retention import HOLD_KINDS, add_hold, release_hold
 from ..roles import requires
 from ..validate import Fields, path_ident, path_int
 from ..web import ApiError, db_run, identity, read_json
@@ -58,13 +57,7 @@ async def set_policy(request: web.Request) -> web.Response:
         sp = s.scalar(select(Specialty).where(Specialty.code == code))
         if sp is None:
             raise ApiError(404, f"no specialty {code!r}", "URL code")
-        row = s.scalar(select(RetentionPolicy).where(RetentionPolicy.specialty_id == sp.id))
-        old = row.keep_days if row else None
-        if row is None:
-            row = RetentionPolicy(specialty_id=sp.id, keep_days=days, updated_by=who.actor)
-            s.add(row)
-        row.keep_days, row.updated_by, row.updated_at = days, who.actor, dt.datetime.now(dt.UTC)
-        audit.append(s, who.actor, POLICY_SET, code, {"keep_days": days, "was": old})
+        retention.set_policy(s, sp, days, who.actor)
         return {"specialty": code, "keep_days": days}
 
     return web.json_response(await db_run(request, put))
@@ -113,13 +106,12 @@ async def release(request: web.Request) -> web.Response:
     who = identity(request)
 
     def rel(s: Session) -> dict[str, Any]:
-        h = s.get(LegalHold, hold_id)
+        was_released = (found := s.get(LegalHold, hold_id)) is not None and found.released_at is not None
+        h = release_hold(s, hold_id, reason, who.actor)
         if h is None:
             raise ApiError(404, f"no hold {hold_id}", "URL hold_id")
-        if h.released_at is not None:
+        if was_released:
             raise ApiError(409, "already released", "URL hold_id")
-        h.released_at, h.released_by = dt.datetime.now(dt.UTC), who.actor
-        audit.append(s, who.actor, HOLD_RELEASE, h.attempt_id, {"hold_id": h.id, "reason": reason})
         return _hold_json(h)
 
     return web.json_response(await db_run(request, rel))

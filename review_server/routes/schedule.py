@@ -9,9 +9,9 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .. import audit, auth
-from ..models import Candidate, CandidatePersonal, ExamDay, ExaminerAssignment, Specialty, Station, Task, User
-from ..roles import Role, requires
+from .. import accounts, audit, auth
+from ..models import Candidate, CandidatePersonal, ExamDay, Specialty, Task
+from ..roles import requires
 from ..validate import ACCRED_RE, Fields, path_ident
 from ..web import ApiError, db_run, identity, read_json
 
@@ -114,24 +114,13 @@ async def add_assignment(request: web.Request) -> web.Response:
         f.integer("exam_day_id", required=False),
     )
 
+    who = identity(request)
+
     def add(s: Session) -> dict:
-        user = s.scalar(select(User).where(User.login == login))
-        if user is None or user.role != Role.EXAMINER:
-            raise ApiError(422, f"no examiner {login!r}", "login")
-        st = s.scalar(select(Station).where(Station.code == station))
-        if st is None:
-            raise ApiError(422, f"no station {station!r}", "station")
-        if day_id is not None and s.get(ExamDay, day_id) is None:
-            raise ApiError(422, f"no exam day {day_id}", "exam_day_id")
-        day_match = (
-            ExaminerAssignment.exam_day_id.is_(None) if day_id is None else ExaminerAssignment.exam_day_id == day_id
-        )
-        same = select(ExaminerAssignment.id).where(
-            ExaminerAssignment.user_id == user.id, ExaminerAssignment.station_id == st.id, day_match
-        )
-        if s.scalar(same) is not None:
-            raise ApiError(409, f"{login!r} is already assigned to {station!r} for this day", "station")
-        s.add(ExaminerAssignment(user_id=user.id, station_id=st.id, exam_day_id=day_id))
+        try:
+            accounts.assign(s, login, station, day_id, who.actor)
+        except accounts.AccountError as exc:
+            raise ApiError(exc.status, str(exc), exc.field) from None
         return {"login": login, "station": station, "exam_day_id": day_id}
 
     return web.json_response(await db_run(request, add), status=201)

@@ -1,4 +1,4 @@
-"""Health, login/logout (templates/login.html), the home page (templates/home.html) and /api/me."""
+"""Health, login/logout (templates/login.html), `/` (each role to its own work: nav.landing) and /api/me."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .. import audit, auth
+from .. import audit, auth, nav
 from ..client_address import client_address
 from ..i18n import lang_of
 from ..models import User
@@ -22,10 +22,6 @@ from ..throttle import note_burst
 from ..web import CONFIG, FORM_TYPES, THROTTLE, ApiError, db_run, identity, read_form, read_json, render
 
 routes = web.RouteTableDef()
-# The admin's links on the home page: (URL, key of its label in the catalogue's "home" section).
-ADMIN_LINKS = [("/api/users", "users"), ("/api/stations", "stations"), ("/api/exam-days", "exam-days"),
-               ("/api/specialties", "specialties"), ("/api/tasks", "tasks"), ("/api/candidates", "candidates"),
-               ("/api/audit/verify", "audit")]
 
 
 @routes.get("/health", allow_head=False)
@@ -179,10 +175,9 @@ async def logout(request: web.Request) -> web.StreamResponse:
 @routes.get("/", allow_head=False)
 @requires(AUTHENTICATED)
 async def index(request: web.Request) -> web.Response:
-    who = identity(request)
-    context = {"login": who.login or "", "role": who.principal or "", "csrf": who.csrf_token or "",
-               "meta": {"csrf-token": who.csrf_token or ""}, "admin_links": ADMIN_LINKS}
-    return render(request, "home.html", context)
+    """Each role lands on its work (the first entry of its navigation), in the language asked for."""
+    target = nav.landing(identity(request).principal)
+    raise web.HTTPSeeOther(target + ("?lang=en" if lang_of(request) == "en" else ""))
 
 
 @routes.get("/api/me", allow_head=False)

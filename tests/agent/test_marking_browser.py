@@ -55,6 +55,12 @@ def test_mark_score_finalise_reload_correct(agent: AgentProcess, browser: Browse
     # Large touch targets.
     box = page.locator("#item-1 button.mark.yes").bounding_box()
     assert box is not None and box["height"] >= 60 and box["width"] >= 80
+    # Every control a finger uses on the tablet is at least 44 px each way (WCAG 2.5.5).
+    small = page.eval_on_selector_all("button, a[href], input:not([type=hidden])", """els => els
+        .filter((e) => e.getClientRects().length)
+        .map((e) => { const r = e.getBoundingClientRect(); return [e.outerHTML.slice(0, 60), r.width, r.height]; })
+        .filter(([, w, h]) => w < 44 || h < 44)""")
+    assert small == []
 
     # Phase timer starts on demand and counts the reading phase down.
     page.click("#start")

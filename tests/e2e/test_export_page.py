@@ -37,8 +37,7 @@ from review_server.models import (
 from review_server.package import verify
 from review_server.storage import LocalStorage
 from scripts.harness.browser import CHROMIUM_ARGS, chromium_executable
-
-from .server_thread import ServerThread
+from scripts.harness.server_thread import ServerThread
 
 
 class GatedStorage(LocalStorage):

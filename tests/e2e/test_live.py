@@ -26,9 +26,8 @@ from media.track import EncodeSettings
 from review_server.live import LiveHub, Viewer, create_live_test_app
 from scripts.harness.browser import CHROMIUM_VIDEO_ARGS as CHROMIUM_ARGS
 from scripts.harness.browser import chromium_executable
+from scripts.harness.server_thread import ServerThread
 from station_agent.live_publisher import CameraFeed, LivePublisher
-
-from .server_thread import ServerThread
 
 TOKEN = "station-token-S1"
 OBSERVER = {"osce_session": "observer-cookie"}

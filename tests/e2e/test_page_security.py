@@ -52,10 +52,9 @@ from review_server.models import (
 )
 from review_server.storage import LocalStorage
 from review_server.web import DB
+from scripts.harness.server_thread import ServerThread
 from station_agent.live_publisher import LivePublisher
 from tests.mark_signing import Signer
-
-from .server_thread import ServerThread
 
 SCRIPT = "<script>alert(1)</script>"
 BREAKOUT = "\"'><img src=x onerror=alert(1)>"

@@ -34,10 +34,9 @@ from review_server.storage import LocalStorage
 from review_server.web import DB
 from scripts.harness.browser import CHROMIUM_VIDEO_ARGS as CHROMIUM_ARGS
 from scripts.harness.browser import chromium_executable
+from scripts.harness.server_thread import ServerThread
 from tests.mark_signing import Signer
 from tests.server.archive_helpers import CPR, ROOT, add_schedule, checklist, link_attempt
-
-from .server_thread import ServerThread
 
 NUMBER = "2611077"
 SECRET_NAME = "Верещагина"

@@ -141,6 +141,37 @@ EXPECTED: dict[tuple[str, str], frozenset[str | None]] = {
     # The pages' shared CSS and JS (no inline script or style under the CSP); public: the login and review-link
     # pages have no session, and the files are the repository's own.
     ("GET", "/static/{name}"): EVERYONE,
+    # The stations' status reports and the centre console (issue 18): each role's own pages, forms posted here.
+    ("PUT", "/api/stations/{code}/status"): frozenset({STATION}),
+    ("GET", "/admin"): frozenset({ADMIN}),  # the stations board
+    ("GET", "/admin/board"): frozenset({ADMIN}),  # its rows, fetched again by the page
+    ("GET", "/admin/users"): frozenset({ADMIN}),
+    ("POST", "/admin/users"): frozenset({ADMIN}),
+    ("POST", "/admin/users/{login}/active"): frozenset({ADMIN}),
+    ("POST", "/admin/users/{login}/role"): frozenset({ADMIN}),
+    ("POST", "/admin/users/{login}/password"): frozenset({ADMIN}),
+    ("POST", "/admin/users/{login}/assignments"): frozenset({ADMIN}),
+    ("POST", "/admin/assignments/{assignment_id}/delete"): frozenset({ADMIN}),
+    ("POST", "/admin/tablet-credentials"): frozenset({ADMIN}),
+    ("POST", "/admin/tablet-credentials/{key_id}/revoke"): frozenset({ADMIN}),
+    ("GET", "/admin/stations"): frozenset({ADMIN}),
+    ("POST", "/admin/stations"): frozenset({ADMIN}),
+    ("POST", "/admin/stations/{code}/tokens"): frozenset({ADMIN}),
+    ("POST", "/admin/stations/{code}/tokens/{token_id}/revoke"): frozenset({ADMIN}),
+    ("GET", "/admin/retention"): frozenset({ADMIN}),
+    ("POST", "/admin/retention/{code}"): frozenset({ADMIN}),
+    ("GET", "/admin/audit"): frozenset({ADMIN}),
+    ("POST", "/admin/audit/anchor"): frozenset({ADMIN}),
+    ("GET", "/holds"): frozenset({ADMIN, ARCHIVIST}),
+    ("POST", "/holds"): frozenset({ADMIN, ARCHIVIST}),
+    ("POST", "/holds/{hold_id}/release"): frozenset({ADMIN, ARCHIVIST}),
+    ("GET", "/requests"): frozenset({ARCHIVIST}),  # Ministry requests
+    ("GET", "/requests/rows"): frozenset({ARCHIVIST}),
+    ("POST", "/requests"): frozenset({ARCHIVIST}),
+    ("POST", "/requests/{request_id}/build"): frozenset({ARCHIVIST}),
+    ("POST", "/requests/{request_id}/sent"): frozenset({ARCHIVIST}),
+    ("GET", "/examiner"): frozenset({EXAMINER}),  # the examiner's day
+    ("GET", "/examiner/stations"): frozenset({EXAMINER}),
 }
 
 # Values for the URL's variable parts: well-formed, naming nothing that exists (so nothing is changed).

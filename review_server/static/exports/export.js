@@ -113,18 +113,21 @@ async function start(url, button) {
 
 function render(req) {
   document.title = `${T.title} №${req.number}`;
-  document.getElementById("title").textContent = `${T.title} №${req.number}`;
+  const title = document.getElementById("title");
+  title.replaceChildren(`${T.title} №`, el("span", { text: req.number, translate: "no" }));
   const dl = document.getElementById("request-fields");
   dl.replaceChildren();
   const fields = [[T.number_req, req.number], [T.date, req.date], [T.requester, req.requester],
                   [T.subject, req.subject || "—"], [T.created_by, `${req.created_by}, ${req.created_at}`]];
-  for (const [k, v] of fields) dl.append(el("dt", { text: k }), el("dd", { text: v }));
+  // The request as it was entered: data, in whatever language it was typed (translate="no").
+  for (const [k, v] of fields) dl.append(el("dt", { text: k }), el("dd", { text: v, translate: "no" }));
   const attempts = document.querySelector("#attempts tbody");
   attempts.replaceChildren();
   for (const a of req.attempt_rows) {
     const link = el("a", { href: `/attempts/${encodeURIComponent(a.attempt_id)}`, text: a.attempt_id });
-    attempts.append(el("tr", {}, el("td", {}, link), el("td", { text: a.accreditation_number || "—" }),
-      el("td", { text: a.exam_day || "—" }), el("td", { text: a.station || "—" }), el("td", { text: a.task || "—" })));
+    attempts.append(el("tr", {}, el("td", {}, link), el("td", { text: a.accreditation_number || "—", translate: "no" }),
+      el("td", { text: a.exam_day || "—" }), el("td", { text: a.station || "—", translate: "no" }),
+      el("td", { text: a.task || "—", translate: "no" })));
   }
   if (!req.attempt_rows.length) attempts.append(el("tr", {}, el("td", { colspan: "5", text: T.no_attempts })));
   const packages = document.querySelector("#packages tbody");

@@ -205,7 +205,7 @@ class Tile {
     this.el.className = "tile";
     this.el.dataset.station = station;
     this.el.innerHTML = `<video muted playsinline></video><div class="meter"><div></div></div>
-      <div class="info"><span class="name"></span><span class="candidate"></span><span class="phase"></span>
+      <div class="info"><span class="name" translate="no"></span><span class="candidate"></span><span class="phase"></span>
       <span class="rec" hidden></span><span class="offline" hidden></span></div>
       <div class="cpr"></div><div class="warnings"></div>`;
     this.el.querySelector(".rec").textContent = T.rec;
@@ -232,6 +232,7 @@ class Tile {
     q(".warnings").replaceChildren(...(info.warnings || []).map((w) => {
       const b = document.createElement("span");
       b.className = "badge";
+      b.translate = false;  // the station's own words (Russian), as it sent them
       b.dataset.code = typeof w === "string" ? "other" : (w.code || "other");
       b.textContent = typeof w === "string" ? w : (w.text || w.code);
       return b;
@@ -446,7 +447,7 @@ const sheet = {
       li.dataset.item = item.number;
       li.className = (i === this.selected ? "current " : "") + (pending.has(String(item.number)) ? "pending" : "");
       const done = marks[String(item.number)];
-      li.innerHTML = `<span class="num"></span><span class="text"><span class="act"></span><span class="how"></span></span>
+      li.innerHTML = `<span class="num"></span><span class="text" translate="no"><span class="act"></span><span class="how"></span></span>
         <span class="yn"><button class="yes"></button><button class="no"></button></span>`;
       li.querySelector(".yes").textContent = T.yes;
       li.querySelector(".no").textContent = T.no;
@@ -554,6 +555,9 @@ document.addEventListener("keydown", (e) => {
   if (act) { e.preventDefault(); act(); }
 });
 
+// `/live?station=CODE` (the examiner's "mark" link): that station opens enlarged with its sheet, once it is live.
+let asked = new URLSearchParams(location.search).get("station");
+
 async function refresh() {
   const status = document.getElementById("status");
   try {
@@ -569,6 +573,10 @@ async function refresh() {
         if (audioCtx && audioCtx.state === "running") tile.connectAudio();
       }
       tile.update(info);
+      if (asked && info.station === asked) {
+        asked = null;
+        enlarge(tile);
+      }
     }
     status.textContent = stations.length ? "" : T.none_live;
   } catch (err) {
