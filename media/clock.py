@@ -111,3 +111,52 @@ class DeviceClock:
         if self._device_ref is None:
             raise RuntimeError("DeviceClock has no observations yet")
         return self._device_ref + (shared_t - self.offset) / self.rate
+
+
+class FollowerClock:
+    """A device timed by another device's clock: a camera's microphone, whose every sample the camera stamps on
+    the same clock as its pictures (RTP timestamps tied to the camera's wall clock by its RTCP sender reports).
+
+    `observe(device_t, leader_t)` links the follower's own time (its sample count) to the leader's (the camera's
+    clock): an affine fit that needs no jitter filtering, since both times come from the camera, not from
+    arrivals. Onto the shared clock it goes through the leader's `DeviceClock`, the one mapping the camera's
+    pictures use, so sound and picture of one camera keep the camera's own sync. `leader` is called each time
+    (the recorder replaces a camera's DeviceClock when the camera reconnects); it returns None while the camera's
+    pictures are not yet timed by the camera's clock (before its first RTCP sender report).
+    """
+
+    RELINK_S = 0.02  # a stamp this far off the fitted line: the leader's clock or the stream restarted
+
+    def __init__(self, leader) -> None:  # noqa: ANN001 - Callable[[], DeviceClock]
+        self.leader = leader
+        self.link = DeviceClock(settle_s=0.0, edge_quantile=0.5)
+
+    def _leader(self) -> DeviceClock:
+        leader = self.leader()
+        if leader is None:
+            raise RuntimeError("the camera's pictures are not on the camera's clock yet")
+        return leader
+
+    @property
+    def ready(self) -> bool:
+        leader = self.leader()
+        return self.link.ready and leader is not None and leader.ready
+
+    @property
+    def rate(self) -> float:
+        return self.link.rate * self._leader().rate
+
+    @property
+    def drift_ppm(self) -> float:
+        return (1.0 / self.rate - 1.0) * 1e6
+
+    def observe(self, device_t: float, leader_t: float) -> None:
+        if self.link.ready and abs(self.link.to_shared(device_t) - leader_t) > self.RELINK_S:
+            self.link = DeviceClock(settle_s=0.0, edge_quantile=0.5)
+        self.link.observe(device_t, leader_t)
+
+    def to_shared(self, device_t: float) -> float:
+        return self._leader().to_shared(self.link.to_shared(device_t))
+
+    def to_device(self, shared_t: float) -> float:
+        return self.link.to_device(self._leader().to_device(shared_t))

@@ -1,0 +1,342 @@
+"""IP cameras over RTSP (PyAV's RTSP client): the main stream recorded by stream copy, the camera's microphone.
+
+A ceiling IP camera sends its main stream as H.264 or H.265 and often its microphone (G.711 A-law or µ-law, AAC,
+Opus) in the same RTSP session. `RtspCamera` demuxes the session: video packets of H.264/H.265 leave as they came
+(stream copy: no decode, no encode), anything else (MJPEG…) is decoded to pictures for the recorder to encode; the
+audio is decoded and resampled to 48 kHz and handed to the camera's `CameraMicrophone`.
+
+Time: the camera stamps audio and video on its own clock, and its RTCP sender reports say what that clock reads
+(NTP) at a given RTP time. libavformat turns that into a wall-clock time per packet (the packet's `prft` side
+data) once the first report of its stream has arrived. Video and audio therefore carry one camera clock, and the
+recorder maps that clock onto the shared clock ONCE (the camera's `DeviceClock`, learnt from the video packets'
+arrivals); the audio goes through the same mapping (media.clock.FollowerClock), so the camera's own lip sync is
+kept as the camera made it. Before the first report the video is timed by its RTP timestamps (its own timeline,
+`timeline` 0), the audio is held back.
+
+Transport: RTSP interleaved over the TCP connection by default (what cameras do best through switches and
+firewalls), UDP per camera. Credentials come in the URL or separately (the station config's `password_file`);
+every text this module makes shows the URL with the password masked (`masked`). Data lost on UDP (RTP sequence
+gaps, which libavformat reports in its log) marks the next video packet corrupt, so it is counted as damaged like
+a lost MPEG-TS packet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import re
+import struct
+import threading
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import av
+import av.logging
+import cv2
+import numpy as np
+
+from media import clock
+from media.sources.base import AudioBlock, EncodedVideo, RawFrame, SourceError
+
+OPEN_TIMEOUT_S = 6.0
+READ_TIMEOUT_S = 2.0
+AUDIO_RATE = 48000
+COPY_CODECS = {"h264": "H.264", "hevc": "H.265"}
+TRANSPORTS = ("tcp", "udp")
+MISSED = re.compile(r"RTP: missed (\d+) packets")
+log = logging.getLogger(__name__)
+
+_USERINFO = re.compile(r"(\b[a-zA-Z][\w+.-]*://)([^/\s'\"]*)@")
+_QUERY_SECRET = re.compile(r"((?:password|passwd|pwd|pass)=)[^&\s'\"]*", re.IGNORECASE)
+
+
+def masked(text: str) -> str:
+    """`text` with every URL password replaced by ***: rtsp://admin:***@10.0.0.5/stream (also ?password=***)."""
+
+    def userinfo(m: re.Match[str]) -> str:
+        user, sep, _password = m[2].partition(":")
+        return f"{m[1]}{user}{':***' if sep else ''}@"
+
+    return _QUERY_SECRET.sub(r"\1***", _USERINFO.sub(userinfo, text))
+
+
+def with_login(url: str, user: str | None, password: str | None) -> str:
+    """The URL with the given login in it (percent-encoded); a login already in the URL is kept if none is given."""
+    if user is None and password is None:
+        return url
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    login = quote(user or "", safe="") + (":" + quote(password, safe="") if password is not None else "")
+    return urlunsplit(parts._replace(netloc=f"{login}@{host}"))
+
+
+def _prft_seconds(packet: av.Packet) -> float | None:
+    """The camera's wall clock (seconds) at this packet's timestamp, from its RTCP sender reports; None before."""
+    if not packet.has_sidedata("prft"):
+        return None
+    wallclock, = struct.unpack_from("=q", bytes(memoryview(packet.get_sidedata("prft"))))
+    return wallclock / 1e6
+
+
+@dataclass(frozen=True)
+class StreamFormat:
+    """What a track's init segment is made from: when it changes across a reconnect, a new part starts."""
+
+    codec: str
+    width: int
+    height: int
+    extradata: bytes
+
+    def describe(self) -> str:
+        return f"{COPY_CODECS.get(self.codec, self.codec)} {self.width}x{self.height}"
+
+
+class CameraMicrophone:
+    """The sound of an RTSP camera's session, as an audio source: 48 kHz mono blocks whose `capture_t` is the
+    camera's own clock (the recorder maps it with the camera's video clock: `FollowerClock`)."""
+
+    rate = AUDIO_RATE
+
+    def __init__(self, camera: RtspCamera) -> None:
+        self.camera = camera
+        self.name = f"sound of {camera.name}"
+        self.description = self.name
+        self.overflows = 0
+        self.codec: str | None = None
+        self._queue: queue.Queue[AudioBlock] = queue.Queue(maxsize=1000)
+        self._opened = False
+
+    def open(self) -> None:
+        if self.camera.audio_codec is None:
+            raise SourceError(f"{self.camera.name}: the camera sends no sound (its RTSP session has no audio stream)")
+        self.codec = self.camera.audio_codec
+        self.description = f"{self.name} ({self.codec}, resampled to {AUDIO_RATE} Hz)"
+        self._opened = True
+
+    def put(self, block: AudioBlock) -> None:
+        try:
+            self._queue.put_nowait(block)
+        except queue.Full:
+            self.overflows += 1
+
+    def read(self, timeout: float) -> AudioBlock | None:
+        if not self._opened:
+            raise SourceError(f"{self.name}: not open")
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        self._opened = False
+
+
+class _AudioPath:
+    """One session's audio: decode, resample to 48 kHz mono float, stamp each block on the camera's clock.
+
+    Output sample n of a run stands for input time n / 48000 after the run's first input sample (libswresample
+    holds back its filter's delay instead of shifting the output: measured with an impulse). Each decoded frame is
+    an anchor: its first sample's output index and its time on the camera's clock (its RTP time plus the offset
+    the sender reports give), so a camera whose sound clock drifts against its own wall clock is followed."""
+
+    def __init__(self, stream: av.audio.stream.AudioStream) -> None:
+        self.stream = stream
+        self.resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
+        self.index = 0  # the next 48 kHz output sample (gaps included)
+        self.next_in: float | None = None  # the stream time the next decoded frame should start at
+        self.anchor: tuple[int, float] | None = None  # (output index, camera time) of the latest frame's start
+        self.fed = 0  # output samples the frames fed to the resampler stand for, in this run
+        self.run_index = 0  # output index where this run began
+        self.camera_minus_stream: float | None = None  # camera clock - stream time, from the sender reports
+
+    def push(self, packet: av.Packet, camera_t: float | None, into: CameraMicrophone) -> None:
+        if camera_t is not None:
+            self.camera_minus_stream = camera_t - float(packet.pts * packet.time_base)
+        for frame in self.stream.codec_context.decode(packet):
+            if self.camera_minus_stream is None or frame.pts is None:
+                continue  # no sender report yet: the sound cannot be placed on the camera's clock
+            start = float(frame.pts * frame.time_base)
+            if self.next_in is not None and abs(start - self.next_in) > 0.05:
+                # A hole (lost packets, the camera stopped sending its sound): a new run after it, so that the
+                # sample count keeps matching the camera's time and the drift corrector sees the jump.
+                self.index = self.run_index + self.fed + max(0, round((start - self.next_in) * AUDIO_RATE))
+                self.resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
+                self.next_in = None
+            if self.next_in is None:
+                self.run_index, self.fed = self.index, 0
+            self.anchor = (self.run_index + self.fed, start + self.camera_minus_stream)
+            self.next_in = start + frame.samples / frame.sample_rate
+            self.fed += round(frame.samples * AUDIO_RATE / frame.sample_rate)
+            for out in self.resampler.resample(frame):
+                samples = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                anchor_index, anchor_t = self.anchor
+                capture = anchor_t + (self.index - anchor_index) / AUDIO_RATE
+                into.put(AudioBlock(samples=samples, first_index=self.index, capture_t=capture))
+                self.index += samples.size
+
+
+class RtspCamera:
+    """One RTSP camera session; `copy` True: stream copy only (refuse other codecs), None: copy H.264/H.265 and
+    decode anything else, False: always decode."""
+
+    def __init__(self, url: str, transport: str = "tcp", user: str | None = None, password: str | None = None,
+                 copy: bool | None = None, width: int = 1280, height: int = 720, fps: float = 25.0) -> None:
+        if transport not in TRANSPORTS:
+            raise SourceError(f"camera {masked(url)}: transport {transport!r} must be tcp or udp")
+        self.url = with_login(url, user, password)
+        self.transport = transport
+        self.copy = copy
+        self.name = f"camera {masked(url)}"
+        self.description = self.name
+        self.width, self.height, self.fps = width, height, fps
+        self.want_size = (width, height)
+        self.encoded = copy is not False
+        self.format: StreamFormat | None = None
+        self.stream: av.video.stream.VideoStream | None = None
+        self.audio_codec: str | None = None
+        self.timeline = 0  # 0: RTP timestamps (no sender report yet); raised when the camera's clock takes over
+        self.microphone = CameraMicrophone(self)
+        self._container: av.container.InputContainer | None = None
+        self._packets = None
+        self._audio: _AudioPath | None = None
+        self._logs: list = []
+        self._capture: tuple[int, av.logging.Capture] | None = None
+        self._started = False  # a key frame came: copying may begin
+        self._lost = 0
+        self._epoch = 0
+
+    @property
+    def on_camera_clock(self) -> bool:
+        """The video's device times are the camera's own clock (its RTCP sender reports have arrived)."""
+        return self.timeline % 2 == 1
+
+    # -- opening --------------------------------------------------------------------------------------------
+    def open(self) -> None:
+        _route_libav_logs()
+        options = {"rtsp_transport": self.transport, "buffer_size": str(4 << 20)}
+        try:
+            container = av.open(self.url, options=options, timeout=(OPEN_TIMEOUT_S, READ_TIMEOUT_S))
+        except av.error.HTTPUnauthorizedError:
+            raise SourceError(f"{self.name} refused the login (401)") from None
+        except (av.error.FFmpegError, OSError) as exc:
+            raise SourceError(f"{self.name}: cannot open ({self._why(exc)})") from None
+        if not container.streams.video:
+            container.close()
+            raise SourceError(f"{self.name}: the stream has no video")
+        stream = container.streams.video[0]
+        codec = stream.codec_context.name
+        copyable = codec in COPY_CODECS
+        if self.copy and not copyable:
+            container.close()
+            raise SourceError(f"{self.name}: sends {codec}; stream copy needs H.264 or H.265 "
+                              f"(drop the copy: prefix to decode and encode it)")
+        self.encoded = copyable and self.copy is not False
+        ctx = stream.codec_context
+        self.format = StreamFormat(codec, ctx.width, ctx.height, bytes(ctx.extradata or b""))
+        if self.encoded:
+            self.width, self.height = ctx.width, ctx.height
+        if stream.average_rate:
+            self.fps = float(stream.average_rate)
+        self.description = f"{self.name} ({self.format.describe()}, RTSP over {self.transport.upper()}, " \
+                           f"{'stream copy' if self.encoded else 'decoded'})"
+        self.stream = stream
+        self.audio_codec = container.streams.audio[0].codec_context.name if container.streams.audio else None
+        self._audio = _AudioPath(container.streams.audio[0]) if container.streams.audio else None
+        self._container = container
+        self._packets = container.demux(*([stream] + list(container.streams.audio[:1])))
+        self._started = False
+        self._lost = 0
+        self._epoch += 1
+        self.timeline = 2 * self._epoch  # RTP time until the first sender report, then 2 * epoch + 1
+
+    def _why(self, exc: BaseException) -> str:
+        """An error's text without the password (libavformat puts the URL in it)."""
+        return masked(str(exc)).replace(self.url, masked(self.url))
+
+    # -- reading --------------------------------------------------------------------------------------------
+    def read(self, timeout: float) -> EncodedVideo | RawFrame | None:
+        if self._packets is None:
+            raise SourceError(f"{self.name}: not open")
+        if self._capture is None or self._capture[0] != threading.get_ident():
+            self._release_logs()
+            capture = av.logging.Capture(local=True)  # this thread's libav log lines: the lost RTP packets
+            self._capture = (threading.get_ident(), capture)
+            self._logs = capture.__enter__()
+        try:
+            for packet in self._packets:
+                self._count_losses()
+                if packet.pts is None or packet.size == 0:
+                    continue
+                camera_t = _prft_seconds(packet)
+                if packet.stream.type == "audio":
+                    if self._audio is not None:
+                        self._audio.push(packet, camera_t, self.microphone)
+                    continue
+                item = self._video(packet, camera_t)
+                if item is not None:
+                    return item
+        except (av.error.FFmpegError, OSError) as exc:
+            log.info("%s: %s", self.name, self._why(exc))
+            return None
+        return None
+
+    def _video(self, packet: av.Packet, camera_t: float | None) -> EncodedVideo | RawFrame | None:
+        observed = clock.now()
+        if not self._started:
+            if not packet.is_keyframe:
+                return None  # a session starts mid-picture-group: nothing decodes before the next key frame
+            self._started = True
+        if camera_t is not None and self.timeline % 2 == 0:
+            self.timeline += 1  # the camera's clock from here on: the recorder starts a new mapping
+        device_t = camera_t if camera_t is not None and self.timeline % 2 else float(packet.pts * packet.time_base)
+        if self._lost:
+            packet.is_corrupt = True  # data of this or an earlier frame was lost on the network
+            self._lost = 0
+        if self.encoded:
+            return EncodedVideo(packet=packet, device_t=device_t, observed_t=observed)
+        frames = packet.decode()
+        if not frames:
+            return None
+        image = frames[-1].to_ndarray(format="bgr24")
+        if (image.shape[1], image.shape[0]) != self.want_size:
+            image = cv2.resize(image, self.want_size)
+        return RawFrame(image=image, device_t=device_t, observed_t=observed)
+
+    def _count_losses(self) -> None:
+        if self._logs:
+            for _level, _name, message in self._logs:
+                found = MISSED.search(message)
+                if found:
+                    self._lost += int(found[1])
+            self._logs.clear()
+
+    # -- closing --------------------------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+            self._packets = None
+        self._release_logs()
+
+    def _release_logs(self) -> None:
+        if self._capture is not None:
+            with contextlib.suppress(IndexError):
+                self._capture[1].__exit__(None, None, None)
+            self._capture = None
+            self._logs = []
+
+
+_routed = False
+
+
+def _route_libav_logs() -> None:
+    """libavformat reports lost RTP packets only in its log: let its warnings reach Python (each camera captures
+    its own thread's), and keep every uncaptured line out of the logs (they may hold a camera URL)."""
+    global _routed
+    if not _routed:
+        logging.getLogger("libav").setLevel(logging.CRITICAL + 1)
+        av.logging.set_skip_repeated(False)
+        av.logging.set_level(av.logging.WARNING)
+        _routed = True
+
