@@ -58,6 +58,10 @@ def write_stimulus(path: Path, seconds: float, width: int = 640, height: int = 3
     return path
 
 
+class PortTaken(RuntimeError):
+    pass
+
+
 class RtspServer:
     """One RTSP server process holding one or more camera streams (mounts); see rtsp_server_gst.py for the keys."""
 
@@ -65,6 +69,7 @@ class RtspServer:
                  password: str | None = None) -> None:
         self.mounts = copy.deepcopy(mounts)
         self.port = port or free_tcp_port()
+        self._fixed_port = port is not None
         self.user, self.password = user, password
         self.process: subprocess.Popen | None = None
 
@@ -77,6 +82,18 @@ class RtspServer:
         reason = available()
         if reason is not None:
             raise RuntimeError(reason)
+        for attempt in range(5):
+            try:
+                return self._start()
+            except PortTaken:
+                # Another program took the port between our probe and the server's bind: a camera keeps its
+                # address across a reboot, so wait for it; a new server picks another.
+                time.sleep(0.5 * (attempt + 1))
+                if not self._fixed_port:
+                    self.port = free_tcp_port()
+        return self._start()
+
+    def _start(self) -> RtspServer:
         config = {"port": self.port, "mounts": self.mounts, "user": self.user, "password": self.password}
         self.process = subprocess.Popen([SYSTEM_PYTHON, str(PROGRAM), json.dumps(config)], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -89,6 +106,8 @@ class RtspServer:
                 break
         err = self.process.stderr.read() if self.process.poll() is not None else "no answer"
         self.stop()
+        if "cannot listen" in err:
+            raise PortTaken(err)
         raise RuntimeError(f"the RTSP stand-in did not start on port {self.port}: {err.strip()[-500:]}")
 
     def stop(self) -> None:

@@ -8,9 +8,9 @@ stimulus file played in real time), encoded to H.264 or H.265 and sent as RTP, p
 (G.711 A-law or µ-law at 8 kHz, AAC at 16 kHz, Opus at 48 kHz) in the same session. A mount is shared: every
 client gets the same encoder's output, as from a camera. RTSP over TCP (interleaved) and over UDP both work.
 
-Mount keys: video ("h264" | "h265"), width, height, fps, bitrate_kbps, key_int (frames), audio ("alaw" | "mulaw" |
-"aac" | "opus" | null), stimulus (a media file to serve instead of the test picture and tone: its audio is kept
-as PCM until the camera's encoder), drop_every (lose every N-th video RTP packet before it leaves). Server keys:
+Mount keys: video ("h264" | "h265" | "mjpeg"), width, height, fps, bitrate_kbps, key_int (frames), audio ("alaw" |
+"mulaw" | "aac" | "opus" | null), stimulus (a media file to serve instead of the test picture and tone: its audio
+is kept as PCM until the camera's encoder), drop_every (lose every N-th video RTP packet before it leaves). Server keys:
 address (127.0.0.1), port, user and password (basic authentication for every mount, as a camera has one login).
 
 Commands on stdin, one JSON object a line: {"cmd": "audio", "mount": "main", "on": false} stops (or restarts) a
@@ -41,6 +41,8 @@ def video_encoder(m: dict) -> str:
     """As a camera encodes: one slice per picture, closed picture groups (IDR key frames), no B-frames, the
     parameter sets repeated before every key frame."""
     kbps, key = int(m.get("bitrate_kbps", 1500)), int(m.get("key_int", 50))
+    if m.get("video") == "mjpeg":  # older cameras: every picture a JPEG
+        return "jpegenc quality=85 ! rtpjpegpay name=pay0 pt=26"
     if m.get("video", "h264") == "h265":
         return (f"x265enc tune=zerolatency speed-preset=ultrafast bitrate={kbps} key-int-max={key} "
                 f"option-string=\"open-gop=0:repeat-headers=1\" ! rtph265pay name=pay0 pt=96")
