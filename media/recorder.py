@@ -48,7 +48,7 @@ from media.track import AUDIO_RATE, EncodeSettings, Track
 log = logging.getLogger(__name__)
 
 STALL_S = 2.0  # no frames for this long: the camera is reported lost and reopened
-RETRY_S = 2.0
+RETRY_S = 1.0  # a lost source is tried again this often (a camera back from a reboot records within 5 s)
 DAMAGE_NOTE_S = 10.0  # a network camera losing packets is noted in the manifest at most this often
 # Media from the first moments after opening is not recorded: the device clocks are still
 # settling (see DeviceClock) and a network stream flushes its backlog. Measured here: without
@@ -100,8 +100,7 @@ class _Camera:
     damaged_noted_t: float = -math.inf
     lost: bool = False
     format: Any = None  # a copied stream's StreamFormat: another one after a reconnect needs a new part
-    timeline: int = 0  # the source's device timeline the clock was learnt on (an RTSP camera changes it once)
-    camera_clock: bool = False  # that timeline is the camera's own clock (RTCP): its sound can follow it
+    timeline: int = 0  # the source's device timeline the clock was learnt on (an RTSP camera: one per session)
     first_t: float | None = None  # recording time of the first and the latest item: the delivered rate
     last_t: float = 0.0
     items: int = 0
@@ -154,7 +153,7 @@ class Recorder:
                         why = "was not opened" if number < len(cfg.videos) else "is not configured"
                         raise SourceError(f"camera {number} {why}" if cam is None
                                           else f"camera {number} is not an RTSP camera: it has no sound to give")
-                    audio_clock = FollowerClock(lambda cam=cam: cam.clock if cam.camera_clock else None)
+                    audio_clock = FollowerClock(lambda cam=cam: cam.clock)
                     audio_latency_ms += cam.config.latency_ms
                 audio.open()
                 self._audio = audio
@@ -300,8 +299,7 @@ class Recorder:
             last_seen = now
             timeline = getattr(src, "timeline", 0)
             if timeline != cam.timeline:  # the source's times now count on another clock: learn it afresh
-                cam.clock, cam.timeline = DeviceClock(), timeline
-                cam.camera_clock = getattr(src, "on_camera_clock", False)
+                cam.clock, cam.timeline = _clock_of(src), timeline
             cam.clock.observe(item.device_t, item.observed_t)
             t = cam.clock.to_shared(item.device_t) - cam.config.latency_ms / 1000.0 - self.origin
             if t < 0:
@@ -339,8 +337,7 @@ class Recorder:
             log.info("still waiting for %s: %s", cam.track.id, masked(str(exc)))
             return False
         # A reopened stream starts a new device timeline.
-        cam.clock, cam.timeline = DeviceClock(), getattr(cam.source, "timeline", 0)
-        cam.camera_clock = getattr(cam.source, "on_camera_clock", False)
+        cam.clock, cam.timeline = _clock_of(cam.source), getattr(cam.source, "timeline", 0)
         fmt = getattr(cam.source, "format", None)
         if cam.format is not None and fmt != cam.format:
             # Copied packets of another codec, size or parameter sets cannot go on in this track (its init
@@ -373,6 +370,8 @@ class Recorder:
         drift = self._drift
         silent_since = clock.now()
         reported = False
+        # A camera's sound starts with its first RTCP sender report, which may come seconds after the pictures.
+        allowed = getattr(source, "startup_s", STALL_S)
         while not self._stop.is_set():
             try:
                 block = source.read(timeout=0.5)
@@ -381,7 +380,7 @@ class Recorder:
                 self._event("source_lost", track="audio", message=str(exc))
                 return
             if block is None:
-                if not reported and clock.now() - silent_since > STALL_S:
+                if not reported and clock.now() - silent_since > allowed:
                     reported = True
                     msg = f"audio: {source.name} stopped delivering samples"
                     self._fail(msg)
@@ -389,7 +388,7 @@ class Recorder:
                 continue
             if reported:
                 self._event("source_back", track="audio", message=f"audio: {source.name} delivers again")
-            silent_since, reported = clock.now(), False
+            silent_since, reported, allowed = clock.now(), False, STALL_S
             pts, samples = drift.push(block)
             for cam in self._cameras:
                 if cam.track is not None and cam.track.error is None:
@@ -417,6 +416,11 @@ class Recorder:
                 self.manifest.event(event, clock.now() - self.origin, **fields)
             except OSError as exc:
                 log.error("manifest: %s", exc)
+
+
+def _clock_of(source: VideoSource) -> DeviceClock:
+    """A camera's clock mapping: the stamped kind when the camera stamps its pictures itself (RTSP)."""
+    return DeviceClock.stamped() if getattr(source, "exact_stamps", False) else DeviceClock()
 
 
 def record(config: RecorderConfig, seconds: float) -> tuple[Recorder, dict[str, Any]]:

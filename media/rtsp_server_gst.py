@@ -29,12 +29,19 @@ gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
-AUDIO = {  # caps before the encoder, encoder, payloader
-    "alaw": ("rate=8000", "alawenc", "rtppcmapay pt=8"),
-    "mulaw": ("rate=8000", "mulawenc", "rtppcmupay pt=0"),
-    "aac": ("rate=16000", "avenc_aac", "rtpmp4gpay pt=97"),
-    "opus": ("rate=48000", "opusenc", "rtpopuspay pt=98"),
+AUDIO = {  # sample rate, encoder, payloader (G.711 in 20 ms packets, as cameras send it)
+    "alaw": (8000, "alawenc", "rtppcmapay pt=8 min-ptime=20000000 max-ptime=20000000"),
+    "mulaw": (8000, "mulawenc", "rtppcmupay pt=0 min-ptime=20000000 max-ptime=20000000"),
+    "aac": (16000, "avenc_aac", "rtpmp4gpay pt=97"),
+    "opus": (48000, "opusenc", "rtpopuspay pt=98"),
 }
+
+
+# A camera sends each picture a fixed time after it took it (its encoder is hardware). Software encoders on a
+# shared test machine take anything from 5 to 100 ms: each packet waits until its capture time plus this
+# before it leaves, so the stand-in's delivery is as steady as a camera's (the recorder's timing is under test,
+# not x264's scheduling).
+SEND_DELAY = "clocksync ts-offset=120000000"
 
 
 def video_encoder(m: dict) -> str:
@@ -42,18 +49,18 @@ def video_encoder(m: dict) -> str:
     parameter sets repeated before every key frame."""
     kbps, key = int(m.get("bitrate_kbps", 1500)), int(m.get("key_int", 50))
     if m.get("video") == "mjpeg":  # older cameras: every picture a JPEG
-        return "jpegenc quality=85 ! rtpjpegpay name=pay0 pt=26"
+        return f"jpegenc quality=85 ! {SEND_DELAY} ! rtpjpegpay name=pay0 pt=26"
     if m.get("video", "h264") == "h265":
         return (f"x265enc tune=zerolatency speed-preset=ultrafast bitrate={kbps} key-int-max={key} "
-                f"option-string=\"open-gop=0:repeat-headers=1\" ! rtph265pay name=pay0 pt=96")
+                f"option-string=\"open-gop=0:repeat-headers=1\" ! {SEND_DELAY} ! rtph265pay name=pay0 pt=96")
     return (f"x264enc tune=zerolatency speed-preset=ultrafast bitrate={kbps} key-int-max={key} "
-            f"sliced-threads=false threads=1 ! rtph264pay name=pay0 pt=96 config-interval=-1")
+            f"sliced-threads=false threads=1 ! {SEND_DELAY} ! rtph264pay name=pay0 pt=96 config-interval=-1")
 
 
 def audio_branch(m: dict, source: str) -> str:
-    caps, encoder, payloader = AUDIO[m["audio"]]
-    return (f"{source} ! audioconvert ! audioresample ! audio/x-raw,{caps},channels=1 ! valve name=audio_valve "
-            f"! {encoder} ! {payloader} name=pay1")
+    rate, encoder, payloader = AUDIO[m["audio"]]
+    return (f"{source} ! audioconvert ! audioresample ! audio/x-raw,rate={rate},channels=1 ! valve name=audio_valve "
+            f"! {encoder} ! {SEND_DELAY} ! {payloader} name=pay1")
 
 
 def launch(m: dict) -> str:
@@ -70,7 +77,9 @@ def launch(m: dict) -> str:
         parts = [f"videotestsrc is-live=true pattern=smpte ! video/x-raw,{size},{rate} "
                  f"! timeoverlay font-desc=\"Sans 20\" ! videoconvert ! video/x-raw,format=I420 ! {video_encoder(m)}"]
         if m.get("audio"):
-            parts.append(audio_branch(m, "audiotestsrc is-live=true wave=sine freq=440 volume=0.2"))
+            rate = AUDIO[m["audio"]][0]  # the microphone delivers 20 ms blocks
+            parts.append(audio_branch(m, f"audiotestsrc is-live=true wave=sine freq=440 volume=0.2 "
+                                         f"samplesperbuffer={rate // 50}"))
     return "( " + " ".join(parts) + " )"
 
 

@@ -6,12 +6,12 @@ Opus) in the same RTSP session. `RtspCamera` demuxes the session: video packets 
 audio is decoded and resampled to 48 kHz and handed to the camera's `CameraMicrophone`.
 
 Time: the camera stamps audio and video on its own clock, and its RTCP sender reports say what that clock reads
-(NTP) at a given RTP time. libavformat turns that into a wall-clock time per packet (the packet's `prft` side
-data) once the first report of its stream has arrived. Video and audio therefore carry one camera clock, and the
-recorder maps that clock onto the shared clock ONCE (the camera's `DeviceClock`, learnt from the video packets'
-arrivals); the audio goes through the same mapping (media.clock.FollowerClock), so the camera's own lip sync is
-kept as the camera made it. Before the first report the video is timed by its RTP timestamps (its own timeline,
-`timeline` 0), the audio is held back.
+(NTP) at a given RTP time; libavformat turns that into a wall-clock time per packet (the packet's `prft` side
+data) once a report of that stream has arrived. The video's device time is its stream time; the sound is put on
+the same axis (by the camera's clock once both streams have had a report, before that by the stream times, which
+libavformat aligns at the start of play), and the recorder maps that one axis onto the shared clock ONCE (this
+camera's `DeviceClock`, learnt from the video packets' arrivals): the sound follows through
+media.clock.FollowerClock, so the camera's own lip sync is kept as the camera made it.
 
 Transport: RTSP interleaved over the TCP connection by default (what cameras do best through switches and
 firewalls), UDP per camera. Credentials come in the URL or separately (the station config's `password_file`);
@@ -28,6 +28,8 @@ import queue
 import re
 import struct
 import threading
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -45,6 +47,8 @@ AUDIO_RATE = 48000
 COPY_CODECS = {"h264": "H.264", "hevc": "H.265"}
 TRANSPORTS = ("tcp", "udp")
 MISSED = re.compile(r"RTP: missed (\d+) packets")
+CAUGHT_UP_WAIT_S = 0.005  # a packet that kept the reader waiting this long came live, not from a backlog
+BURST_MAX_S = 3.0  # a stream that never keeps the reader waiting is taken as live after this
 log = logging.getLogger(__name__)
 
 _USERINFO = re.compile(r"(\b[a-zA-Z][\w+.-]*://)([^/\s'\"]*)@")
@@ -97,6 +101,7 @@ class CameraMicrophone:
     camera's own clock (the recorder maps it with the camera's video clock: `FollowerClock`)."""
 
     rate = AUDIO_RATE
+    startup_s = 8.0  # the first sound comes with the camera's first RTCP sender report (GStreamer: up to ~3 s)
 
     def __init__(self, camera: RtspCamera) -> None:
         self.camera = camera
@@ -133,52 +138,63 @@ class CameraMicrophone:
 
 
 class _AudioPath:
-    """One session's audio: decode, resample to 48 kHz mono float, stamp each block on the camera's clock.
+    """One session's audio: decode, resample to 48 kHz mono float, stamp each block on the video's time axis.
 
-    Output sample n of a run stands for input time n / 48000 after the run's first input sample (libswresample
-    holds back its filter's delay instead of shifting the output: measured with an impulse). Each decoded frame is
-    an anchor: its first sample's output index and its time on the camera's clock (its RTP time plus the offset
-    the sender reports give), so a camera whose sound clock drifts against its own wall clock is followed."""
+    Each decoded frame takes the time of the packet it came from (a decoder keeps the packet's timestamp; Opus
+    and AAC decoders hand a frame out one packet later, so the time is looked up, not taken from the packet just
+    fed), as `to_axis(stream time, camera clock time or None)` puts it (RtspCamera._axis). Output sample n of a run
+    stands for the time n / 48000 after the run's first sample: libswresample holds back its filter's delay
+    instead of shifting the output (measured with an impulse). Each frame is an anchor (its output index and its
+    time), so a camera whose sound clock drifts against its own wall clock is followed."""
 
-    def __init__(self, stream: av.audio.stream.AudioStream) -> None:
+    def __init__(self, stream: av.audio.stream.AudioStream, to_axis: Callable[[float, float | None], float]) -> None:
         self.stream = stream
+        self.to_axis = to_axis
         self.resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
+        self.stamps: dict[int, float | None] = {}  # packet pts -> camera clock time (None before a report)
         self.index = 0  # the next 48 kHz output sample (gaps included)
-        self.next_in: float | None = None  # the stream time the next decoded frame should start at
-        self.anchor: tuple[int, float] | None = None  # (output index, camera time) of the latest frame's start
+        self.next_t: float | None = None  # the time the next decoded frame should start at
+        self.anchor: tuple[int, float] = (0, 0.0)  # (output index, time) of the latest frame's start
         self.fed = 0  # output samples the frames fed to the resampler stand for, in this run
         self.run_index = 0  # output index where this run began
-        self.camera_minus_stream: float | None = None  # camera clock - stream time, from the sender reports
 
-    def push(self, packet: av.Packet, camera_t: float | None, into: CameraMicrophone) -> None:
-        if camera_t is not None:
-            self.camera_minus_stream = camera_t - float(packet.pts * packet.time_base)
+    def push(self, packet: av.Packet, camera_t: float | None, into: Callable[[AudioBlock], None]) -> None:
+        self.stamps[packet.pts] = camera_t
+        while len(self.stamps) > 64:
+            del self.stamps[next(iter(self.stamps))]
         for frame in self.stream.codec_context.decode(packet):
-            if self.camera_minus_stream is None or frame.pts is None:
-                continue  # no sender report yet: the sound cannot be placed on the camera's clock
-            start = float(frame.pts * frame.time_base)
-            if self.next_in is not None and abs(start - self.next_in) > 0.05:
+            if frame.pts is None or frame.pts not in self.stamps:
+                continue  # a frame of a packet we never saw (a decoder's first, primed frame)
+            start = self.to_axis(float(frame.pts * frame.time_base), self.stamps[frame.pts])
+            if self.next_t is not None and abs(start - self.next_t) > 0.05:
                 # A hole (lost packets, the camera stopped sending its sound): a new run after it, so that the
-                # sample count keeps matching the camera's time and the drift corrector sees the jump.
-                self.index = self.run_index + self.fed + max(0, round((start - self.next_in) * AUDIO_RATE))
+                # sample count keeps matching the time and the drift corrector sees the jump.
+                self.index = self.run_index + self.fed + max(0, round((start - self.next_t) * AUDIO_RATE))
                 self.resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
-                self.next_in = None
-            if self.next_in is None:
+                self.next_t = None
+            if self.next_t is None:
                 self.run_index, self.fed = self.index, 0
-            self.anchor = (self.run_index + self.fed, start + self.camera_minus_stream)
-            self.next_in = start + frame.samples / frame.sample_rate
+            self.anchor = (self.run_index + self.fed, start)
+            self.next_t = start + frame.samples / frame.sample_rate
             self.fed += round(frame.samples * AUDIO_RATE / frame.sample_rate)
             for out in self.resampler.resample(frame):
                 samples = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
                 anchor_index, anchor_t = self.anchor
                 capture = anchor_t + (self.index - anchor_index) / AUDIO_RATE
-                into.put(AudioBlock(samples=samples, first_index=self.index, capture_t=capture))
+                into(AudioBlock(samples=samples, first_index=self.index, capture_t=capture))
                 self.index += samples.size
 
 
 class RtspCamera:
     """One RTSP camera session; `copy` True: stream copy only (refuse other codecs), None: copy H.264/H.265 and
-    decode anything else, False: always decode."""
+    decode anything else, False: always decode.
+
+    The video's device time is its stream time (RTP), which is continuous through the first sender report; the
+    report gives the camera clock's offset to it, and the sound is put on that same axis (`capture_t` minus the
+    offset), so the recorder's one DeviceClock of this camera maps both. What libavformat read while it probed
+    the session comes out in a burst: those pictures are held until the reader has caught up with the camera and
+    are then given the arrival times they would have had live, so the burst cannot bend the camera's clock.
+    """
 
     def __init__(self, url: str, transport: str = "tcp", user: str | None = None, password: str | None = None,
                  copy: bool | None = None, width: int = 1280, height: int = 720, fps: float = 25.0) -> None:
@@ -195,7 +211,8 @@ class RtspCamera:
         self.format: StreamFormat | None = None
         self.stream: av.video.stream.VideoStream | None = None
         self.audio_codec: str | None = None
-        self.timeline = 0  # 0: RTP timestamps (no sender report yet); raised when the camera's clock takes over
+        self.timeline = 0  # raised when the device times start on a new axis (a new session, a jump)
+        self.exact_stamps = True  # RTP times are the camera's capture instants: the recorder's stamped clock
         self.microphone = CameraMicrophone(self)
         self._container: av.container.InputContainer | None = None
         self._packets = None
@@ -204,23 +221,23 @@ class RtspCamera:
         self._capture: tuple[int, av.logging.Capture] | None = None
         self._started = False  # a key frame came: copying may begin
         self._lost = 0
-        self._epoch = 0
-
-    @property
-    def on_camera_clock(self) -> bool:
-        """The video's device times are the camera's own clock (its RTCP sender reports have arrived)."""
-        return self.timeline % 2 == 1
+        self._offset: float | None = None  # camera clock - video stream time, from the sender reports
+        self._candidate: float | None = None  # the last picture's offset, to be confirmed by the next one
+        self._last_pts: float | None = None
+        self._live = False
+        self._opened_at = 0.0
+        self._held: list[EncodedVideo | RawFrame] = []
+        self._ready: deque[EncodedVideo | RawFrame] = deque()
 
     # -- opening --------------------------------------------------------------------------------------------
     def open(self) -> None:
         _route_libav_logs()
-        options = {"rtsp_transport": self.transport, "buffer_size": str(4 << 20)}
-        try:
-            container = av.open(self.url, options=options, timeout=(OPEN_TIMEOUT_S, READ_TIMEOUT_S))
-        except av.error.HTTPUnauthorizedError:
-            raise SourceError(f"{self.name} refused the login (401)") from None
-        except (av.error.FFmpegError, OSError) as exc:
-            raise SourceError(f"{self.name}: cannot open ({self._why(exc)})") from None
+        # 0.5 s of probing, not 5: the SDP gives the codecs and sizes, and a camera back from a reboot records
+        # sooner (the default probing took 1.3 s here).
+        container = self._connect(quick=True)
+        if container.streams.video and not container.streams.video[0].codec_context.width:
+            container.close()  # the picture size takes a decoded picture: probe as long as libavformat likes
+            container = self._connect(quick=False)
         if not container.streams.video:
             container.close()
             raise SourceError(f"{self.name}: the stream has no video")
@@ -242,13 +259,24 @@ class RtspCamera:
                            f"{'stream copy' if self.encoded else 'decoded'})"
         self.stream = stream
         self.audio_codec = container.streams.audio[0].codec_context.name if container.streams.audio else None
-        self._audio = _AudioPath(container.streams.audio[0]) if container.streams.audio else None
+        self._audio = _AudioPath(container.streams.audio[0], self._axis) if container.streams.audio else None
         self._container = container
         self._packets = container.demux(*([stream] + list(container.streams.audio[:1])))
-        self._started = False
-        self._lost = 0
-        self._epoch += 1
-        self.timeline = 2 * self._epoch  # RTP time until the first sender report, then 2 * epoch + 1
+        self._started, self._lost, self._offset, self._candidate, self._last_pts = False, 0, None, None, None
+        self._live, self._opened_at, self._held = False, clock.now(), []
+        self._ready.clear()
+        self.timeline += 1
+
+    def _connect(self, quick: bool) -> av.container.InputContainer:
+        options = {"rtsp_transport": self.transport, "buffer_size": str(4 << 20)}
+        if quick:
+            options["analyzeduration"] = "500000"
+        try:
+            return av.open(self.url, options=options, timeout=(OPEN_TIMEOUT_S, READ_TIMEOUT_S))
+        except av.error.HTTPUnauthorizedError:
+            raise SourceError(f"{self.name} refused the login (401)") from None
+        except (av.error.FFmpegError, OSError) as exc:
+            raise SourceError(f"{self.name}: cannot open ({self._why(exc)})") from None
 
     def _why(self, exc: BaseException) -> str:
         """An error's text without the password (libavformat puts the URL in it)."""
@@ -263,33 +291,67 @@ class RtspCamera:
             capture = av.logging.Capture(local=True)  # this thread's libav log lines: the lost RTP packets
             self._capture = (threading.get_ident(), capture)
             self._logs = capture.__enter__()
+        if self._ready:
+            return self._ready.popleft()
         try:
-            for packet in self._packets:
+            while True:
+                asked = clock.now()
+                packet = next(self._packets, None)
+                arrived = clock.now()
+                if packet is None:
+                    return None
                 self._count_losses()
+                if not self._live and (arrived - asked >= CAUGHT_UP_WAIT_S or arrived - self._opened_at > BURST_MAX_S):
+                    self._live = True  # the reader had to wait for the camera: what comes now is live
                 if packet.pts is None or packet.size == 0:
                     continue
                 camera_t = _prft_seconds(packet)
                 if packet.stream.type == "audio":
                     if self._audio is not None:
-                        self._audio.push(packet, camera_t, self.microphone)
+                        self._audio.push(packet, camera_t, self.microphone.put)
                     continue
-                item = self._video(packet, camera_t)
-                if item is not None:
-                    return item
+                item = self._video(packet, camera_t, arrived)
+                if item is None:
+                    continue
+                if not self._live:
+                    self._held.append(item)
+                    continue
+                if self._held:
+                    # The burst, timed as if each picture had come live: as far before this one as it was taken.
+                    for held in self._held:
+                        held.observed_t = item.observed_t - (item.device_t - held.device_t)
+                    self._ready.extend(self._held[1:] + [item])
+                    item, self._held = self._held[0], []
+                return item
         except (av.error.FFmpegError, OSError) as exc:
             log.info("%s: %s", self.name, self._why(exc))
             return None
-        return None
 
-    def _video(self, packet: av.Packet, camera_t: float | None) -> EncodedVideo | RawFrame | None:
-        observed = clock.now()
+    def _axis(self, stream_t: float, camera_t: float | None) -> float:
+        """A sound packet's time on the video's time axis: by the camera's clock once the sender reports have come
+        for both (exact), before that by its stream time, which libavformat aligns with the video's at the start
+        of play (RTP-Info; within tens of ms of the reports' answer here, as bare ffmpeg shows)."""
+        if camera_t is not None and self._offset is not None:
+            return camera_t - self._offset
+        return stream_t
+
+    def _video(self, packet: av.Packet, camera_t: float | None, observed: float) -> EncodedVideo | RawFrame | None:
+        device_t = float(packet.pts * packet.time_base)
+        if camera_t is not None:
+            if self._offset is None and self._candidate is None and self._last_pts is not None \
+                    and abs(device_t - self._last_pts - 1.0 / self.fps) > 0.5 / self.fps:
+                self.timeline += 1  # the stream time jumped at the first report: the recorder learns it afresh
+            # The offset counts once two pictures in a row agree on it: the first picture stamped after a report
+            # came one frame off here (libavformat's), and the sound would have been placed by it.
+            offset = camera_t - device_t
+            if self._candidate is not None and abs(offset - self._candidate) < 0.001:
+                self._offset = offset
+            self._candidate = offset
+        self._last_pts = device_t
         if not self._started:
             if not packet.is_keyframe:
                 return None  # a session starts mid-picture-group: nothing decodes before the next key frame
             self._started = True
-        if camera_t is not None and self.timeline % 2 == 0:
-            self.timeline += 1  # the camera's clock from here on: the recorder starts a new mapping
-        device_t = camera_t if camera_t is not None and self.timeline % 2 else float(packet.pts * packet.time_base)
         if self._lost:
             packet.is_corrupt = True  # data of this or an earlier frame was lost on the network
             self._lost = 0
@@ -317,6 +379,8 @@ class RtspCamera:
             self._container.close()
             self._container = None
             self._packets = None
+        self._ready.clear()
+        self._held = []
         self._release_logs()
 
     def _release_logs(self) -> None:

@@ -111,9 +111,12 @@ def test_the_cameras_sound_in_mulaw_aac_and_opus_is_decoded_to_48_khz_on_the_cam
             camera.close()
     assert mic.codec == {"mulaw": "pcm_mulaw", "aac": "aac", "opus": "opus"}[codec]
     assert sum(b.samples.size for b in blocks) >= 2 * AUDIO_RATE, f"{codec}: too little sound"
-    for a, b in zip(blocks, blocks[1:], strict=False):  # one continuous run, each block stamped on the camera clock
-        assert b.first_index == a.first_index + a.samples.size
-        assert abs((b.capture_t - a.capture_t) - a.samples.size / AUDIO_RATE) < 0.002
+    # One continuous run, each block stamped one block after the last, but for one step where the sender reports'
+    # timing takes over from the start-of-play alignment.
+    pairs = list(zip(blocks, blocks[1:], strict=False))
+    steps = [abs((b.capture_t - a.capture_t) - a.samples.size / AUDIO_RATE) for a, b in pairs]
+    assert all(b.first_index == a.first_index + a.samples.size for a, b in pairs)
+    assert sum(step > 0.002 for step in steps) <= 1 and max(steps) < 0.05, steps
     sound = np.concatenate([b.samples for b in blocks])[-AUDIO_RATE:]
     assert abs(dominant_hz(sound) - 440) < 5 and float(np.sqrt(np.mean(sound ** 2))) > 0.05
 
@@ -152,13 +155,16 @@ def test_flash_and_beep_through_rtsp_in_sync_without_calibration_and_a_second_ca
     """The camera's sound (A-law) and pictures of one RTSP session: |median| and spread within 5 ms without any
     calibration, as bare ffmpeg copying the same session in the same run; a second, video-only camera of the
     room within 20 ms of that sound once calibrated."""
-    mounts = {"room": {"stimulus": str(stimulus_file), "audio": "alaw"},
-              "second": {"stimulus": str(stimulus_file), "video": "h265"}}
+    # The second camera is H.264: x265 in the stand-in falls behind on a loaded 2-core machine, and a camera that
+    # delivers late in bursts cannot be mapped by anyone (H.265 recording is tested above).
+    mounts = {"room": {"stimulus": str(stimulus_file), "audio": "alaw"}, "second": {"stimulus": str(stimulus_file)}}
     with RtspServer(mounts) as cams:
-        # Keeps the second camera's pipeline running between the two recordings (its phase against the first
-        # camera's is then fixed, as two cameras filming one room are).
-        witness = subprocess.Popen([ffmpeg_exe(), "-v", "quiet", "-rtsp_transport", "tcp", "-i", cams.url("second"),
-                                    "-c", "copy", "-f", "null", "-"], stdin=subprocess.DEVNULL)
+        # Viewers that keep both cameras' pipelines running between the two recordings: the phase of one
+        # camera's flashes against the other's is then fixed, as for two cameras filming one room.
+        witnesses = [subprocess.Popen([ffmpeg_exe(), "-v", "quiet", "-rtsp_transport", "tcp", "-i", cams.url(mount),
+                                       "-c", "copy", "-f", "null", "-"], stdin=subprocess.DEVNULL)
+                     for mount in ("room", "second")]
+        time.sleep(3.0)  # the pipelines start with their first viewer: past their first seconds, as in a room
         try:
             bare = bare_ffmpeg_copy(cams.url("room"), tmp_path / "bare.mp4", 14)
             first = osce("record", "--video", "copy:" + cams.url("room"), "--video", "copy:" + cams.url("second"),
@@ -170,9 +176,11 @@ def test_flash_and_beep_through_rtsp_in_sync_without_calibration_and_a_second_ca
             second = osce("record", "--video", "copy:" + cams.url("room"), "--video", "copy:" + cams.url("second"),
                           "--video-latency-ms", "0", "--video-latency-ms", str(latency), "--audio", "camera:0",
                           "--seconds", "8", "--out", str(tmp_path / "second"))
+            assert all(w.poll() is None for w in witnesses), "a camera's pipeline restarted between the recordings"
         finally:
-            witness.terminate()
-            witness.wait(timeout=10)
+            for witness in witnesses:
+                witness.terminate()
+                witness.wait(timeout=10)
     assert second.returncode == 0, second.stderr[-2000:]
     ours, baseline = report["cam0"], offsets_after(tmp_path / "bare.mp4", 5.0)
     assert ours["pairs"] >= 6 and baseline["pairs"] >= 6, (ours, baseline)
