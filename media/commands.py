@@ -14,7 +14,8 @@ from media.manifest import ManifestError, verify_recording
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("record", help="record one attempt from cameras and a microphone")
     p.add_argument("--video", action="append", required=True, metavar="SRC",
-                   help="synthetic[:skew_ppm=..,jitter_ms=..,latency_ms=..], a device index, a URL, or copy:URL")
+                   help="synthetic[:skew_ppm=..,jitter_ms=..,latency_ms=..], a device index, a URL (rtsp:// copies "
+                        "H.264/H.265 and decodes the rest), copy:URL, or decode:rtsp://… (always decode and encode)")
     p.add_argument("--audio", metavar="SRC",
                    help="synthetic[:...], a PortAudio device index or name, or camera:N (camera N's own microphone, "
                         "N counted from 0 in --video order; `camera` is camera:0)")

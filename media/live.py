@@ -159,6 +159,8 @@ class LiveMuxer:
                                      "max_interleave_delta": "1"})
         self._streams[id(video)] = self._out.add_stream_from_template(video)
         self._streams[id(video)].time_base = video.time_base
+        if video.codec_context.codec.canonical_name == "hevc":  # as recorded: parameter sets in the init (hvc1)
+            self._streams[id(video)].codec_context.codec_tag = "hvc1"
         if self._src_audio is not None:
             audio = self._out.add_stream_from_template(self._src_audio)
             audio.time_base = self._src_audio.time_base

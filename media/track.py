@@ -90,7 +90,7 @@ class Track:
             stream.codec_context.time_base = VIDEO_TB
         else:
             stream = self._out.add_stream_from_template(template)
-            if template.codec_context.name == "hevc":
+            if template.codec_context.codec.canonical_name == "hevc":
                 stream.codec_context.codec_tag = "hvc1"
         stream.time_base = VIDEO_TB
         self.video = stream

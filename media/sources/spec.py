@@ -1,8 +1,9 @@
 """Source strings, as typed on the command line and in the station config.
 
 Video: ``synthetic[:params]``, a device index (``0``) or path (``/dev/video0``), an RTSP camera (``rtsp://…``:
-H.264 and H.265 recorded by stream copy, anything else decoded; ``copy:rtsp://…`` refuses what it cannot copy),
-another stream URL (``http://…``, ``udp://…``) decoded through OpenCV, or ``copy:URL`` for stream copy of H.264.
+H.264 and H.265 recorded by stream copy, anything else decoded; ``copy:rtsp://…`` refuses what it cannot copy,
+``decode:rtsp://…`` decodes and encodes even what it could copy), another stream URL (``http://…``,
+``udp://…``) decoded through OpenCV, or ``copy:URL`` for stream copy of H.264.
 Audio: ``synthetic[:params]``, a PortAudio device index, a device name (``pulse``, ``default``), or ``camera:N``
 (the sound of the N-th camera's RTSP session, counted from 0; the recorder wires it, see media/recorder.py).
 
@@ -31,12 +32,15 @@ def open_video_source(spec: str, width: int = 1280, height: int = 720, fps: floa
 
         return SyntheticCamera(spec.partition(":")[2], width=width, height=height, fps=fps, label=label)
     copy = spec.startswith("copy:")
-    url = spec[len("copy:"):] if copy else spec
+    decode = spec.startswith("decode:")
+    url = spec.partition(":")[2] if copy or decode else spec
     if url.startswith(RTSP_SCHEMES):
         from media.sources.rtsp import RtspCamera
 
-        return RtspCamera(url, transport=transport, user=user, password=password, copy=True if copy else None,
-                          width=width, height=height, fps=fps)
+        return RtspCamera(url, transport=transport, user=user, password=password,
+                          copy=True if copy else False if decode else None, width=width, height=height, fps=fps)
+    if decode:
+        raise SourceError(f"video source {masked(spec)!r}: decode: is for rtsp:// cameras")
     if copy:
         from media.sources.passthrough import StreamCopyCamera
 
