@@ -14,6 +14,7 @@ was written stays intact and listed in the manifest.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import math
 import queue
@@ -196,6 +197,9 @@ class Recorder:
         if self._audio is not None:
             self._drift = DriftCorrector(AUDIO_RATE, self.origin, audio_latency_ms / 1000.0, clock=audio_clock)
             self._spawn("capture-audio", self._capture_audio, self._audio)
+        # What the imports made lives as long as the process: out of the collector's way, so that the many small
+        # objects of a recording (packets, frames, blocks) do not make it walk them all again and again.
+        gc.freeze()
         log.info("recording %s into %s: %d camera(s), audio %s", cfg.recording_id, out,
                  len(self._cameras), "yes" if self._audio else "no")
 

@@ -47,7 +47,9 @@ AUDIO_RATE = 48000
 COPY_CODECS = {"h264": "H.264", "hevc": "H.265"}
 TRANSPORTS = ("tcp", "udp")
 MISSED = re.compile(r"RTP: missed (\d+) packets")
+BLOCK = AUDIO_RATE * 60 // 1000  # the camera's sound goes out in blocks of at least 60 ms
 CAUGHT_UP_WAIT_S = 0.005  # a packet that kept the reader waiting this long came live, not from a backlog
+RECHECK = 50  # once confirmed, a stream's offset to the camera's clock is read again every RECHECK-th packet
 BURST_MAX_S = 3.0  # a stream that never keeps the reader waiting is taken as live after this
 log = logging.getLogger(__name__)
 
@@ -110,14 +112,14 @@ class CameraMicrophone:
         self.overflows = 0
         self.codec: str | None = None
         self._queue: queue.Queue[AudioBlock] = queue.Queue(maxsize=1000)
-        self._opened = False
+        self.opened = False
 
     def open(self) -> None:
         if self.camera.audio_codec is None:
             raise SourceError(f"{self.camera.name}: the camera sends no sound (its RTSP session has no audio stream)")
         self.codec = self.camera.audio_codec
         self.description = f"{self.name} ({self.codec}, resampled to {AUDIO_RATE} Hz)"
-        self._opened = True
+        self.opened = True
 
     def put(self, block: AudioBlock) -> None:
         try:
@@ -126,7 +128,7 @@ class CameraMicrophone:
             self.overflows += 1
 
     def read(self, timeout: float) -> AudioBlock | None:
-        if not self._opened:
+        if not self.opened:
             raise SourceError(f"{self.name}: not open")
         try:
             return self._queue.get(timeout=timeout)
@@ -134,7 +136,7 @@ class CameraMicrophone:
             return None
 
     def close(self) -> None:
-        self._opened = False
+        self.opened = False
 
 
 class _AudioPath:
@@ -157,18 +159,23 @@ class _AudioPath:
         self.anchor: tuple[int, float] = (0, 0.0)  # (output index, time) of the latest frame's start
         self.fed = 0  # output samples the frames fed to the resampler stand for, in this run
         self.run_index = 0  # output index where this run began
+        self.time_base = float(stream.time_base)
+        self.pending: list[np.ndarray] = []  # resampled samples not yet handed out, from pending_index on
+        self.pending_index = 0
+        self.pending_t = 0.0
 
     def push(self, packet: av.Packet, camera_t: float | None, into: Callable[[AudioBlock], None]) -> None:
         self.stamps[packet.pts] = camera_t
-        while len(self.stamps) > 64:
+        if len(self.stamps) > 64:
             del self.stamps[next(iter(self.stamps))]
         for frame in self.stream.codec_context.decode(packet):
             if frame.pts is None or frame.pts not in self.stamps:
                 continue  # a frame of a packet we never saw (a decoder's first, primed frame)
-            start = self.to_axis(float(frame.pts * frame.time_base), self.stamps[frame.pts])
+            start = self.to_axis(frame.pts * self.time_base, self.stamps[frame.pts])
             if self.next_t is not None and abs(start - self.next_t) > 0.05:
                 # A hole (lost packets, the camera stopped sending its sound): a new run after it, so that the
                 # sample count keeps matching the time and the drift corrector sees the jump.
+                self.flush(into)
                 self.index = self.run_index + self.fed + max(0, round((start - self.next_t) * AUDIO_RATE))
                 self.resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
                 self.next_t = None
@@ -178,11 +185,22 @@ class _AudioPath:
             self.next_t = start + frame.samples / frame.sample_rate
             self.fed += round(frame.samples * AUDIO_RATE / frame.sample_rate)
             for out in self.resampler.resample(frame):
-                samples = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
-                anchor_index, anchor_t = self.anchor
-                capture = anchor_t + (self.index - anchor_index) / AUDIO_RATE
-                into(AudioBlock(samples=samples, first_index=self.index, capture_t=capture))
+                if not self.pending:
+                    anchor_index, anchor_t = self.anchor
+                    self.pending_t = anchor_t + (self.index - anchor_index) / AUDIO_RATE
+                    self.pending_index = self.index
+                samples = np.frombuffer(out.planes[0], dtype=np.float32, count=out.samples).copy()
+                self.pending.append(samples)
                 self.index += samples.size
+            if self.index - self.pending_index >= BLOCK:
+                self.flush(into)
+
+    def flush(self, into: Callable[[AudioBlock], None]) -> None:
+        """Hand out what is pending as one block (a few frames at once: fewer, larger steps downstream)."""
+        if self.pending:
+            samples = self.pending[0] if len(self.pending) == 1 else np.concatenate(self.pending)
+            into(AudioBlock(samples=samples, first_index=self.pending_index, capture_t=self.pending_t))
+            self.pending = []
 
 
 class RtspCamera:
@@ -223,6 +241,10 @@ class RtspCamera:
         self._lost = 0
         self._offset: float | None = None  # camera clock - video stream time, from the sender reports
         self._candidate: float | None = None  # the last picture's offset, to be confirmed by the next one
+        self._audio_offset: float | None = None  # camera clock - sound stream time, confirmed the same way
+        self._audio_candidate: float | None = None
+        self._audio_packets = self._video_packets = 0
+        self._video_index, self._video_tb, self._audio_tb = 0, 0.0, 0.0
         self._last_pts: float | None = None
         self._live = False
         self._opened_at = 0.0
@@ -261,8 +283,11 @@ class RtspCamera:
         self.audio_codec = container.streams.audio[0].codec_context.name if container.streams.audio else None
         self._audio = _AudioPath(container.streams.audio[0], self._axis) if container.streams.audio else None
         self._container = container
-        self._packets = container.demux(*([stream] + list(container.streams.audio[:1])))
+        self._packets = None  # made at the first read: with the sound only if the microphone was opened
         self._started, self._lost, self._offset, self._candidate, self._last_pts = False, 0, None, None, None
+        self._audio_offset, self._audio_candidate, self._audio_packets, self._video_packets = None, None, 0, 0
+        self._video_index, self._video_tb = stream.index, float(stream.time_base)
+        self._audio_tb = float(container.streams.audio[0].time_base) if container.streams.audio else 0.0
         self._live, self._opened_at, self._held = False, clock.now(), []
         self._ready.clear()
         self.timeline += 1
@@ -284,8 +309,12 @@ class RtspCamera:
 
     # -- reading --------------------------------------------------------------------------------------------
     def read(self, timeout: float) -> EncodedVideo | RawFrame | None:
-        if self._packets is None:
+        if self._container is None:
             raise SourceError(f"{self.name}: not open")
+        if self._packets is None:
+            # Sound nobody asked for is not even handed out by the demuxer.
+            streams = [self.stream, *(self._container.streams.audio[:1] if self.microphone.opened else ())]
+            self._packets = self._container.demux(*streams)
         if self._capture is None or self._capture[0] != threading.get_ident():
             self._release_logs()
             capture = av.logging.Capture(local=True)  # this thread's libav log lines: the lost RTP packets
@@ -295,22 +324,22 @@ class RtspCamera:
             return self._ready.popleft()
         try:
             while True:
-                asked = clock.now()
+                asked = clock.now() if not self._live else 0.0
                 packet = next(self._packets, None)
                 arrived = clock.now()
                 if packet is None:
                     return None
-                self._count_losses()
+                if self._logs:
+                    self._count_losses()
                 if not self._live and (arrived - asked >= CAUGHT_UP_WAIT_S or arrived - self._opened_at > BURST_MAX_S):
                     self._live = True  # the reader had to wait for the camera: what comes now is live
                 if packet.pts is None or packet.size == 0:
                     continue
-                camera_t = _prft_seconds(packet)
-                if packet.stream.type == "audio":
+                if packet.stream_index != self._video_index:
                     if self._audio is not None:
-                        self._audio.push(packet, camera_t, self.microphone.put)
+                        self._audio.push(packet, self._audio_stamp(packet), self.microphone.put)
                     continue
-                item = self._video(packet, camera_t, arrived)
+                item = self._video(packet, arrived)
                 if item is None:
                     continue
                 if not self._live:
@@ -327,6 +356,21 @@ class RtspCamera:
             log.info("%s: %s", self.name, self._why(exc))
             return None
 
+    def _audio_stamp(self, packet: av.Packet) -> float | None:
+        """A sound packet's time on the camera's clock. The side data is read for every packet until two in a
+        row agree on the camera's offset to the stream time, then every `RECHECK`-th packet (it costs ~0.1 ms)."""
+        self._audio_packets += 1
+        stream_t = packet.pts * self._audio_tb
+        if self._audio_offset is not None and self._audio_packets % RECHECK:
+            return stream_t + self._audio_offset
+        camera_t = _prft_seconds(packet)
+        if camera_t is not None:
+            offset = camera_t - stream_t
+            self._audio_offset = offset if self._audio_candidate is not None \
+                and abs(offset - self._audio_candidate) < 0.001 else None
+            self._audio_candidate = offset
+        return camera_t
+
     def _axis(self, stream_t: float, camera_t: float | None) -> float:
         """A sound packet's time on the video's time axis: by the camera's clock once the sender reports have come
         for both (exact), before that by its stream time, which libavformat aligns with the video's at the start
@@ -335,8 +379,10 @@ class RtspCamera:
             return camera_t - self._offset
         return stream_t
 
-    def _video(self, packet: av.Packet, camera_t: float | None, observed: float) -> EncodedVideo | RawFrame | None:
-        device_t = float(packet.pts * packet.time_base)
+    def _video(self, packet: av.Packet, observed: float) -> EncodedVideo | RawFrame | None:
+        device_t = packet.pts * self._video_tb
+        self._video_packets += 1
+        camera_t = _prft_seconds(packet) if self._offset is None or not self._video_packets % RECHECK else None
         if camera_t is not None:
             if self._offset is None and self._candidate is None and self._last_pts is not None \
                     and abs(device_t - self._last_pts - 1.0 / self.fps) > 0.5 / self.fps:
