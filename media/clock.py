@@ -41,6 +41,7 @@ def now() -> float:
     return time.monotonic()
 
 
+EARLY_OUTLIER_S = 0.002  # at least this far under the bulk's first quartile: a misreported time, left out
 SLEW_AFTER_S = 1.0  # a stamped device's offset moves freely for its first second of points, then slowly
 
 
@@ -108,16 +109,22 @@ class DeviceClock:
         d = pts[:, 0] - self._device_ref
         s = pts[:, 1]
         span = d[-1] - d[0]
+        # Points far EARLIER than the bulk are a device misreporting (PortAudio's latency through PulseAudio now
+        # and then comes one 10 ms block too large), never a delivery: they would pull the lower edge down and,
+        # near the end of the window, tilt the rate by hundreds of ppm (9-22 ms of sync spread, measured).
+        residual = s - self.rate * d
+        q1, q3 = np.quantile(residual, [0.25, 0.75])
+        sane = residual >= q1 - max(3.0 * (q3 - q1), EARLY_OUTLIER_S)
         if span >= self.min_span_for_rate_s and len(d) >= 8:
-            keep = np.ones(len(d), dtype=bool)
+            keep = sane
             for _ in range(3):
                 dk, sk = d[keep], s[keep]
                 dc = dk - dk.mean()
                 self.rate = float((dc * (sk - sk.mean())).sum() / (dc * dc).sum())
                 residual = s - self.rate * d
-                keep = residual <= np.median(residual[keep])
+                keep = sane & (residual <= np.median(residual[keep]))
         residual = s - self.rate * d
-        recent = residual[d >= d[-1] - self.recent_s]
+        recent = residual[(d >= d[-1] - self.recent_s) & sane]
         offset = float(np.quantile(recent, self.edge_quantile))
         if self.max_slew is not None and self._settled and span >= SLEW_AFTER_S:
             if self._slew_from is not None:

@@ -121,6 +121,8 @@ def beep_times(audio: np.ndarray, start: float, rate: int = 48000) -> list[float
         e = s
         while e < above.size and above[e]:
             e += 1
+        if e >= above.size:
+            continue  # cut off by the end of the recording: its centre would be early by what is missing
         length = (e - s) / rate
         if not (0.5 * BEEP_S <= length <= 2.0 * BEEP_S):
             continue

@@ -300,8 +300,12 @@ class RtspCamera:
             return av.open(self.url, options=options, timeout=(OPEN_TIMEOUT_S, READ_TIMEOUT_S))
         except av.error.HTTPUnauthorizedError:
             raise SourceError(f"{self.name} refused the login (401)") from None
+        except av.error.HTTPNotFoundError:
+            raise SourceError(f"{self.name}: cannot open: the camera has no stream at this path (404)") from None
+        except (ConnectionError, TimeoutError, av.error.TimeoutError) as exc:
+            raise SourceError(f"{self.name}: cannot open: unreachable ({self._why(exc)})") from None
         except (av.error.FFmpegError, OSError) as exc:
-            raise SourceError(f"{self.name}: cannot open ({self._why(exc)})") from None
+            raise SourceError(f"{self.name}: cannot open: not an RTSP video stream ({self._why(exc)})") from None
 
     def _why(self, exc: BaseException) -> str:
         """An error's text without the password (libavformat puts the URL in it)."""

@@ -102,6 +102,10 @@ def test_a_wrong_password_is_a_clear_refusal_that_never_shows_the_password(tmp_p
     with RtspServer({"cam": {}}, user="admin", password=PASSWORD) as cams:
         result = osce("record", "--video", "copy:" + cams.url("cam", "admin", "wrong-" + PASSWORD), "--seconds", "2",
                       "--out", str(tmp_path / "rec"))
+        wrong_path = osce("record", "--video", cams.url("nope", "admin", PASSWORD), "--seconds", "2",
+                          "--out", str(tmp_path / "rec2"))
+    assert wrong_path.returncode == 2 and "no stream at this path (404)" in wrong_path.stderr, wrong_path.stderr
+    assert "s3cret" not in wrong_path.stderr + wrong_path.stdout
     assert result.returncode == 2
     assert "refused the login (401)" in result.stderr and "rtsp://admin:***@127.0.0.1" in result.stderr
     assert "wrong-" not in result.stderr + result.stdout and "s3cret" not in result.stderr + result.stdout
