@@ -199,8 +199,11 @@ def main() -> None:
         zip_path = exports / e["package"]["file_name"]
         if verified is None:  # once: the package is complete and intact (reads it all again, not timed)
             from review_server.package import verify
+            from review_server.signing import load_existing, public_pem
 
-            rep = verify(zip_path)
+            server_key = load_existing(Path(meta["media"]).resolve().parent)
+            assert server_key is not None, "the export made no signing key"
+            rep = verify(zip_path, public_pem(server_key))
             unzip = subprocess.run(["unzip", "-tqq", str(zip_path)], capture_output=True, text=True)
             verified = rep.ok and unzip.returncode == 0  # and Info-ZIP reads it: every CRC-32, ZIP64 offsets
             if not verified:

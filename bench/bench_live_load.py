@@ -53,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import log, report  # noqa: E402
 
 from media.live import HEADER, INIT, KEY, Chunk  # noqa: E402
+from scripts.harness.ports import free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "bench load password"
@@ -112,12 +113,6 @@ def record_stream(folder: Path, seconds: float, width: int, height: int) -> Stre
 
 
 # --- the server under test and the baseline relay -------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def seed(db_url: str, stations: list[str]) -> dict[str, str]:

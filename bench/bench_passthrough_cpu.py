@@ -9,7 +9,6 @@ The import cost alone is measured too. The LiveRoom's own CPU is never counted (
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import time
 from pathlib import Path
@@ -18,14 +17,9 @@ from common import FFMPEG, OSCE, log, median, parse_args, report, run_child, wor
 
 from media.calibration import LiveRoom
 from media.track import MOVFLAGS
+from scripts.harness.ports import free_udp_port
 
 W, H = 1280, 720
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def ours(url: str, seconds: float, out: Path) -> tuple[float, int]:

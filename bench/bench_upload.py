@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import hashlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -37,6 +36,8 @@ from review_server.config import ServerConfig
 from review_server.db import Database
 from review_server.migrations import upgrade
 from review_server.models import Station
+from scripts.harness.fmp4_bytes import write_media
+from scripts.harness.ports import free_port
 from station_agent.upload_queue import UploadQueue
 from station_agent.uploader import Uploader
 
@@ -44,22 +45,14 @@ CHUNK = int(float(os.environ.get("OSCE_BENCH_CHUNK_MIB", "8")) * 1024 * 1024)  #
 TARGET_RATIO = 0.8
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def serve(db_url: str, media_dir: str, port: str) -> None:
     from aiohttp import web
 
     from review_server.app import create_app
     from review_server.storage import LocalStorage
-    from review_server.tus import add_tus_routes
 
     cfg = ServerConfig(database_url=db_url, media_dir=Path(media_dir), max_fragment_bytes=1 << 30)
     app = create_app(cfg, storage=LocalStorage(cfg.media_dir))
-    add_tus_routes(app)
     web.run_app(app, host="127.0.0.1", port=int(port), print=lambda *_: print("serving", flush=True))
 
 
@@ -94,10 +87,6 @@ class _HashingFile:
 def make_fragment(folder: Path, size: int) -> tuple[Path, str]:
     """A one-fragment recording folder: an fMP4-shaped media fragment (moof + mdat of random bytes, as the server
     checks the box structure at ingest), new bytes each call so no upload finds its hash stored; (file, sha256)."""
-    if str(ROOT) not in sys.path:  # tests/ is not an installed package
-        sys.path.insert(0, str(ROOT))
-    from tests.fmp4_bytes import write_media
-
     folder.mkdir(parents=True)
     writer = ManifestWriter(folder, {"recording_id": uuid.uuid4().hex, "station": "S1", "tracks": [{"id": "cam0"}]})
     path = folder / "000001.m4s"

@@ -22,7 +22,7 @@ from common import ROOT, log, parse_args, report, workdir
 
 sys.path.insert(0, str(ROOT))
 from media.manifest import MANIFEST_NAME, read_manifest  # noqa: E402
-from tests.examday.harness import ExamDay, Plan  # noqa: E402
+from scripts.harness.examday import ExamDay, Plan  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 

@@ -20,6 +20,8 @@ from typing import Any
 from media.calibration import ffmpeg_exe
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # scripts/harness: what the benchmarks share with the tests
+    sys.path.insert(0, str(ROOT))
 OSCE = str(Path(sys.executable).parent / "osce")
 FFMPEG = ffmpeg_exe()
 # The one place libx264 threading differs between PyAV and the ffmpeg CLI: PyAV opens encoders

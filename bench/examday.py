@@ -8,7 +8,7 @@ The ratio is media recorded / media scheduled (cam0).
     .venv/bin/python bench/examday.py                 # 6 stations in two circuits, 12 candidates, 20 minutes
     .venv/bin/python bench/examday.py --quick         # 3 stations, 3 short attempts (what CI runs)
 
-The harness is tests/examday/harness.py; the same checks run in tests/examday/test_examday.py.
+The harness is scripts/harness/examday.py; the same checks run in tests/examday/test_examday.py.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import sys
 from common import ROOT, parse_args, report, workdir
 
 sys.path.insert(0, str(ROOT))
-from tests.examday.harness import Plan, simulate, table  # noqa: E402
+from scripts.harness.examday import Plan, simulate, table  # noqa: E402
 
 
 def main() -> None:

@@ -26,8 +26,9 @@ from .model import (
 )
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
-MAX_NODES = 100_000  # far above any real checklist
+MAX_NODES = 20_000  # far above any real checklist (the shipped ones have 150 to 250)
 MAX_DEPTH = 50
+MAX_FILE_BYTES = 1024 * 1024  # a real checklist is a few kilobytes; PyYAML composes about 50 000 nodes a second
 
 TOP_KEYS = {
     "specialty": True,  # key: required?
@@ -179,11 +180,33 @@ def _kind(value: Any) -> str:
     )
 
 
+class _TooLarge(Exception):
+    pass
+
+
+class _CountingLoader(yaml.SafeLoader):
+    """Counts the nodes while it composes them, so that a huge file stops at MAX_NODES instead of being built
+    whole first (a megabyte of `[0,0,0,...]` is half a million nodes, seconds of CPU and hundreds of MB)."""
+
+    nodes = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise _TooLarge
+        return super().compose_node(parent, index)
+
+
 def parse_checklist(text: str, name: str = "<checklist>") -> Checklist:
     """Parse and validate YAML text; `name` is what error messages call the file."""
     reader = _Reader(name)
+    if len(text) > MAX_FILE_BYTES:
+        raise ChecklistError([Problem(name, 1, "(file)", f"larger than {MAX_FILE_BYTES // 1024} KiB: not a checklist")])
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_CountingLoader)
+    except _TooLarge:
+        too_many = f"more than {MAX_NODES} YAML nodes: not a checklist"
+        raise ChecklistError([Problem(name, 1, "(yaml)", too_many)]) from None
     except RecursionError:
         raise ChecklistError([Problem(name, 1, "(yaml)", "not valid YAML: nested too deeply")]) from None
     except yaml.YAMLError as exc:
@@ -205,9 +228,12 @@ def load_checklist(path: str | Path) -> Checklist:
     path = Path(path)
     name = str(path)
     try:
-        data = path.read_bytes()
+        with path.open("rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)  # never more: the file may be anything
     except OSError as exc:
         raise ChecklistError([Problem(name, 0, "(file)", f"cannot read: {exc.strerror or exc}")]) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ChecklistError([Problem(name, 1, "(file)", f"larger than {MAX_FILE_BYTES // 1024} KiB: not a checklist")])
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

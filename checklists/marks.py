@@ -17,6 +17,12 @@ event. Merge rule, per examiner: events are replayed in (seq, wall_time, event_i
 ``marks[item]`` to ``done``; a rating sets the rating; a finalise signs the sheet; a reopen unsigns it.
 Once an examiner has finalised, every later event of theirs must carry a reason; such events are applied
 and listed in ``corrections``; one without a reason is not applied and is listed in ``rejected``.
+
+Proof: a station's upload carries, beside each event's fields, ``"proof": {"key_id", "sig"}``: the Ed25519
+signature of the event (``examiner_keys.signing_bytes``) by the examiner's tablet key, unlocked by their PIN when
+they signed in. The server takes the examiner from the proof's credential, never from the ``examiner`` text
+alone (checklists/examiner_keys.py). The proof is not part of the event: the same event has the same content
+with or without it (journals written before proofs existed read as before; their events have none).
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 KINDS = ("mark", "rating", "finalise", "reopen")
-_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+_HASH_RE = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 class MarkEventError(ValueError):

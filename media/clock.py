@@ -105,8 +105,10 @@ class DeviceClock:
 
     def _fit(self) -> None:
         self._since_fit = 0
+        ref = self._device_ref
+        assert ref is not None  # set by the first observation
         pts = np.asarray(self._points, dtype=np.float64)
-        d = pts[:, 0] - self._device_ref
+        d = pts[:, 0] - ref
         s = pts[:, 1]
         span = d[-1] - d[0]
         # Points far EARLIER than the bulk are a device misreporting (PortAudio's latency through PulseAudio now

@@ -40,7 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float, default=30.0)
     p.set_defaults(func=cmd_calibration_clip)
 
-    p = sub.add_parser("verify-recording", help="check a recording folder against its manifest")
+    p = sub.add_parser("verify-recording", help="check a recording folder against its manifest",
+                       description="Every listed file present with its SHA-256. This shows that nothing was lost or "
+                                   "damaged since it was recorded, not who wrote it: whoever can change the files can "
+                                   "change the manifest too. The archived copy and who made it: `osce verify` on an "
+                                   "export package, with the centre's key.")
     p.add_argument("path", type=Path)
     p.set_defaults(func=cmd_verify_recording)
     from media.cpr.commands import register as _cpr; _cpr(sub)  # noqa: E702, I001 - `osce cpr` (issue 10)

@@ -89,7 +89,7 @@ class LiveMuxer:
         self._gop: list[Chunk] = []
         self._listeners: list[Callable[[Chunk], None]] = []
         self._held: list[tuple[av.Packet, int, float, bool]] = []
-        self._start_t: float | None = None  # the first key frame's time: nothing earlier goes live
+        self._start_t: Fraction | None = None  # the first key frame's time: nothing earlier goes live
         self._calls = 0
         self.chunks = 0
         self.closed = False
@@ -125,6 +125,7 @@ class LiveMuxer:
             self._write(*self._copy(packet, is_video))
 
     def _copy(self, packet: av.Packet, is_video: bool) -> tuple[av.Packet, int, float, bool]:
+        assert packet.pts is not None and packet.dts is not None and packet.time_base is not None  # from a muxer
         copy = av.Packet(bytes(packet))
         copy.pts, copy.dts, copy.time_base = packet.pts, packet.dts, packet.time_base
         copy.is_keyframe = packet.is_keyframe

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 
@@ -86,7 +86,7 @@ class RecorderConfig:
     attempt_id: str | None = None  # the exam attempt this recording belongs to (the agent sets it)
     encode: EncodeSettings = field(default_factory=EncodeSettings)
     # Called with each camera's Track before its capture starts: attaches the live view's packet tap.
-    live: Callable[[Track], None] | None = None
+    live: Callable[[Track], object] | None = None
 
 
 @dataclass
@@ -173,7 +173,7 @@ class Recorder:
                            "video": {"codec": fmt.codec if src.encoded and fmt is not None else "h264",
                                      "width": src.width, "height": src.height,
                                      "fps": src.fps, "fps_requested": cfg.fps, "copy": src.encoded},
-                           "audio": None if self._audio is None else
+                           "audio": None if self._audio is None or cfg.audio is None else
                            {"codec": "aac", "rate": AUDIO_RATE, "channels": 1,
                             "source": cfg.audio.shown, "description": masked(self._audio.description),
                             "latency_ms": audio_latency_ms}})
@@ -194,7 +194,7 @@ class Recorder:
             self._spawn(f"capture-cam{i}", self._capture_video, cam)
             if not src.encoded:
                 self._spawn(f"encode-cam{i}", self._encode_video, cam)
-        if self._audio is not None:
+        if self._audio is not None and cfg.audio is not None:
             self._drift = DriftCorrector(AUDIO_RATE, self.origin, audio_latency_ms / 1000.0, clock=audio_clock)
             self._spawn("capture-audio", self._capture_audio, self._audio)
         # What the imports made lives as long as the process: out of the collector's way, so that the many small
@@ -281,6 +281,7 @@ class Recorder:
     # -- threads ---------------------------------------------------------------------------
     def _capture_video(self, cam: _Camera) -> None:
         src, track = cam.source, cam.track
+        assert track is not None  # made before the threads start
         last_seen = clock.now()
         while not self._stop.is_set():
             try:
@@ -333,6 +334,7 @@ class Recorder:
                         message=f"{cam.source.name}: damaged packets from the network (lost data)")
 
     def _reopen(self, cam: _Camera) -> bool:
+        assert cam.track is not None
         if self._stop.wait(RETRY_S):
             return False
         try:
@@ -358,6 +360,7 @@ class Recorder:
 
     def _encode_video(self, cam: _Camera) -> None:
         track = cam.track
+        assert track is not None
         while True:
             job = cam.queue.get()
             if job is None or track.error is not None:
@@ -372,6 +375,7 @@ class Recorder:
 
     def _capture_audio(self, source: AudioSource) -> None:
         drift = self._drift
+        assert drift is not None  # made with the audio source
         silent_since = clock.now()
         reported = False
         # A camera's sound starts with its first RTCP sender report, which may come seconds after the pictures.
@@ -438,6 +442,9 @@ def record(config: RecorderConfig, seconds: float) -> tuple[Recorder, dict[str, 
     return recorder, stats
 
 
+_Item = TypeVar("_Item", RawFrame | EncodedVideo | None, AudioBlock | None)
+
+
 def tap_sources(recorder: Recorder, callback: Callable[[str, RawFrame | EncodedVideo | AudioBlock], None]) -> list[str]:
     """Show a started recorder's items to `callback(track, item)` as they are read; returns the tapped tracks.
 
@@ -446,8 +453,8 @@ def tap_sources(recorder: Recorder, callback: Callable[[str, RawFrame | EncodedV
     an exception in it is logged and never reaches the recording.
     """
 
-    def wrap(track: str, read: Callable[[float], Any]) -> Callable[[float], Any]:
-        def tapped(timeout: float) -> Any:
+    def wrap(track: str, read: Callable[[float], _Item]) -> Callable[..., _Item]:
+        def tapped(timeout: float) -> _Item:
             item = read(timeout)
             if item is not None:
                 try:

@@ -56,11 +56,14 @@ def decode_track(files: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray 
         audio_start = math.nan
         decode = [vstream] + ([astreams[0]] if astreams else [])
         for frame in container.decode(*decode):
+            if not isinstance(frame, av.VideoFrame | av.AudioFrame):
+                continue  # only the video and audio streams are decoded
+            assert frame.pts is not None and frame.time_base is not None  # decoded from a file
             if isinstance(frame, av.VideoFrame):
                 small = frame.reformat(width=160, height=90, format="gray").to_ndarray()
                 times.append(float(frame.pts * frame.time_base))
                 lumas.append(float(small.mean()))
-            else:
+            elif isinstance(frame, av.AudioFrame):
                 if not chunks:
                     audio_start = float(frame.pts * frame.time_base)
                 data = frame.to_ndarray()

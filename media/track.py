@@ -198,6 +198,7 @@ class Track:
 
     def _encode_pcm(self, samples: np.ndarray) -> None:
         """Append samples to the continuous run and encode every whole AAC frame (lock held)."""
+        assert self.audio is not None and self._pcm_pts is not None  # add_audio set them
         self._pcm = np.concatenate([self._pcm, samples])
         while self._pcm.size >= AAC_FRAME:
             chunk, self._pcm = self._pcm[:AAC_FRAME], self._pcm[AAC_FRAME:]

@@ -9,98 +9,79 @@ Middlewares, outermost first:
   the CSRF token on every state-changing request made with a session cookie;
 - body deadline: a request body is read whole within body_timeout_s before the handler runs, else 408
   (a client trickling its body would otherwise hold the connection for ever).
+
+Every response, whatever made it (a handler, a middleware, the router's 404, a file, a WebSocket upgrade),
+carries the security headers (security_headers, on aiohttp's response-prepare signal): a Content-Security-Policy
+that allows no inline script or style and no framing, nosniff, no referrer, and HSTS over TLS.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import logging
-from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from . import auth
 from .config import ServerConfig
 from .db import Database
 from .roles import PUBLIC, allowed, permission_of
+from .routes import setup_routes
 from .storage import MediaStorage, storage_from_config
+from .throttle import LoginThrottle
+from .web import (
+    CONFIG,
+    DB,
+    FORM_TYPES,
+    IDENTITY,
+    STORAGE,
+    THROTTLE,
+    ApiError,
+    body_deadline,
+    db_run,
+    error_response,
+    read_form,
+    setup_templates,
+)
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-CONFIG = web.AppKey("config", ServerConfig)
-DB = web.AppKey("db", Database)
-STORAGE = web.AppKey("storage", MediaStorage)  # type: ignore[type-abstract]
-THROTTLE = web.AppKey("throttle", auth.Throttle)
-IDENTITY = web.RequestKey("identity", auth.Identity)
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
-
-class ApiError(Exception):
-    """A request the server refuses, with what is wrong and where (a field, header or part of the URL)."""
-
-    def __init__(self, status: int, error: str, where: str | None = None, **extra: Any) -> None:
-        super().__init__(error)
-        self.status, self.error, self.where, self.extra = status, error, where, extra
-
-
-def error_response(status: int, error: str, where: str | None = None, **extra: Any) -> web.Response:
-    body: dict[str, Any] = {"error": error}
-    if where:
-        body["where"] = where
-    body.update(extra)
-    return web.json_response(body, status=status, dumps=lambda o: json.dumps(o, ensure_ascii=False))
-
-
-FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
-
-
-@contextlib.asynccontextmanager
-async def body_deadline(request: web.Request) -> AsyncIterator[None]:
-    """Reads of the request body inside must finish within body_timeout_s, else 408. The one way bodies are
-    read: whole bodies by body_deadline_middleware and read_form, each chunk of the streaming fragment PUT
-    (routes/media.py). Not used by the tus receiver (tus.py has its own per-chunk READ_TIMEOUT_S) nor the
-    live publisher (a WebSocket, long-lived by design, with its heartbeat)."""
-    seconds = request.app[CONFIG].body_timeout_s
-    try:
-        async with asyncio.timeout(seconds):
-            yield
-    except TimeoutError:
-        raise ApiError(408, f"the request body did not arrive within {seconds} s", "body") from None
+# Scripts and styles only from the server's own files (templates carry none inline); pictures and video may also
+# be data: or blob: URLs (the live grid plays Media Source blobs); fetches and WebSockets to this server only.
+CONTENT_SECURITY_POLICY = "; ".join((
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data: blob:",
+    "media-src 'self' blob:",
+    "connect-src 'self'",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "frame-ancestors 'none'",
+    "form-action 'self'",
+))
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+HSTS = "max-age=31536000"  # only over TLS: a browser ignores it on plain HTTP, and it must not pin a test server
 
 
-async def read_form(request: web.Request) -> dict[str, str]:
-    """The text fields of a form body, or a 400 saying it is malformed (file parts are ignored)."""
-    try:
-        async with body_deadline(request):
-            form = await request.post()  # cached by aiohttp: the handler's read_form gets the same
-    except ApiError:
-        raise  # 408
-    except web.HTTPException:
-        raise  # 413 from client_max_size
-    except Exception as exc:  # aiohttp raises assorted errors on a broken multipart or urlencoded body
-        raise ApiError(400, f"malformed form body ({type(exc).__name__})", "body") from None
-    return {k: v for k, v in form.items() if isinstance(v, str)}
-
-
-def identity(request: web.Request) -> auth.Identity:
-    return request.get(IDENTITY, auth.ANONYMOUS)
-
-
-async def db_run(request: web.Request | web.Application, fn: Callable[[Session], T]) -> T:
-    """Run fn(session) in one transaction on a worker thread (SQLAlchemy here is synchronous)."""
-    app = request.app if isinstance(request, web.Request) else request
-    return await asyncio.to_thread(app[DB].run, fn)
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if request.secure:
+        response.headers.setdefault("Strict-Transport-Security", HSTS)
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as exc:
@@ -132,7 +113,7 @@ def _route_handler(request: web.Request) -> Any:
 
 
 @web.middleware
-async def body_limit_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+async def body_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     limit = request.app[CONFIG].max_json_bytes
     if getattr(_route_handler(request), "osce_streaming_body", False):
         limit = request.app[CONFIG].max_fragment_bytes
@@ -142,7 +123,7 @@ async def body_limit_middleware(request: web.Request, handler):  # type: ignore[
 
 
 @web.middleware
-async def auth_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.match_info.http_exception is not None:
         raise request.match_info.http_exception  # 404/405: nothing to protect
     permission = permission_of(_route_handler(request))
@@ -167,7 +148,7 @@ async def auth_middleware(request: web.Request, handler):  # type: ignore[no-unt
 
 
 @web.middleware
-async def body_deadline_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+async def body_deadline_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Read the (size-limited) body whole within body_timeout_s; the handler's read_json, request.read() and
     read_form then get aiohttp's cached copy. Streaming bodies (tus, fragment PUT) are read by their handler."""
     if request.body_exists and not getattr(_route_handler(request), "osce_streaming_body", False):
@@ -199,8 +180,6 @@ async def _identify(request: web.Request) -> auth.Identity:
 
 def create_app(config: ServerConfig, storage: MediaStorage | None = None) -> web.Application:
     """Build the application. The database must be migrated (`osce server db upgrade`) beforehand."""
-    from .routes import setup_routes
-
     app = web.Application(
         middlewares=[error_middleware, body_limit_middleware, auth_middleware, body_deadline_middleware],
         client_max_size=config.max_json_bytes,
@@ -209,9 +188,10 @@ def create_app(config: ServerConfig, storage: MediaStorage | None = None) -> web
     app[CONFIG] = config
     app[DB] = Database(config.database_url)
     app[STORAGE] = storage if storage is not None else storage_from_config(config)
-    app[THROTTLE] = auth.Throttle(
-        config.login_max_failures_per_account, config.login_max_failures_per_ip, config.login_window_s
-    )
+    app[THROTTLE] = LoginThrottle(config.login_max_failures_per_account, config.login_max_failures_per_ip,
+                                  config.login_window_s, config.login_delay_s)
+    app.on_response_prepare.append(security_headers)
+    setup_templates(app)
     setup_routes(app)
 
     async def _close(app: web.Application) -> None:

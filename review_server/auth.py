@@ -3,8 +3,8 @@
 - Passwords: Argon2id (argon2-cffi), rehashed on login when the parameters change.
 - Sessions: a random token in a Secure, HttpOnly, SameSite=Strict cookie; the database keeps only
   its SHA-256, so a leaked database does not leak live sessions. Each session has its own CSRF token.
-- Throttling: failures are counted per account and per address over a window (in the database, so
-  it holds across processes); while over the limit even the right password is refused.
+- Throttling: review_server/throttle.py (per account and address, and per address; counted before the
+  password is compared).
 - Station tokens: random, shown once, stored as SHA-256, revocable; sent as `Authorization: Bearer`.
 """
 
@@ -19,10 +19,11 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from .models import LoginAttempt, Station, StationToken, User, UserSession, utcnow
+from .models import Station, StationToken, User, UserSession, utcnow
+from .names import name_problem
 from .roles import STATION, Role
 
 SESSION_COOKIE = "osce_session"
@@ -90,6 +91,8 @@ def encodable(text: str) -> bool:
 def add_user(session: Session, login: str, password: str, role: str, display_name: str = "") -> User:
     validate_login(login)
     validate_password(password)
+    if problem := name_problem(display_name):
+        raise ValueError(f"display name: {problem}")
     role = Role(role).value
     if session.scalar(select(User.id).where(User.login == login)) is not None:
         raise ValueError(f"login: user {login!r} already exists")
@@ -162,48 +165,36 @@ def end_session(session: Session, session_id: int) -> None:
 
 
 def csrf_ok(expected: str | None, given: str | None) -> bool:
-    return bool(expected) and bool(given) and hmac.compare_digest(expected.encode(), given.encode())
+    return bool(expected and given) and hmac.compare_digest((expected or "").encode(), (given or "").encode())
 
 
-# --- throttling ---------------------------------------------------------------------------------
+# --- passwords at login ---------------------------------------------------------------------------
 
 
-@dataclass
-class Throttle:
-    max_per_account: int
-    max_per_ip: int
-    window_s: int
+def password_matches(stored_hash: str | None, password: str) -> bool:
+    """Compare a password with an account's stored hash; with no account (None) a dummy hash is compared, so
+    that "no such user" takes as long as a wrong password. Slow by design (Argon2id): call it off the event
+    loop and outside a database transaction."""
+    if stored_hash is None:
+        check_password(_DUMMY_HASH, password)
+        return False
+    return check_password(stored_hash, password)
 
-    def blocked(self, session: Session, login: str, ip: str) -> bool:
-        since = utcnow() - dt.timedelta(seconds=self.window_s)
-        last_ok = session.scalar(
-            select(func.max(LoginAttempt.at)).where(LoginAttempt.login == login, LoginAttempt.success.is_(True))
-        )
-        account_since = max(since, last_ok) if last_ok else since
-        per_account = session.scalar(
-            select(func.count()).where(
-                LoginAttempt.login == login, LoginAttempt.success.is_(False), LoginAttempt.at > account_since
-            )
-        )
-        per_ip = session.scalar(
-            select(func.count()).where(LoginAttempt.ip == ip, LoginAttempt.success.is_(False), LoginAttempt.at > since)
-        )
-        return (per_account or 0) >= self.max_per_account or (per_ip or 0) >= self.max_per_ip
 
-    @staticmethod
-    def record(session: Session, login: str, ip: str, success: bool) -> None:
-        session.add(LoginAttempt(login=login[:64], ip=ip[:64], success=success))
+def rehash_if_needed(user: User, password: str) -> None:
+    """After a successful login: rehash the password if the Argon2id parameters changed."""
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
 
 
 def authenticate(session: Session, login: str, password: str) -> User | None:
+    """The active user with this login and password, or None (for the CLI and tests; the login route throttles
+    first, see routes/session.py)."""
     user = session.scalar(select(User).where(User.login == login))
-    if user is None or not user.active:
-        check_password(_DUMMY_HASH, password)
+    ok = password_matches(user.password_hash if user is not None and user.active else None, password)
+    if user is None or not ok:
         return None
-    if not check_password(user.password_hash, password):
-        return None
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
+    rehash_if_needed(user, password)
     return user
 
 

@@ -7,6 +7,10 @@ import getpass
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import ServerConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,9 +37,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     aud = ssub.add_parser("audit", help="the audit log")
     asub = aud.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
-    ver = asub.add_parser("verify", help="check the hash chain; exit 1 at the first broken row")
+    ver = asub.add_parser("verify", help="check the hash chain and its signed anchors; exit 1 at the first broken row "
+                                         "or an anchor the chain no longer matches")
     _config_option(ver)
     ver.set_defaults(func=_audit_verify)
+    anc = asub.add_parser("anchor", help="write today's signed head of the chain to audit_anchor_dir (once a day)")
+    _config_option(anc)
+    anc.set_defaults(func=_audit_anchor)
 
     st = ssub.add_parser("station", help="stations and their tokens")
     stsub = st.add_subparsers(dest="station_command", required=True, metavar="ACTION")
@@ -53,6 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     srev.add_argument("--id", type=int, default=None)
     _config_option(srev)
     srev.set_defaults(func=_station_revoke)
+
+    _register_tablet(ssub)
 
     sch = ssub.add_parser("schedule", help="the exam day's schedule")
     schsub = sch.add_subparsers(dest="schedule_command", required=True, metavar="ACTION")
@@ -74,20 +84,108 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.set_defaults(func=_run)
 
 
+def _register_tablet(ssub: argparse._SubParsersAction) -> None:
+    tab = ssub.add_parser("tablet", help="examiners' tablet credentials (PIN and signing key per station and day)")
+    tsub = tab.add_subparsers(dest="tablet_command", required=True, metavar="ACTION")
+    iss = tsub.add_parser("issue", help="issue credentials and print each PIN (shown once)")
+    iss.add_argument("--station", required=True, help="station code")
+    iss.add_argument("--day", required=True, help="the exam day, YYYY-MM-DD")
+    iss.add_argument("--login", action="append", help="an examiner (repeat); default: all assigned that day")
+    iss.add_argument("--json", action="store_true", help="print JSON lines")
+    _config_option(iss)
+    iss.set_defaults(func=_tablet_issue)
+    lst = tsub.add_parser("list", help="a station's credentials (no PINs: they are kept nowhere)")
+    lst.add_argument("--station", required=True)
+    _config_option(lst)
+    lst.set_defaults(func=_tablet_list)
+    rev = tsub.add_parser("revoke", help="revoke a credential: every mark it signed is refused from now on")
+    rev.add_argument("key_id")
+    _config_option(rev)
+    rev.set_defaults(func=_tablet_revoke)
+
+
+def _tablet_issue(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from .tablet_credentials import CredentialError, describe, issue, issue_for_assigned
+
+    try:
+        day = dt.date.fromisoformat(args.day)
+    except ValueError:
+        print(f"osce server tablet issue: --day: expected YYYY-MM-DD, got {args.day!r}", file=sys.stderr)
+        return 2
+    cfg = _config(args)
+    db = _db(args)
+    actor = f"cli:{getpass.getuser()}"
+    try:
+        with db.transaction() as s:
+            made = ([(login, *issue(s, cfg, args.station, day, login, actor)) for login in args.login]
+                    if args.login else issue_for_assigned(s, cfg, args.station, day, actor))
+            rows = [describe(s, row) | {"pin": pin} for _, pin, row in made]
+    except CredentialError as exc:
+        print(f"osce server tablet issue: {exc.where}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        db.dispose()
+    if not rows:
+        print(f"osce server tablet issue: no examiner is assigned to {args.station} on {day}", file=sys.stderr)
+        return 1
+    for row in rows:
+        print(json.dumps(row, ensure_ascii=False) if args.json else
+              f"{row['login']}\tPIN {row['pin']}\t{row['key_id']}\tuntil {row['valid_until']}")
+    return 0
+
+
+def _tablet_list(args: argparse.Namespace) -> int:
+    from .tablet_credentials import listed
+
+    db = _db(args)
+    try:
+        with db.transaction() as s:
+            st = _find_station(s, args.station, "tablet list")
+            if st is None:
+                return 2
+            for row in listed(s, st.id):
+                print(json.dumps(row, ensure_ascii=False))
+    finally:
+        db.dispose()
+    return 0
+
+
+def _tablet_revoke(args: argparse.Namespace) -> int:
+    from .tablet_credentials import CredentialError, describe, revoke
+
+    db = _db(args)
+    try:
+        with db.transaction() as s:
+            print(json.dumps(describe(s, revoke(s, args.key_id, f"cli:{getpass.getuser()}")), ensure_ascii=False))
+    except CredentialError as exc:
+        print(f"osce server tablet revoke: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        db.dispose()
+    return 0
+
+
 def _config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=None, help="server TOML file (default: demo settings)")
 
 
-def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _config(args: argparse.Namespace) -> ServerConfig:
+    """The server's configuration; a mistake in it exits 2 with the file, the key and the problem."""
     from .auth import configure_passwords
-    from .config import load_config
+    from .config import ConfigError, load_config
 
-    cfg = load_config(args.config)
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(f"osce server: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     configure_passwords(cfg.argon2_time_cost, cfg.argon2_memory_kib, cfg.argon2_parallelism)
     return cfg
 
 
-def _db(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _db(args: argparse.Namespace):
     from .db import Database
 
     return Database(_config(args).database_url)
@@ -139,15 +237,36 @@ def _user_add(args: argparse.Namespace) -> int:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    from . import audit
+    from . import audit, audit_anchor
+    from .signing import data_dir, load_existing
 
+    cfg = _config(args)
     db = _db(args)
+    key = load_existing(data_dir(cfg))
     try:
         result = db.run(audit.verify)
+        checked, problems = db.run(lambda s: audit_anchor.check(s, key, audit_anchor.folder_of(cfg)))
     finally:
         db.dispose()
-    print(json.dumps(result.as_dict(), ensure_ascii=False))
-    return 0 if result.ok else 1
+    out = result.as_dict() | {"anchors_checked": checked, "anchor_problems": problems}
+    out["ok"] = result.ok and not problems
+    print(json.dumps(out, ensure_ascii=False))
+    return 0 if out["ok"] else 1
+
+
+def _audit_anchor(args: argparse.Namespace) -> int:
+    from . import audit_anchor
+    from .signing import data_dir, load_or_create
+
+    cfg = _config(args)
+    db = _db(args)
+    key = load_or_create(data_dir(cfg))
+    try:
+        written = db.run(lambda s: audit_anchor.publish(s, key, audit_anchor.folder_of(cfg)))
+    finally:
+        db.dispose()
+    print(f"wrote {written}" if written else "today's anchor exists already")
+    return 0
 
 
 def _station_add(args: argparse.Namespace) -> int:
@@ -155,10 +274,14 @@ def _station_add(args: argparse.Namespace) -> int:
 
     from . import audit, auth
     from .models import Station
+    from .names import name_problem
     from .validate import CODE_RE
 
     if not CODE_RE.fullmatch(args.code):
         print(f"osce server station add: code must match {CODE_RE.pattern}", file=sys.stderr)
+        return 2
+    if problem := name_problem(args.name):
+        print(f"osce server station add: --name: {problem}", file=sys.stderr)
         return 2
     db = _db(args)
     try:
@@ -178,7 +301,7 @@ def _station_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def _find_station(s, code: str, action: str):  # type: ignore[no-untyped-def]
+def _find_station(s, code: str, action: str):
     """The station with this code, or None after saying so on stderr."""
     from sqlalchemy import select
 
@@ -225,19 +348,26 @@ def _station_revoke(args: argparse.Namespace) -> int:
 
 
 def _schedule_import(args: argparse.Namespace) -> int:
-    from .day_import import SHIPPED_CHECKLISTS, ScheduleImportError, import_day
+    from . import audit
+    from .day_import import SCHEDULE_IMPORT_REFUSED, SHIPPED_CHECKLISTS, ScheduleImportError, import_day
 
     try:
         schedule = json.loads(args.file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         print(f"osce server schedule import: {args.file}: {exc}", file=sys.stderr)
         return 2
+    cfg = _config(args)
     db = _db(args)
+    actor = f"cli:{getpass.getuser()}"
     try:
         with db.transaction() as s:
-            r = import_day(s, schedule, args.specialty, args.specialty_name, args.title,
-                           f"cli:{getpass.getuser()}", args.checklists or SHIPPED_CHECKLISTS)
+            r = import_day(s, schedule, args.specialty, args.specialty_name, args.title, actor,
+                           args.checklists or SHIPPED_CHECKLISTS, cfg.timezone)
     except ScheduleImportError as exc:
+        if exc.holds:  # nothing was imported; the refusal itself goes on record
+            with db.transaction() as s:
+                audit.append(s, actor, SCHEDULE_IMPORT_REFUSED, str(args.file)[:300],
+                             {"where": exc.where, "holds": exc.holds})
         print(f"osce server schedule import: {args.file}: {exc}", file=sys.stderr)
         return 2
     finally:
@@ -262,9 +392,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _register_archive(sub: argparse._SubParsersAction, ssub: argparse._SubParsersAction) -> None:
-    ver = sub.add_parser("verify", help="check an export package (ZIP or unpacked folder): signature, hashes, files")
+    ver = sub.add_parser("verify", help="check an export package (ZIP or folder): who signed it, hashes, files",
+                         description="The package must be signed by the centre's key: give its published key "
+                                     "(GET /api/export-key) with --public-key, or --config on the server. Exit 0 when "
+                                     "every check holds, 1 otherwise (also when no trusted key was given).")
     ver.add_argument("package", type=Path)
-    ver.add_argument("--public-key", type=Path, default=None, help="the server's published key (PEM) to check against")
+    ver.add_argument("--public-key", type=Path, default=None, help="the centre's published key (PEM) to check against")
+    ver.add_argument("--config", type=Path, default=None, help="the server's TOML: check against the server's own key")
+    ver.add_argument("--trust-embedded-key", action="store_true",
+                     help="check against the key inside the package (proves integrity, not who made it)")
     ver.set_defaults(func=_verify_package)
     exp = ssub.add_parser("export", help="write the export package of a request, with progress")
     exp.add_argument("--request", type=int, required=True, help="the export request's id")
@@ -294,11 +430,30 @@ def _register_archive(sub: argparse._SubParsersAction, ssub: argparse._SubParser
 
 def _verify_package(args: argparse.Namespace) -> int:
     from .package import verify
+    from .signing import data_dir, load_existing, public_pem
 
-    key = args.public_key.read_bytes() if args.public_key is not None else None
-    report = verify(args.package, key)
+    key, source = None, ""
+    if args.public_key is not None and args.config is not None:
+        print("osce verify: give --public-key or --config, not both", file=sys.stderr)
+        return 2
+    if args.public_key is not None:
+        try:
+            key, source = args.public_key.read_bytes()[:64 * 1024], f"--public-key {args.public_key}"
+        except OSError as exc:
+            print(f"osce verify: --public-key: {exc}", file=sys.stderr)
+            return 2
+    elif args.config is not None:
+        server_key = load_existing(data_dir(_config(args)))
+        if server_key is None:
+            print(f"osce verify: the server of {args.config} has no signing key yet", file=sys.stderr)
+            return 2
+        key, source = public_pem(server_key), f"the server's key (--config {args.config})"
+    report = verify(args.package, key, trust_embedded_key=args.trust_embedded_key, trusted_from=source)
     for line in report.lines():
         print(line)
+    if report.ok and key is None:
+        print("WARNING: checked against the package's own key only: anyone can make a package that passes this; "
+              "compare the key's sha256 above with the centre's published one", file=sys.stderr)
     return 0 if report.ok else 1
 
 
@@ -312,7 +467,7 @@ def _export(args: argparse.Namespace) -> int:
     db = _db(args)
     shown = [-1]
 
-    def progress(p) -> None:  # type: ignore[no-untyped-def]  # export.ExportProgress, once per whole percent
+    def progress(p) -> None:  # export.ExportProgress, once per whole percent
         pct = int(p.percent)
         if pct != shown[0]:
             shown[0] = pct
@@ -338,10 +493,13 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _date(value: str):  # type: ignore[no-untyped-def]
+def _date(value: str):
     import datetime as dt
+    import re
 
     try:
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):  # not the week form "2026-W27-3" either
+            raise ValueError(value)
         return dt.date.fromisoformat(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {value!r}") from None

@@ -16,6 +16,7 @@ Schedule format (station_agent/lifecycle.py parse_schedule): {"attempts": [{"att
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,18 +29,21 @@ from checklists.model import Checklist
 
 from . import audit
 from .models import Attempt, Candidate, ChecklistVersion, ExamDay, Specialty, Station, Task
+from .names import name_problem
+from .retention import active_holds, held_message
 from .validate import CODE_RE
 
 SCHEDULE_IMPORT = "schedule.import"
+SCHEDULE_IMPORT_REFUSED = "schedule.import.refused"  # it would have changed a held attempt
 SHIPPED_CHECKLISTS = Path(__file__).resolve().parent.parent / "checklists" / "data"
 
 
 class ScheduleImportError(ValueError):
     """A schedule entry that cannot be imported, with where it is (attempts[i].field)."""
 
-    def __init__(self, message: str, where: str) -> None:
+    def __init__(self, message: str, where: str, holds: list[dict[str, Any]] | None = None) -> None:
         super().__init__(f"{where}: {message}")
-        self.where = where
+        self.where, self.holds = where, holds or []
 
 
 @dataclass
@@ -84,18 +88,23 @@ def _starts(entry: dict[str, Any], where: str) -> dt.datetime:
 
 
 def import_day(s: Session, schedule: dict[str, Any], specialty: str, specialty_name: str, title: str,
-               actor: str, checklist_dir: Path = SHIPPED_CHECKLISTS) -> ImportReport:
-    """Create or update everything the schedule names (inside the caller's transaction); audited."""
+               actor: str, checklist_dir: Path = SHIPPED_CHECKLISTS, timezone: str = "UTC") -> ImportReport:
+    """Create or update everything the schedule names (inside the caller's transaction); audited. The exam day
+    is the date of its first attempt in the centre's time zone (the server's `timezone`): examiners' tablet
+    credentials are for that local day."""
     entries = schedule.get("attempts") if isinstance(schedule, dict) else None
     if not isinstance(entries, list) or not entries:
         raise ScheduleImportError("expected a non-empty 'attempts' list", "attempts")
     if not CODE_RE.fullmatch(specialty):
         raise ScheduleImportError(f"must match {CODE_RE.pattern}", "specialty")
+    for where, name in (("specialty name", specialty_name), ("title", title)):
+        if problem := name_problem(name):
+            raise ScheduleImportError(problem, where)
     report = ImportReport()
     sp, _ = _get_or_add(s, Specialty, Specialty.code == specialty, code=specialty, name=specialty_name or specialty)
     first = min(_starts(e, f"attempts[{i}]") for i, e in enumerate(entries) if isinstance(e, dict))
-    day, _ = _get_or_add(s, ExamDay, (ExamDay.day == first.date()) & (ExamDay.title == title),
-                         day=first.date(), title=title)
+    local = first.astimezone(zoneinfo.ZoneInfo(timezone)).date()
+    day, _ = _get_or_add(s, ExamDay, (ExamDay.day == local) & (ExamDay.title == title), day=local, title=title)
     report.exam_day_id = day.id
     cache: dict[str, tuple[Checklist, str]] = {}
     for i, entry in enumerate(entries):
@@ -130,6 +139,10 @@ def import_day(s: Session, schedule: dict[str, Any], specialty: str, specialty_n
         else:  # created bare by an early upload, or an edited day: the schedule says what it is
             if row.station_id != station.id:
                 raise ScheduleImportError(f"attempt {attempt_id!r} was recorded at another station", where)
+            changed = (row.exam_day_id, row.candidate_id, row.task_id) != (day.id, cand.id, task.id)
+            holds = active_holds(s, attempt_id) if changed else []
+            if holds:  # whose result this is may not be rewritten while an appeal or request holds it
+                raise ScheduleImportError(held_message(attempt_id, holds) + "; release the hold first", where, holds)
             row.exam_day_id, row.candidate_id, row.task_id = day.id, cand.id, task.id
             report.attempts_updated += 1
     s.flush()

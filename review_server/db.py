@@ -28,7 +28,7 @@ def make_engine(url: str) -> Engine:
 
 def _sqlite_pragmas(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    def _on_connect(dbapi_conn, _record) -> None:
         # Take transaction control from the driver so that BEGIN IMMEDIATE below is really ours.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
@@ -39,7 +39,7 @@ def _sqlite_pragmas(engine: Engine) -> None:
         cur.close()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
+    def _on_begin(conn) -> None:
         # Writers queue at BEGIN instead of failing with a stale snapshot mid-transaction; this is what
         # serialises audit-chain appends on SQLite (PostgreSQL uses an advisory lock, see audit.py).
         conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -58,7 +58,7 @@ class Database:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
-    def transaction(self):  # type: ignore[no-untyped-def]
+    def transaction(self):
         with self.sessions() as session, session.begin():
             yield session
 

@@ -44,7 +44,6 @@ STATIONS = (  # code, name, checklist, candidate order offset
 CANDIDATES = ("2611001", "2611002", "2611003")
 ACCOUNTS = (("admin", "admin"), ("examiner1", "examiner"), ("examiner2", "examiner"), ("observer", "observer"),
             ("archivist", "archivist"))
-PINS = {"examiner1": "1111", "examiner2": "2222"}
 STOP_WAIT_S = 15.0
 
 
@@ -74,6 +73,7 @@ class AgentInfo:
     folder: Path
     http_url: str
     marking_url: str
+    pins: dict[str, str] = field(default_factory=dict)  # examiner -> the tablet PIN the server issued for the day
 
     @property
     def journal(self) -> Path:
@@ -169,9 +169,9 @@ class Demo:
 
     def banner(self) -> str:
         s = self.settings
-        marking = ", ".join(f"{a.marking_url} ({a.name})" for a in self.agents)
+        marking = [f"{a.marking_url} ({a.name}): " + ", ".join(f"{login} PIN {pin}" for login, pin in a.pins.items())
+                   for a in self.agents]
         clocks = ", ".join(a.http_url for a in self.agents)
-        pins = ", ".join(f"{login} PIN {pin}" for login, pin in PINS.items())
         first = self.day[0]["reading_starts_at"] if self.day else "?"
         return "\n".join([
             "",
@@ -179,8 +179,8 @@ class Demo:
             f"Password for every account below: {self.password}   (also in {self.folder / 'password'})",
             f"  observation room (live grid, marking):  {self.url}/live   login examiner1, examiner2, observer",
             f"  review server:                          {self.url}/       admin, archivist (search, export)",
-            f"  marking pages (tablets):                {marking}",
-            f"                                          {pins}",
+            f"  marking pages (tablets, PINs issued by the server for today, also in {self.folder / 'tablet-pins'}):",
+            *(f"      {line}" for line in marking),
             f"  room clock pages:                       {clocks}",
             f"The first attempts start at {first} (in about {s.start_in_s:.0f} s); each attempt: reading "
             f"{s.reading_s} s, performing {s.performing_s} s. Recordings upload to the server as they are made.",
@@ -206,8 +206,7 @@ def _toml_str(value: str | Path) -> str:
     return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a valid TOML basic string
 
 
-def _agent_toml(n: int, code: str, name: str, checklist: str, folder: Path, s: DemoSettings, url: str,
-                pins: Path) -> str:
+def _agent_toml(n: int, code: str, name: str, checklist: str, folder: Path, s: DemoSettings, url: str) -> str:
     fault = f",{s.camera_faults[code]}" if code in s.camera_faults else ""
     cameras = [f"synthetic:skew_ppm=40,jitter_ms=3,label={code}{fault}"]
     cpr = ""
@@ -240,7 +239,7 @@ reserve_mb = 200
 
 [exam]
 checklist = {_toml_str(DATA_DIR / (checklist + ".yaml"))}
-pins_file = {_toml_str(pins)}
+marking = true
 marking_port = {s.marking_ports[n - 1]}
 
 [http]
@@ -255,7 +254,8 @@ def prepare(s: DemoSettings) -> Demo:
     from .config import load_config
     from .day_import import import_day
     from .db import Database
-    from .models import ExaminerAssignment, Station, User
+    from .models import ExamDay, ExaminerAssignment, Station, User
+    from .tablet_credentials import issue_for_assigned
 
     folder = s.folder.resolve()
     if folder.exists():
@@ -287,9 +287,6 @@ argon2_memory_kib = {s.argon2_memory_kib}
     start = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(seconds=s.start_in_s)
     day = schedule(start, s)
     (folder / "day.json").write_text(json.dumps({"attempts": day}, ensure_ascii=False, indent=1), encoding="utf-8")
-    pins = folder / "pins"
-    pins.write_text("".join(f"{login}:{pin}\n" for login, pin in PINS.items()), encoding="utf-8")
-    pins.chmod(0o600)
 
     db = Database(cfg.database_url)
     agents = []
@@ -313,13 +310,23 @@ argon2_memory_kib = {s.argon2_memory_kib}
                 (agent_dir / "token").write_text(token + "\n", encoding="utf-8")
                 (agent_dir / "token").chmod(0o600)
                 (agent_dir / "agent.toml").write_text(
-                    _agent_toml(n, code, name, checklist, agent_dir, s, url, pins), encoding="utf-8")
+                    _agent_toml(n, code, name, checklist, agent_dir, s, url), encoding="utf-8")
                 agents.append(AgentInfo(code, name, agent_dir, f"http://127.0.0.1:{s.agent_ports[n - 1]}/",
                                         f"http://127.0.0.1:{s.marking_ports[n - 1]}/"))
             # the day, its candidates, tasks and checklist versions: the protocol and scores see the attempts
-            import_day(session, {"attempts": day}, "nursing", "Сестринское дело", "Демонстрационный день", "demo")
+            report = import_day(session, {"attempts": day}, "nursing", "Сестринское дело", "Демонстрационный день",
+                                "demo", timezone=cfg.timezone)
+            # The commission's tablet PINs for the day, as `osce server tablet issue` gives them to an admin.
+            exam_day = session.get(ExamDay, report.exam_day_id)
+            for agent in agents:
+                agent.pins = {login: pin for login, pin, _ in
+                              issue_for_assigned(session, cfg, agent.station, exam_day.day, "demo")}
     finally:
         db.dispose()
+    pins = folder / "tablet-pins"
+    pins.touch(mode=0o600)  # the PINs are never readable by others, not even for a moment
+    pins.write_text("".join(f"{a.station} {login} {pin}\n" for a in agents for login, pin in a.pins.items()),
+                    encoding="utf-8")
     return Demo(s, folder, password, url, agents, day)
 
 

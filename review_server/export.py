@@ -18,9 +18,7 @@ and a finished package is downloaded again at any time, with Range.
 from __future__ import annotations
 
 import contextlib
-import csv
 import datetime as dt
-import io
 import json
 import os
 import secrets
@@ -35,7 +33,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import audit
+from . import audit, audit_anchor
 from .db import Database
 from .models import (
     Attempt,
@@ -56,6 +54,7 @@ from .models import (
 from .package import PackageSink, PackageWriter
 from .scores import Outcome, attempt_outcome, wire
 from .signing import data_dir, load_or_create
+from .spreadsheet import csv_bytes
 from .station_health import events_between
 from .storage import MediaStorage, NotFound
 
@@ -64,7 +63,7 @@ class ExportError(Exception):
     """The export cannot be made; says what and where."""
 
 
-def exports_dir(config) -> Path:  # type: ignore[no-untyped-def]
+def exports_dir(config) -> Path:
     return data_dir(config) / "exports"
 
 
@@ -88,6 +87,7 @@ class Gathered:
     audit: list[dict[str, Any]] = field(default_factory=list)
     total_bytes: int = 0
     cpr_figures: dict[str, bytes] = field(default_factory=dict)  # attempt id -> the uploaded report
+    audit_anchor: dict[str, Any] = field(default_factory=dict)  # the chain's head when gathered (audit_anchor.py)
 
 
 def _code(s: Session, model: Any, row_id: int | None) -> str | None:
@@ -160,7 +160,7 @@ def gather(s: Session, request_id: int) -> Gathered:
         if figures is not None:
             g.cpr_figures[attempt_id] = figures.body.encode("utf-8")
         targets.add(attempt_id)
-    found = []
+    found: list[AuditEvent] = []
     ordered = sorted(targets)
     for i in range(0, len(ordered), 500):
         found += s.scalars(select(AuditEvent).where(AuditEvent.target.in_(ordered[i : i + 500]))).all()
@@ -177,6 +177,7 @@ def gather(s: Session, request_id: int) -> Gathered:
         }
         for e in sorted(found, key=lambda e: e.seq)
     ]
+    g.audit_anchor = audit_anchor.head(s)
     return g
 
 
@@ -233,13 +234,11 @@ PROTOCOL_COLUMNS = [
 
 
 def protocol_csv(g: Gathered) -> bytes:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(PROTOCOL_COLUMNS)
+    rows: list[list[str]] = [PROTOCOL_COLUMNS]
     for att in g.attempts:
         out = g.outcomes[att["attempt_id"]]
         pct = "" if out.percent is None else f"{out.percent:.2f}"
-        w.writerow(
+        rows.append(
             [
                 att["accreditation_number"] or "",
                 att["attempt_id"],
@@ -254,7 +253,7 @@ def protocol_csv(g: Gathered) -> bytes:
                 out.note,
             ]
         )
-    return buf.getvalue().encode("utf-8")
+    return csv_bytes(rows)
 
 
 def _json(obj: Any) -> bytes:
@@ -411,6 +410,7 @@ def _write_members(
         "created_by": actor,
         "attempts": [a["attempt_id"] for a in g.attempts],
         "absent_media": absent,
+        "audit_anchor": g.audit_anchor,  # signed with the manifest: the recipient holds the chain's head of today
     }
     return pw.finish(key, meta)
 

@@ -4,8 +4,9 @@ Before any byte is stored, its structure is checked (media/fmp4_check.py): what 
 fragment, or names a track its init does not declare, is refused with 422.
 
 A fragment is (recording, track, seq) -> SHA-256. A retry of the same bytes is a no-op; the same
-place with other bytes, a recording or attempt of another station, or a recording moved to another
-attempt is a 409, checked before any byte is stored and again when the row is written.
+place with other bytes, a recording of another station, an attempt that is not this station's on the
+schedule (attempt_owner.py), or a recording moved to another attempt is a 409, checked before any byte is
+stored and again when the row is written.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from sqlalchemy.orm import Session
 
 from media import fmp4_check
 
-from .app import ApiError
-from .models import Attempt, Fragment, Recording
+from .attempt_owner import station_attempt
+from .models import Fragment, Recording
 from .storage import MediaStorage
 from .validate import parse_utc
+from .web import ApiError
 
 
 @dataclass(frozen=True)
@@ -51,9 +53,7 @@ class Where:
 def already_recorded(s: Session, station_id: int, frag: IncomingFragment, where: Where) -> bool:
     """True if this exact fragment is recorded already; ApiError 409 if it conflicts with what is held."""
     if frag.attempt_id is not None:
-        att = s.get(Attempt, frag.attempt_id)
-        if att is not None and att.station_id != station_id:
-            raise ApiError(409, f"attempt {frag.attempt_id!r} belongs to another station", where.attempt)
+        station_attempt(s, station_id, frag.attempt_id, where.attempt)
     rec = s.scalar(select(Recording).where(Recording.key == frag.recording))
     if rec is None:
         return False
@@ -85,8 +85,6 @@ def record_fragment(s: Session, station_id: int, frag: IncomingFragment, where: 
     """Write the fragment's row (and its recording and attempt if new); False if it was there already."""
     if already_recorded(s, station_id, frag, where):
         return False
-    if frag.attempt_id is not None and s.get(Attempt, frag.attempt_id) is None:
-        s.add(Attempt(id=frag.attempt_id, station_id=station_id))
     rec = s.scalar(select(Recording).where(Recording.key == frag.recording))
     if rec is None:
         rec = Recording(key=frag.recording, station_id=station_id, attempt_id=frag.attempt_id)

@@ -11,7 +11,7 @@ from typing import Any
 
 from checklists.marks import MarkEvent, MarkEventError, merge
 
-from .app import ApiError
+from .web import ApiError
 
 
 def check_with_contract(obj: dict[str, Any], where: str) -> None:

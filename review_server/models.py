@@ -47,14 +47,14 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
     impl = DateTime
     cache_ok = True
 
-    def process_bind_param(self, value: dt.datetime | None, dialect) -> dt.datetime | None:  # type: ignore[no-untyped-def]
+    def process_bind_param(self, value: dt.datetime | None, dialect) -> dt.datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
         return value.astimezone(dt.UTC).replace(tzinfo=None)
 
-    def process_result_value(self, value: dt.datetime | None, dialect) -> dt.datetime | None:  # type: ignore[no-untyped-def]
+    def process_result_value(self, value: dt.datetime | None, dialect) -> dt.datetime | None:
         return None if value is None else value.replace(tzinfo=dt.UTC)
 
 
@@ -207,6 +207,11 @@ class MarkEvent(Base):
     seq: Mapped[int] = mapped_column(Integer)
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     source: Mapped[str] = mapped_column(String(80))  # "station:CODE" or "user:LOGIN"
+    # A station's event: the examiner's tablet credential that signed it and the signature (base64), kept so that
+    # anyone can check it again later (checklists/examiner_keys.py). None for marks made on the server's pages
+    # (the session says who) and for unsigned station events accepted during an upgrade.
+    key_id: Mapped[str | None] = mapped_column(String(32))
+    signature: Mapped[str | None] = mapped_column(String(100))
 
 
 class CprFigures(Base):
@@ -275,6 +280,29 @@ class ExaminerAssignment(Base):
     exam_day_id: Mapped[int | None] = mapped_column(ForeignKey("exam_days.id"))
 
 
+class TabletCredential(Base):
+    """An examiner's credential for the tablet of one station on one exam day (checklists/examiner_keys.py): the
+    station's roster entry (the signing key wrapped under the PIN; the PIN is kept nowhere) and the public key
+    that checks the marks it signs. Issuing a new one for the same examiner, station and day replaces the old
+    (the roster drops it; marks it signed before stay valid); revoking refuses every mark it signed."""
+
+    __tablename__ = "tablet_credentials"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    station_id: Mapped[int] = mapped_column(ForeignKey("stations.id"), index=True)
+    exam_day_id: Mapped[int] = mapped_column(ForeignKey("exam_days.id"))
+    public_key: Mapped[str] = mapped_column(String(64))
+    roster_entry: Mapped[str] = mapped_column(Text)  # JSON, as served to the station
+    valid_from: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    valid_until: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    replaced_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_by: Mapped[str | None] = mapped_column(String(200))
+
+
 class UserSession(Base):
     __tablename__ = "sessions"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -295,6 +323,19 @@ class LoginAttempt(Base):
     ip: Mapped[str] = mapped_column(String(64))
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     success: Mapped[bool] = mapped_column(Boolean)
+
+
+class AuditBurst(Base):
+    """A burst of the same refusal (throttled logins from one address, a station's refused marks): the audit log
+    gets one row when a burst starts; the repeats are only counted here, and the count of a burst goes into the
+    row that starts the next one for the same key (review_server/throttle.py)."""
+
+    __tablename__ = "audit_bursts"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    action: Mapped[str] = mapped_column(String(64))
+    first_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    last_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    count: Mapped[int] = mapped_column(Integer)
 
 
 class AuditEvent(Base):

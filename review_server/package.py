@@ -15,6 +15,7 @@ CRC-32 for the ZIP) and handed to a writer thread that hashes the package and wr
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -117,6 +118,8 @@ class MappedFile(mmap.mmap):
     """A stored file mapped read-only (what the hashes read) with its own descriptor (what the sink copies
     from, after the caller has closed its file); closing it closes both."""
 
+    fd: int
+
     def __new__(cls, fd: int, size: int) -> MappedFile:
         self = super().__new__(cls, fd, size, prot=mmap.PROT_READ, flags=mmap.MAP_SHARED | _POPULATE)
         self.fd = os.dup(fd)
@@ -216,6 +219,19 @@ class PackageWriter:
 
 
 # --- verification ------------------------------------------------------------------------------------
+#
+# `verify` reads a package nobody vouches for yet, so it trusts nothing in it until the signature holds with a
+# key the caller trusts (the centre's published key); the package's own public_key.pem is only a claim. What is
+# read is bounded before it is read: the envelope files have caps, a member's bytes are read only when the
+# signed manifest lists it with the size the ZIP declares, and never more than that size; a folder's symlinks
+# and special files (FIFOs, devices) are not followed or opened.
+
+MAX_ENVELOPE = {MANIFEST: 64 * 1024 * 1024, SUMS: 64 * 1024 * 1024, PUBLIC_KEY: 16 * 1024, SIGNATURE: 1024}
+MAX_MEMBERS = 1_000_000
+
+
+class Unreadable(Exception):
+    """A member that cannot be read as the package says it is (the message says why)."""
 
 
 class _Source:
@@ -224,28 +240,105 @@ class _Source:
     def __init__(self, where: Path) -> None:
         self.where = where
         self.zf = zipfile.ZipFile(where) if where.is_file() else None
+        self.refused: dict[str, str] = {}  # folder entries not read: path -> why
 
     def names(self) -> set[str]:
         if self.zf is not None:
             return {n for n in self.zf.namelist() if not n.endswith("/")}
-        return {p.relative_to(self.where).as_posix() for p in self.where.rglob("*") if p.is_file()}
+        out: set[str] = set()
+        root = self.where.resolve()
+        for folder, dirs, files in os.walk(self.where):  # does not descend into symlinked folders
+            for name in [*dirs, *files]:
+                path = Path(folder) / name
+                rel = path.relative_to(self.where).as_posix()
+                st = path.lstat()
+                if stat.S_ISLNK(st.st_mode):
+                    target = path.resolve()
+                    outside = target != root and root not in target.parents
+                    self.refused[rel] = (f"a symlink to {'outside the package folder' if outside else target.name}, "
+                                         "not followed")
+                    out.add(rel)
+                elif stat.S_ISREG(st.st_mode):
+                    out.add(rel)
+                elif not stat.S_ISDIR(st.st_mode):
+                    self.refused[rel] = "not a regular file (a FIFO, socket or device), not opened"
+                    out.add(rel)
+        return out
+
+    def declared_size(self, name: str) -> int:
+        if self.zf is not None:
+            return self.zf.getinfo(name).file_size
+        return (self.where / name).lstat().st_size
 
     def open(self, name: str) -> BinaryIO:
         if self.zf is not None:
             return self.zf.open(name)  # type: ignore[return-value]
-        return (self.where / name).open("rb")
+        if name in self.refused:
+            raise Unreadable(self.refused[name])
+        fd = os.open(self.where / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO must not block
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise Unreadable("not a regular file")
+        return os.fdopen(fd, "rb")
 
-    def read(self, name: str) -> bytes:
-        with self.open(name) as fh:
-            return fh.read()
+    def read(self, name: str, cap: int) -> bytes:
+        """The whole member, refused unread if it declares more than `cap` bytes, and never more than that."""
+        if self.declared_size(name) > cap:
+            raise Unreadable(f"larger than the {cap}-byte limit for this file")
+        with self._reading(name), self.open(name) as fh:
+            data = fh.read(cap + 1)
+        if len(data) > cap:
+            raise Unreadable(f"larger than the {cap}-byte limit for this file")
+        return data
 
-    def sha256(self, name: str) -> tuple[str, int]:
-        h, size = hashlib.sha256(), 0
-        with self.open(name) as fh:
-            while chunk := fh.read(CHUNK):
+    def sha256(self, name: str, size: int) -> str:
+        """SHA-256 of a member that must hold exactly `size` bytes (read in chunks, never past size + 1)."""
+        if self.declared_size(name) != size:
+            raise Unreadable(f"declares {self.declared_size(name)} bytes, the manifest {size}")
+        h, got = hashlib.sha256(), 0
+        with self._reading(name), self.open(name) as fh:
+            while got <= size and (chunk := fh.read(min(CHUNK, size + 1 - got))):
                 h.update(chunk)
-                size += len(chunk)
-        return h.hexdigest(), size
+                got += len(chunk)
+            if got == size and self.zf is not None and not self._ends_where_declared(self.zf.getinfo(name)):
+                raise Unreadable(f"its data goes on past the {size} bytes it declares")
+        if got != size:
+            raise Unreadable(f"holds {'more than' if got > size else 'only'} {min(got, size)} bytes, "
+                             f"the manifest says {size}")
+        return h.hexdigest()
+
+    def _ends_where_declared(self, info: zipfile.ZipInfo) -> bool:
+        """Does a ZIP member hold exactly the bytes it declares? zipfile stops at the declared size (its CRC-32
+        covers only that), so data hidden past it, which an unzip tool may still write out, is seen only here:
+        stored bytes beyond it, or a deflate stream that goes on. Inflates at most one byte past the size."""
+        if info.compress_type == zipfile.ZIP_STORED:
+            return info.compress_size == info.file_size
+        with self.where.open("rb") as f:
+            f.seek(info.header_offset)
+            head = f.read(30)
+            if len(head) < 30 or head[:4] != b"PK\x03\x04":
+                raise Unreadable("no local header where the ZIP's directory says")
+            name_len, extra_len = int.from_bytes(head[26:28], "little"), int.from_bytes(head[28:30], "little")
+            f.seek(info.header_offset + 30 + name_len + extra_len)
+            inflate, out, left = zlib.decompressobj(-zlib.MAX_WBITS), 0, info.compress_size
+            while left and not inflate.eof:
+                buf = f.read(min(CHUNK, left))
+                if not buf:
+                    return False
+                left -= len(buf)
+                while buf and not inflate.eof:
+                    out += len(inflate.decompress(buf, info.file_size + 1 - out))
+                    if out > info.file_size:
+                        return False
+                    buf = inflate.unconsumed_tail
+        return inflate.eof and out == info.file_size and left == 0 and not inflate.unused_data
+
+    @contextlib.contextmanager
+    def _reading(self, name: str) -> Iterator[None]:
+        try:
+            yield
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError) as exc:
+            raise Unreadable(f"cannot be read ({exc})") from None
 
 
 @dataclass
@@ -253,8 +346,11 @@ class Report:
     ok: bool = True
     problems: list[str] = field(default_factory=list)
     checked: int = 0
-    key_sha256: str = ""
+    key_sha256: str = ""  # the key that signed the package (its public_key.pem)
+    trusted_sha256: str = ""  # the key it was checked against: the centre's, or its own when told to trust it
+    trusted_from: str = ""  # where that key came from, in words
     request: dict[str, Any] = field(default_factory=dict)
+    anchor: dict[str, Any] = field(default_factory=dict)
 
     def fail(self, problem: str) -> None:
         self.ok = False
@@ -265,15 +361,28 @@ class Report:
         if self.request:
             r = self.request
             yield f"request: №{r.get('number')} of {r.get('date')} ({r.get('requester')})"
-        yield f"signing key sha256: {self.key_sha256 or '?'}"
+        yield f"signed by key sha256: {self.key_sha256 or '?'}"
+        yield f"checked against key sha256: {self.trusted_sha256 or 'none'}" + (
+            f" ({self.trusted_from})" if self.trusted_from else "")
+        if self.anchor:
+            a = self.anchor
+            yield f"audit chain head at export: row {a.get('seq')} {a.get('hash')} ({a.get('at')})"
         yield f"files checked: {self.checked}"
         for p in self.problems:
             yield f"FAIL {p}"
 
 
-def verify(where: str | Path, public_key: bytes | None = None) -> Report:
-    """Check the signature (with `public_key` PEM if given, else the package's own), every file's SHA-256
-    and size, SHA256SUMS, and that the package holds exactly the files listed."""
+NO_TRUSTED_KEY = ("no trusted key: a package can be signed by anyone's key, so give the centre's published key "
+                  "(GET /api/export-key) with --public-key FILE, or --config with the server's configuration; "
+                  "--trust-embedded-key checks it against the key it carries, which proves nothing about who made it")
+
+
+def verify(where: str | Path, public_key: bytes | None = None, *, trust_embedded_key: bool = False,
+           trusted_from: str = "") -> Report:
+    """Check the signature against `public_key` (the centre's published key, PEM; or, only with
+    `trust_embedded_key`, the package's own), then every listed file's SHA-256 and size, SHA256SUMS, and that
+    the package holds exactly the files listed. Nothing in the package is read beyond the envelope before
+    its signature holds with a trusted key."""
     report = Report()
     if not Path(where).exists():
         report.fail(f"{where}: no such file or folder")
@@ -283,29 +392,59 @@ def verify(where: str | Path, public_key: bytes | None = None) -> Report:
     except (OSError, zipfile.BadZipFile) as exc:
         report.fail(f"{where}: cannot open ({exc})")
         return report
-    names = src.names()
+    try:
+        names = src.names()
+    except OSError as exc:
+        report.fail(f"{where}: cannot list ({exc})")
+        return report
     if src.zf is not None:
+        if len(src.zf.infolist()) > MAX_MEMBERS:
+            report.fail(f"{where}: more than {MAX_MEMBERS} entries")
+            return report
         counts = Counter(src.zf.namelist())
         for dup in sorted(n for n, c in counts.items() if c > 1):
             report.fail(f"{dup}: more than one entry with this name in the ZIP")
+    for name, why in sorted(src.refused.items()):
+        report.fail(f"{name}: {why}")
+    envelope: dict[str, bytes] = {}
     for needed in (MANIFEST, SIGNATURE, SUMS, PUBLIC_KEY):
         if needed not in names:
             report.fail(f"{needed}: missing")
+            continue
+        try:
+            envelope[needed] = src.read(needed, MAX_ENVELOPE[needed])
+        except Unreadable as exc:
+            report.fail(f"{needed}: {exc}")
     if not report.ok:
         return report
-    body = src.read(MANIFEST)
+    body = envelope[MANIFEST]
     try:
-        key = load_public_pem(public_key if public_key is not None else src.read(PUBLIC_KEY))
-        report.key_sha256 = fingerprint(key)
-        key.verify(src.read(SIGNATURE), body)
-    except InvalidSignature:
-        report.fail(f"{SIGNATURE}: signature does not match {MANIFEST} (altered, or signed by another key)")
+        embedded = load_public_pem(envelope[PUBLIC_KEY])
+        report.key_sha256 = fingerprint(embedded)
+        trusted = load_public_pem(public_key) if public_key is not None else embedded
     except ValueError as exc:
-        report.fail(f"{PUBLIC_KEY}: {exc}")
+        report.fail(f"{PUBLIC_KEY if public_key is None else 'the trusted key'}: {exc}")
+        return report
+    if public_key is None and not trust_embedded_key:
+        report.fail(NO_TRUSTED_KEY)
+        return report
+    report.trusted_sha256 = fingerprint(trusted)
+    report.trusted_from = trusted_from or ("given" if public_key is not None else
+                                           "the package's own key, trusted as asked: proves nothing about who made it")
+    try:
+        trusted.verify(envelope[SIGNATURE], body)
+    except InvalidSignature:
+        signer = "" if report.key_sha256 == report.trusted_sha256 else f" (the package names key {report.key_sha256})"
+        report.fail(f"{SIGNATURE}: signature does not match {MANIFEST} with key {report.trusted_sha256}{signer}: "
+                    "altered, or signed by another key")
+        return report
+    if report.key_sha256 != report.trusted_sha256:
+        report.fail(f"{PUBLIC_KEY}: key {report.key_sha256}, not the trusted key {report.trusted_sha256}")
     try:
         manifest = json.loads(body)
         listed = {f["path"]: f for f in manifest["files"]}
         report.request = manifest.get("request", {})
+        report.anchor = manifest.get("audit_anchor") or {}
     except (ValueError, KeyError, TypeError) as exc:
         report.fail(f"{MANIFEST}: unreadable ({exc})")
         return report
@@ -317,22 +456,29 @@ def verify(where: str | Path, public_key: bytes | None = None) -> Report:
         if path not in names:
             report.fail(f"{path}: listed in the manifest but missing")
             continue
-        sha, size = src.sha256(path)
+        try:
+            sha = src.sha256(path, int(listed[path]["size"]))
+        except Unreadable as exc:
+            report.fail(f"{path}: {exc}")
+            continue
+        except (TypeError, ValueError, KeyError):
+            report.fail(f"{MANIFEST}: {path} has no size")
+            continue
         report.checked += 1
-        if sha != listed[path]["sha256"] or size != listed[path]["size"]:
+        if sha != listed[path]["sha256"]:
             report.fail(f"{path}: SHA-256 or size differs from the manifest")
-    for extra in sorted(names - set(listed) - UNLISTED):
+    for extra in sorted(names - set(listed) - UNLISTED - set(src.refused)):
         report.fail(f"{extra}: in the package but not listed in the manifest")
-    _check_sums(src, listed, report)
+    _check_sums(envelope, listed, report)
     return report
 
 
-def _check_sums(src: _Source, listed: dict[str, Any], report: Report) -> None:
+def _check_sums(envelope: dict[str, bytes], listed: dict[str, Any], report: Report) -> None:
     expected = {path: f["sha256"] for path, f in listed.items()}
-    expected[MANIFEST] = src.sha256(MANIFEST)[0]
-    expected[SIGNATURE] = src.sha256(SIGNATURE)[0]
+    expected[MANIFEST] = hashlib.sha256(envelope[MANIFEST]).hexdigest()
+    expected[SIGNATURE] = hashlib.sha256(envelope[SIGNATURE]).hexdigest()
     sums: dict[str, str] = {}
-    for number, line in enumerate(src.read(SUMS).decode("utf-8", "replace").splitlines(), start=1):
+    for number, line in enumerate(envelope[SUMS].decode("utf-8", "replace").splitlines(), start=1):
         sha, sep, path = line.partition("  ")
         if not sep or len(sha) != 64:
             report.fail(f"{SUMS}:{number}: not a sha256sum line")

@@ -8,7 +8,6 @@ version the marks were made against). Output: JSON, CSV, XLSX (openpyxl) and PDF
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from .models import Attempt, Candidate, ExamDay, Specialty, Station, Task
 from .scores import FAILED, PASSED, Outcome, attempt_outcome, store_outcome
+from .spreadsheet import csv_bytes, xlsx_row
 
 NOT_FINAL = "не окончательно"
 NO_RESULT = "нет результата"
@@ -147,10 +147,8 @@ def build(s: Session, day: dt.date, specialty_code: str) -> Protocol:
 
 def to_csv(p: Protocol) -> bytes:
     """One line per candidate: per task percent, result and whether it is final; then the overall result."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
     codes = p.task_codes
-    w.writerow(["accreditation_number", *[f"{c}_{k}" for c in codes for k in ("percent", "result", "final")], "result"])
+    rows = [["accreditation_number", *[f"{c}_{k}" for c in codes for k in ("percent", "result", "final")], "result"]]
     for r in p.rows:
         line: list[str] = [r.number]
         for c in codes:
@@ -159,8 +157,8 @@ def to_csv(p: Protocol) -> bytes:
                 line += ["", NO_RESULT if cell is None else cell.outcome.note, "нет"]
             else:
                 line += [f"{cell.outcome.percent:.2f}", cell.outcome.result, "да" if cell.final else "нет"]
-        w.writerow([*line, r.overall(codes)])
-    return buf.getvalue().encode("utf-8")
+        rows.append([*line, r.overall(codes)])
+    return csv_bytes(rows)
 
 
 def _title(p: Protocol) -> list[str]:
@@ -177,16 +175,17 @@ def to_xlsx(p: Protocol) -> bytes:
     ws = wb.active
     ws.title = "Протокол"
     for line in _title(p):
-        ws.append([line])
+        ws.append(xlsx_row([line]))
     ws.append([])
     codes = p.task_codes
-    ws.append(["№", "Номер аккредитуемого", *[f"{c}, %" for c in codes], *[f"{c}" for c in codes], "Итог"])
+    ws.append(xlsx_row(["№", "Номер аккредитуемого", *[f"{c}, %" for c in codes], *codes, "Итог"]))
     for i, r in enumerate(p.rows, start=1):
         pcts = [r.cells[c].outcome.percent if c in r.cells else None for c in codes]
         texts = [r.cells[c].text if c in r.cells else NO_RESULT for c in codes]
-        ws.append([i, r.number, *[None if v is None else round(v, 2) for v in pcts], *texts, r.overall(codes)])
+        ws.append(xlsx_row([i, r.number, *[None if v is None else round(v, 2) for v in pcts], *texts,
+                            r.overall(codes)]))
     ws.append([])
-    ws.append(["* лист не подписан членом комиссии: результат не окончательный"])
+    ws.append(xlsx_row(["* лист не подписан членом комиссии: результат не окончательный"]))
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()

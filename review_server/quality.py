@@ -19,9 +19,7 @@ Only finalised sheets count (as in the protocol); the number of sheets left out 
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import itertools
 import math
 from collections.abc import Sequence
@@ -37,6 +35,7 @@ from checklists.scoring import cohen_kappa, flag_disagreement, pairwise_kappa, s
 
 from .models import Attempt, Candidate, ExamDay, Specialty, Station, Task
 from .scores import attempt_outcome
+from .spreadsheet import csv_bytes
 
 SCORE_MARGIN = 20.0  # percentage points between two examiners that flag the attempt (checklists.scoring)
 
@@ -336,31 +335,30 @@ def _num(value: float | None, digits: int = 3) -> str:
 
 def to_csv(r: QualityReport) -> bytes:
     """Three tables one after another, each with its own header row: items, discrepancies, cut scores."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["table", "task", "checklist_version", "item", "action", "critical", "sheets", "done", "done_share",
+    rows: list[list[Any]] = []
+    rows.append(["table", "task", "checklist_version", "item", "action", "critical", "sheets", "done", "done_share",
                 "pairs", "agreement_percent", "kappa"])
     for t in r.tasks:
         for n in t.checklist.item_numbers:
             it = t.items[n]
-            w.writerow(["items", t.task, t.checklist.version, n, it.action, "да" if it.critical else "нет", it.sheets,
+            rows.append(["items", t.task, t.checklist.version, n, it.action, "да" if it.critical else "нет", it.sheets,
                         it.done, _num(it.done_share), it.pairs, _num(it.agreement_percent, 1), _num(it.kappa)])
-    w.writerow([])
-    w.writerow(["table", "task", "attempt_id", "accreditation_number", "station", "kind", "item", "marks", "link"])
+    rows.append([])
+    rows.append(["table", "task", "attempt_id", "accreditation_number", "station", "kind", "item", "marks", "link"])
     for t in r.tasks:
         for d in t.discrepancies:
             marks = "; ".join(f"{ex}={'да' if v is True else 'нет' if v is False else v}" for ex, v in d.marks.items())
-            w.writerow(["discrepancies", t.task, d.attempt_id, d.accreditation_number or "", d.station, d.kind,
+            rows.append(["discrepancies", t.task, d.attempt_id, d.accreditation_number or "", d.station, d.kind,
                         "" if d.item is None else d.item, marks, d.link])
-    w.writerow([])
-    w.writerow(["table", "task", "checklist_version", "rated_sheets", "borderline_grade", "slope", "intercept", "r2",
+    rows.append([])
+    rows.append(["table", "task", "checklist_version", "rated_sheets", "borderline_grade", "slope", "intercept", "r2",
                 "cut_percent", "fixed_percent"])
     for t in r.tasks:
         cut = t.cut_score
         if cut is None:
-            w.writerow(["cut_scores", t.task, t.checklist.version, len(t.rating_points), "", "", "", "", "",
+            rows.append(["cut_scores", t.task, t.checklist.version, len(t.rating_points), "", "", "", "", "",
                         f"{t.checklist.threshold_percent:.2f}"])
         else:
-            w.writerow(["cut_scores", t.task, t.checklist.version, cut.n, f"{cut.borderline:g}", _num(cut.slope),
+            rows.append(["cut_scores", t.task, t.checklist.version, cut.n, f"{cut.borderline:g}", _num(cut.slope),
                         _num(cut.intercept), _num(cut.r2), _num(cut.cut_percent, 2), f"{cut.fixed_percent:.2f}"])
-    return buf.getvalue().encode("utf-8")
+    return csv_bytes(rows)

@@ -6,12 +6,17 @@ policy keeps everything. An attempt with an unreleased legal hold (appeal, reque
 Each deletion is one transaction with its audit row (every fragment's hash, the policy); the blobs no other
 fragment refers to are removed after the commit (a failure leaves an unreferenced blob, never a dangling
 row). The run itself is audited with its totals: together they are the destruction act's log extract.
+
+`delete_recording` is the one way a recording is destroyed (the retention run and DELETE /api/recordings/{key}).
+It looks at the holds inside its own transaction, with the attempt's row locked (as `add_hold` locks it), so a
+hold placed at any moment before the deletion commits stops it: the refusal is audited and nothing is deleted.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from sqlalchemy import func, select
@@ -37,6 +42,7 @@ POLICY_SET = "retention.policy.set"
 HOLD_ADD = "hold.add"
 HOLD_RELEASE = "hold.release"
 HOLD_KINDS = ("appeal", "request", "other")
+DELETE_REFUSED = "recording.delete.refused"
 
 
 @dataclass
@@ -59,7 +65,29 @@ def held_attempts(s: Session) -> set[str]:
     return set(s.scalars(select(LegalHold.attempt_id).where(LegalHold.released_at.is_(None))))
 
 
+def _lock_attempt(s: Session, attempt_id: str) -> None:
+    """Serialise hold changes and deletions on one attempt (PostgreSQL: the row lock; SQLite: every
+    transaction is BEGIN IMMEDIATE already)."""
+    s.execute(select(Attempt.id).where(Attempt.id == attempt_id).with_for_update())
+
+
+def active_holds(s: Session, attempt_id: str | None) -> list[dict[str, Any]]:
+    """The unreleased holds on an attempt, oldest first (locking the attempt's row)."""
+    if attempt_id is None:
+        return []
+    _lock_attempt(s, attempt_id)
+    rows = s.scalars(select(LegalHold).where(LegalHold.attempt_id == attempt_id, LegalHold.released_at.is_(None))
+                     .order_by(LegalHold.id))
+    return [{"id": h.id, "kind": h.kind, "reason": h.reason, "created_by": h.created_by} for h in rows]
+
+
+def held_message(attempt_id: str, holds: list[dict[str, Any]]) -> str:
+    named = "; ".join(f"hold {h['id']} ({h['kind']}, by {h['created_by']}: {h['reason']})" for h in holds)
+    return f"attempt {attempt_id!r} is under legal hold: {named}"
+
+
 def add_hold(s: Session, attempt_id: str, kind: str, reason: str, actor: str) -> LegalHold:
+    _lock_attempt(s, attempt_id)
     hold = LegalHold(attempt_id=attempt_id, kind=kind, reason=reason, created_by=actor)
     s.add(hold)
     s.flush()
@@ -105,9 +133,25 @@ def due(s: Session, today: dt.date) -> tuple[list[tuple[int, str, int, str]], li
     return out, held_keys
 
 
-def delete_recording(s: Session, rec: Recording, actor: str, reason: str, extra: dict[str, Any]) -> list[str]:
-    """Delete the rows of one recording with the audit record; return the blobs nothing refers to any more."""
-    frags = [{"track": f.track, "seq": f.seq, "sha256": f.sha256, "size": f.size} for f in rec.fragments]
+@dataclass
+class Deletion:
+    """What delete_recording did: the blobs nothing refers to any more (for the caller to remove after the
+    commit), or, when holds cover the attempt, nothing at all but the audited refusal."""
+
+    orphans: list[str] = field(default_factory=list)
+    holds: list[dict[str, Any]] = field(default_factory=list)
+
+
+def delete_recording(s: Session, rec: Recording, actor: str, reason: str, extra: dict[str, Any]) -> Deletion:
+    """Delete the rows of one recording with the audit record, unless a legal hold covers its attempt (then
+    audit the refusal and delete nothing)."""
+    holds = active_holds(s, rec.attempt_id)
+    if holds:
+        audit.append(s, actor, DELETE_REFUSED, rec.key,
+                     {"reason": reason, "attempt_id": rec.attempt_id, "holds": holds, **extra})
+        return Deletion(holds=holds)
+    frags: list[dict[str, Any]] = [{"track": f.track, "seq": f.seq, "sha256": f.sha256, "size": f.size}
+                                   for f in rec.fragments]
     key = rec.key
     for f in list(rec.fragments):
         s.delete(f)
@@ -116,7 +160,11 @@ def delete_recording(s: Session, rec: Recording, actor: str, reason: str, extra:
     hashes = sorted({f["sha256"] for f in frags})
     orphans = [h for h in hashes if not s.scalar(select(func.count()).where(Fragment.sha256 == h))]
     audit.append(s, actor, audit.DELETE, key, {"reason": reason, "fragments": frags, **extra})
-    return orphans
+    return Deletion(orphans=orphans)
+
+
+def _recording_bytes(s: Session, recording_id: int) -> int | None:
+    return s.scalar(select(func.sum(Fragment.size)).where(Fragment.recording_id == recording_id))
 
 
 def run(
@@ -126,22 +174,25 @@ def run(
     todo, held = db.run(lambda s: due(s, today))
     report = RunReport(held=held, dry_run=dry_run)
     for rec_id, key, days, specialty in todo:
-        size = db.run(
-            lambda s, rid=rec_id: s.scalar(select(func.sum(Fragment.size)).where(Fragment.recording_id == rid))
-        )
+        size = db.run(partial(_recording_bytes, recording_id=rec_id))
         entry = {"recording": key, "specialty": specialty, "keep_days": days, "bytes": int(size or 0)}
-        report.deleted.append(entry)
         if dry_run:
+            report.deleted.append(entry)
             continue
 
-        def delete(s: Session, rid: int = rec_id, days: int = days, specialty: str = specialty) -> list[str]:
+        def delete(s: Session, rid: int = rec_id, days: int = days, specialty: str = specialty) -> Deletion:
             rec = s.get(Recording, rid)
             if rec is None:
-                return []
+                return Deletion()
             reason = f"retention: {days} days for specialty {specialty}"
             return delete_recording(s, rec, actor, reason, {"retention_run": today.isoformat()})
 
-        for h in db.run(delete):
+        done = db.run(delete)
+        if done.holds:  # held since the list was made
+            held.append(key)
+            continue
+        report.deleted.append(entry)
+        for h in done.orphans:
             storage.delete(h)
             report.media_deleted += 1
     if not dry_run:

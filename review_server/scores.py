@@ -60,6 +60,7 @@ class Outcome:
     percent: float | None = None
     passed: bool | None = None
     note: str = ""
+    note_key: str = ""  # what the note says, for a page to say it in its reader's language (i18n "note.*")
 
     @property
     def result(self) -> str:
@@ -86,14 +87,17 @@ def outcome(events: Iterable[dict[str, Any]], checklist: Checklist | None) -> Ou
         out.sheets = merge(MarkEvent.from_json(e) for e in events)
     except MarkEventError as exc:
         out.note = f"mark events cannot be merged: {exc}"
+        out.note_key = "unmerged"
         return out
     if not out.sheets:
         out.note = "no marks"
+        out.note_key = "no_marks"
         return out
     out.checklist_hash = next(iter(out.sheets.values())).checklist_hash
     out.final = all(sh.finalised for sh in out.sheets.values())
     if checklist is None:
         out.note = f"checklist version {out.checklist_hash[:12]}… is not on the server"
+        out.note_key = "no_checklist"
         out.final = False
         return out
     out.checklist = checklist
@@ -101,12 +105,14 @@ def outcome(events: Iterable[dict[str, Any]], checklist: Checklist | None) -> Ou
         out.scores = {ex: score(checklist, sh.marks) for ex, sh in out.sheets.items()}
     except ValueError as exc:
         out.note = str(exc)
+        out.note_key = "bad_checklist"
         out.final = False
         return out
     out.percent = min(sc.percent for sc in out.scores.values())
     out.passed = all(sc.passed for sc in out.scores.values())
     if not out.final:
         out.note = "not finalised"
+        out.note_key = "not_final"
     return out
 
 

@@ -81,14 +81,14 @@ def search(s: Session, q: Query) -> dict[str, Any]:
     rows = s.execute(stmt.limit(q.per_page + 1).offset((q.page - 1) * q.per_page)).all()
     more = len(rows) > q.per_page
     page = [r.id for r in rows[: q.per_page]]
-    rows = s.execute(
+    found = s.execute(
         select(Attempt.id, Attempt.exam_day_id, Attempt.station_id, Attempt.task_id, Attempt.candidate_id).where(
             Attempt.id.in_(page)
         )
     ).all()
     order = {a: i for i, a in enumerate(page)}
-    rows.sort(key=lambda r: order[r.id])
-    return {"page": q.page, "per_page": q.per_page, "has_more": more, "attempts": _describe(s, rows)}
+    ordered = sorted(found, key=lambda r: order[r.id])
+    return {"page": q.page, "per_page": q.per_page, "has_more": more, "attempts": _describe(s, ordered)}
 
 
 def _describe(s: Session, rows: list[Any]) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from media import sdnotify
 
-from .app import DB
+from .web import DB
 
 log = logging.getLogger(__name__)
 

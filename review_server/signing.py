@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 KEY_FILE = Path("keys") / "export-ed25519.pem"
 
 
-def data_dir(config) -> Path:  # type: ignore[no-untyped-def]
+def data_dir(config) -> Path:
     """Where the server keeps its own files beside the media folder (keys, export packages)."""
     return Path(config.media_dir).resolve().parent
 
@@ -38,10 +38,17 @@ def load_or_create(folder: Path) -> Ed25519PrivateKey:
                 fh.write(pem)
                 fh.flush()
                 os.fsync(fh.fileno())
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    if not isinstance(key, Ed25519PrivateKey):
+    loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(loaded, Ed25519PrivateKey):
         raise ValueError(f"{path}: not an Ed25519 private key")
-    return key
+    return loaded
+
+
+def load_existing(folder: Path) -> Ed25519PrivateKey | None:
+    """The signing key in `folder`, or None if the server has made none yet (nothing is created)."""
+    if not (Path(folder) / KEY_FILE).exists():
+        return None
+    return load_or_create(folder)
 
 
 def public_pem(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:

@@ -1,5 +1,5 @@
 """Station health events as the review page and the export package read them (stored by
-routes/health_events.py from the agent's station_agent/health_log.py)."""
+routes/health_events.py from the agent's station_agent/health_log.py; the format is media/health_events.py's)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from media import health_events
+
 from .models import HealthEvent
 
 
 def as_json(r: HealthEvent) -> dict[str, Any]:
-    return {"code": r.code, "text": r.text, "attempt_id": r.attempt_id,
-            "started_at": r.started_at.isoformat(timespec="milliseconds"),
-            "ended_at": r.ended_at.isoformat(timespec="milliseconds") if r.ended_at else None}
+    return health_events.HealthEvent(r.event_id, r.code, r.text, r.attempt_id, r.started_at, r.ended_at).shown()
 
 
 def events_between(s: Session, station_id: int, start: dt.datetime | None, end: dt.datetime | None,

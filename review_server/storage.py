@@ -16,7 +16,9 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, cast
+
+from .config import ServerConfig
 
 CHUNK = 1024 * 1024
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -217,7 +219,7 @@ class S3Storage:
 
         s3key = self._key(expected_sha256)
         with tempfile.SpooledTemporaryFile(max_size=8 * CHUNK) as spool:
-            actual, size = _copy_hashing(_as_stream(data), spool)
+            actual, size = _copy_hashing(_as_stream(data), cast(BinaryIO, spool))
             if actual != expected_sha256:
                 raise HashMismatch(expected_sha256, actual, size)
             if self.exists(expected_sha256):
@@ -280,7 +282,7 @@ class S3Storage:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
 
-def storage_from_config(cfg) -> MediaStorage:  # type: ignore[no-untyped-def]
+def storage_from_config(cfg: ServerConfig) -> MediaStorage:
     """Build the backend named in a ServerConfig."""
     if cfg.media_backend == "s3":
         key_id, secret = cfg.s3_credentials()

@@ -24,6 +24,13 @@ can only make a station re-send bytes (the offset it reads with HEAD is then low
 unverified bytes survived a crash, the whole-file hash at the end catches them (422, the upload restarts). Ids are
 128 random bits in hex and are checked against that pattern before any path is built, so an id can never
 name a file outside the folder. An upload is visible only to the station that created it.
+
+Bounded per station: at most `tus_max_open_per_station` uploads not yet stored, declaring at most
+`tus_max_open_bytes_per_station` bytes together; a create past either is answered 429 (counted and reserved
+before anything is awaited, so parallel creates cannot all pass). An upload idle for `tus_idle_s` (no byte
+received) is removed while the server runs (a station that comes back gets 404 on HEAD and creates it again),
+and so is a stored upload's receipt after `expire_after_s`. The per-upload lock exists only while a request
+holds it, so probing ids leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -46,7 +53,6 @@ from aiohttp import web
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .app import CONFIG, STORAGE, ApiError, db_run, identity
 from .auth import Identity
 from .fragment_rows import (
     IncomingFragment,
@@ -60,6 +66,7 @@ from .fragment_rows import (
 from .roles import requires
 from .storage import HashMismatch
 from .validate import CODE_RE, SHA256_RE
+from .web import CONFIG, STORAGE, ApiError, db_run, identity
 
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,checksum,termination"
@@ -71,9 +78,11 @@ READ_TIMEOUT_S = 60.0  # a silent peer releases the upload after this long
 _ID_RE = re.compile(r"[0-9a-f]{32}")
 _FLOAT_RE = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9})?")
 
+routes = web.RouteTableDef()
 TUS_DIR = web.AppKey("tus_dir", Path)
 TUS_LOCKS = web.AppKey("tus_locks", dict)
 TUS_HASHES = web.AppKey("tus_hashes", dict)  # upload id -> RunningHash of its part file
+TUS_OPEN = web.AppKey("tus_open", dict)  # station id -> {upload id: declared length} of uploads not yet stored
 
 
 # ---------------------------------------------------------------- state on disk
@@ -220,8 +229,10 @@ def _existing(s: Session, who: Identity, frag: dict[str, Any], size: int) -> boo
 
 async def _record_fragment(request: web.Request, frag: dict[str, Any], size: int) -> None:
     who = identity(request)
+    station_id = who.station_id
+    assert station_id is not None  # station.upload: station tokens only
     try:
-        await db_run(request, lambda s: record_fragment(s, who.station_id, _incoming(frag, size), TUS_WHERE))
+        await db_run(request, lambda s: record_fragment(s, station_id, _incoming(frag, size), TUS_WHERE))
     except IntegrityError:  # a concurrent upload of the same fragment: fine if it holds the same hash
         if not await db_run(request, lambda s: _existing(s, who, frag, size)):
             raise ApiError(409, "conflicting concurrent upload", "Upload-Metadata") from None
@@ -247,19 +258,23 @@ async def _finish(request: web.Request, state: UploadState, info: dict[str, Any]
         await asyncio.to_thread(put)
     except HashMismatch as exc:
         await asyncio.to_thread(state.remove)
+        _release(request.app, state.id)
         raise ApiError(422, f"upload discarded: {exc}", "Upload-Metadata sha256") from None
     except ApiError:  # not an fMP4 fragment: discarded, and the station learns why
         await asyncio.to_thread(state.remove)
+        _release(request.app, state.id)
         raise
     await _record_fragment(request, frag, info["length"])
     info["stored"] = True
     await asyncio.to_thread(state.save, info)
     await asyncio.to_thread(state.part_path.unlink, missing_ok=True)
+    _release(request.app, state.id)
 
 
 # ---------------------------------------------------------------- handlers
 
 
+@routes.route("OPTIONS", BASE)
 @requires("station.upload")
 async def tus_options(request: web.Request) -> web.Response:
     return web.Response(
@@ -275,6 +290,7 @@ async def tus_options(request: web.Request) -> web.Response:
     )
 
 
+@routes.route("POST", BASE)
 @requires("station.upload")
 async def tus_create(request: web.Request) -> web.Response:
     _check_version(request)
@@ -293,6 +309,17 @@ async def tus_create(request: web.Request) -> web.Response:
         raise ApiError(400, "creation-with-upload is not supported; send the bytes with PATCH", "body")
     frag = _fragment_meta(parse_metadata(request.headers.get("Upload-Metadata", "")))
     who = identity(request)
+    state = UploadState(request.app[TUS_DIR], secrets.token_hex(16))
+    _reserve(request, who.station_id, state.id, length)  # before any await: parallel creates see each other
+    try:
+        return await _create(request, who, frag, length, state)
+    except BaseException:
+        _release(request.app, state.id)
+        raise
+
+
+async def _create(request: web.Request, who: Identity, frag: dict[str, Any], length: int,
+                  state: UploadState) -> web.Response:
     already = await db_run(request, lambda s: _existing(s, who, frag, length))
     storage = request.app[STORAGE]
     have_bytes = await asyncio.to_thread(storage.exists, frag["sha256"])
@@ -309,16 +336,18 @@ async def tus_create(request: web.Request) -> web.Response:
 
         await asyncio.to_thread(check_stored)
         await _record_fragment(request, frag, length)
-    state = UploadState(request.app[TUS_DIR], secrets.token_hex(16))
     info = {"length": length, "fragment": frag, "station_id": who.station_id, "created": time.time()}
     info["stored"] = have_bytes  # "already have it": the upload is complete from the start
     await asyncio.to_thread(state.save, info)
+    if have_bytes:
+        _release(request.app, state.id)
     headers = _headers(Location=f"{BASE}/{state.id}", **{"Upload-Offset": str(state.offset(info))})
     if info["stored"]:
         headers[STORED_HEADER] = frag["sha256"]
     return web.Response(status=201, headers=headers)
 
 
+@routes.route("HEAD", BASE + "/{upload_id}")
 @requires("station.upload")
 async def tus_head(request: web.Request) -> web.Response:
     _check_version(request)
@@ -339,6 +368,7 @@ def _streaming(handler: Any) -> Any:
     return handler
 
 
+@routes.route("PATCH", BASE + "/{upload_id}")
 @requires("station.upload")
 @_streaming
 async def tus_patch(request: web.Request) -> web.Response:
@@ -377,6 +407,7 @@ async def tus_patch(request: web.Request) -> web.Response:
     return web.Response(status=204, headers=headers)
 
 
+@routes.route("DELETE", BASE + "/{upload_id}")
 @requires("station.upload")
 async def tus_delete(request: web.Request) -> web.Response:
     _check_version(request)
@@ -384,8 +415,7 @@ async def tus_delete(request: web.Request) -> web.Response:
     async with _lock(request, state):
         _load_own(request, state)
         await asyncio.to_thread(state.remove)
-    request.app[TUS_LOCKS].pop(state.id, None)
-    request.app[TUS_HASHES].pop(state.id, None)
+    _release(request.app, state.id)
     return web.Response(status=204, headers=_headers())
 
 
@@ -405,13 +435,38 @@ def _parse_checksum(header: str | None) -> bytes | None:
 
 
 @contextlib.asynccontextmanager
-async def _lock(request: web.Request, state: UploadState):  # type: ignore[no-untyped-def]
-    """One request at a time per upload; a second one is refused (409) rather than queued."""
-    lock = request.app[TUS_LOCKS].setdefault(state.id, asyncio.Lock())
-    if lock.locked():
+async def _lock(request: web.Request, state: UploadState):
+    """One request at a time per upload; a second one is refused (409) rather than queued. The table holds an
+    upload's entry only while a request has it (nobody ever waits), so it never grows with the ids asked for."""
+    locks: dict[str, bool] = request.app[TUS_LOCKS]
+    if locks.get(state.id):
         raise ApiError(409, "another request is using this upload; retry", "URL upload_id")
-    async with lock:
+    locks[state.id] = True
+    try:
         yield
+    finally:
+        locks.pop(state.id, None)
+
+
+def _reserve(request: web.Request, station_id: int | None, upload_id: str, length: int) -> None:
+    """Count a new upload against its station's limits, or refuse it (429). Synchronous: nothing is awaited
+    between the check and the count."""
+    cfg = request.app[CONFIG]
+    mine: dict[str, int] = request.app[TUS_OPEN].setdefault(station_id, {})
+    if len(mine) >= cfg.tus_max_open_per_station:
+        raise ApiError(429, f"{len(mine)} uploads of this station are open; finish or delete one first "
+                            f"(limit {cfg.tus_max_open_per_station})", "POST /api/tus")
+    if sum(mine.values()) + length > cfg.tus_max_open_bytes_per_station:
+        raise ApiError(429, f"this station's open uploads would declare more than "
+                            f"{cfg.tus_max_open_bytes_per_station} bytes", "Upload-Length")
+    mine[upload_id] = length
+
+
+def _release(app: web.Application, upload_id: str) -> None:
+    """The upload is stored, deleted or expired: it counts no more, and its running hash goes."""
+    for mine in app[TUS_OPEN].values():
+        mine.pop(upload_id, None)
+    app[TUS_HASHES].pop(upload_id, None)
 
 
 async def _read_piece(request: web.Request, n: int) -> bytes:
@@ -501,42 +556,86 @@ def _whole_file_hash(request: web.Request, state: UploadState, length: int) -> s
 # ---------------------------------------------------------------- wiring
 
 
-def expire_uploads(folder: Path, max_age_s: float, now: float | None = None) -> int:
-    """Remove uploads created more than max_age_s ago (abandoned ones, and receipts of stored ones).
+def _last_active(state: UploadState, info: dict[str, Any], now: float) -> float:
+    """When the upload last received a byte (its part file's time), or was created."""
+    try:
+        return max(float(info.get("created", now)), state.part_path.stat().st_mtime)
+    except FileNotFoundError:
+        return float(info.get("created", now))
 
-    A station that still holds such an upload's URL gets 404 on HEAD and creates a new one."""
+
+def expire_uploads(folder: Path, max_age_s: float, now: float | None = None, idle_s: float | None = None,
+                   keep: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """Remove uploads created more than max_age_s ago (abandoned ones, and receipts of stored ones) and, with
+    idle_s, uploads not stored that have received nothing for idle_s; `keep`: ids a request holds now. Returns
+    the removed ids. A station that still holds such an upload's URL gets 404 on HEAD and creates a new one."""
     now = time.time() if now is None else now
-    removed = 0
+    removed = []
     for stale in folder.glob("*.json.tmp"):
-        stale.unlink(missing_ok=True)
+        if now - stale.stat().st_mtime > 60:  # a save in progress takes far less
+            stale.unlink(missing_ok=True)
     for info_path in folder.glob("*.json"):
         try:
             state = UploadState(folder, info_path.stem)
             info = state.load() or {}
         except (ValueError, OSError, json.JSONDecodeError):
             continue  # not ours: leave it alone
-        if now - float(info.get("created", now)) > max_age_s:
+        if state.id in keep:
+            continue
+        old = now - float(info.get("created", now)) > max_age_s
+        idle = idle_s is not None and not info.get("stored") and now - _last_active(state, info, now) > idle_s
+        if old or idle:
             state.remove()
-            removed += 1
+            removed.append(state.id)
     for part in folder.glob("*.part"):  # bytes whose info file is gone
-        if not part.with_suffix(".json").exists():
+        if not part.with_suffix(".json").exists() and now - part.stat().st_mtime > 60:
             part.unlink(missing_ok=True)
     return removed
 
 
-def add_tus_routes(
-    app: web.Application, upload_dir: Path | None = None, expire_after_s: float = 14 * 86400
-) -> None:
-    """Register the tus routes on an application built by create_app (before it starts); uploads older than
-    expire_after_s are removed at startup."""
+def _open_uploads(folder: Path) -> dict[Any, dict[str, int]]:
+    """Uploads not yet stored, per station, as found on disk (after a restart)."""
+    out: dict[Any, dict[str, int]] = {}
+    for info_path in folder.glob("*.json"):
+        with contextlib.suppress(ValueError, OSError, json.JSONDecodeError):
+            info = UploadState(folder, info_path.stem).load() or {}
+            if not info.get("stored"):
+                out.setdefault(info.get("station_id"), {})[info_path.stem] = int(info["length"])
+    return out
+
+
+async def _expire_loop(app: web.Application, expire_after_s: float) -> None:
+    """While the server runs: idle uploads and old receipts go (review_server/config.py tus_idle_s)."""
+    idle_s = float(app[CONFIG].tus_idle_s)
+    while True:
+        await asyncio.sleep(max(0.5, min(60.0, idle_s / 4)))
+        try:
+            gone = await asyncio.to_thread(expire_uploads, app[TUS_DIR], expire_after_s, None, idle_s,
+                                           frozenset(app[TUS_LOCKS].keys()))
+        except OSError:
+            continue
+        for upload_id in gone:
+            _release(app, upload_id)
+
+
+def configure(app: web.Application, upload_dir: Path | None = None, expire_after_s: float = 14 * 86400) -> None:
+    """The receiver's state on an application built by create_app (before it starts): its folder (uploads older
+    than expire_after_s, or idle for tus_idle_s, are removed now and while the server runs), the upload locks,
+    the running hashes and the open uploads per station."""
     folder = Path(upload_dir) if upload_dir is not None else Path(app[CONFIG].media_dir) / ".tus"
     folder.mkdir(parents=True, exist_ok=True)
-    expire_uploads(folder, expire_after_s)
+    expire_uploads(folder, expire_after_s, idle_s=app[CONFIG].tus_idle_s)
+    first = TUS_DIR not in app
     app[TUS_DIR] = folder
     app[TUS_LOCKS] = {}
     app[TUS_HASHES] = {}
-    app.router.add_route("OPTIONS", BASE, tus_options)
-    app.router.add_route("POST", BASE, tus_create)
-    app.router.add_route("HEAD", BASE + "/{upload_id}", tus_head)
-    app.router.add_route("PATCH", BASE + "/{upload_id}", tus_patch)
-    app.router.add_route("DELETE", BASE + "/{upload_id}", tus_delete)
+    app[TUS_OPEN] = _open_uploads(folder)
+    if first:
+        async def expiring(app: web.Application):
+            task = asyncio.create_task(_expire_loop(app, expire_after_s))
+            yield
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        app.cleanup_ctx.append(expiring)

@@ -9,7 +9,6 @@ unpaired surrogates (PostgreSQL cannot store them, and nothing legitimate needs 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import re
 import uuid
@@ -17,39 +16,15 @@ from typing import Any
 
 from aiohttp import web
 
-from .app import ApiError
+from .names import name_problem
+from .web import ApiError
 
 CODE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # station/specialty/task codes, attempt/recording ids
 ACCRED_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z-]{0,63}")  # accreditation numbers
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 INT_MAX = 2**31 - 1
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed in JSON")
-
-
-async def read_json(request: web.Request) -> dict[str, Any]:
-    """The body as a JSON object, or a 4xx saying what is wrong with it."""
-    if request.content_type != "application/json":
-        raise ApiError(415, f"expected Content-Type application/json, got {request.content_type!r}", "Content-Type")
-    raw = await request.read()  # client_max_size applies: 413 if too large
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ApiError(400, "body is not UTF-8", f"body byte {exc.start}") from exc
-    try:
-        body = json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise ApiError(400, f"malformed JSON: {exc.msg}", f"body line {exc.lineno} column {exc.colno}") from exc
-    except ValueError as exc:  # NaN/Infinity, or an integer of thousands of digits
-        raise ApiError(400, f"malformed JSON: {str(exc)[:200]}", "body") from None
-    except RecursionError:
-        raise ApiError(400, "malformed JSON: nested too deeply", "body") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "expected a JSON object", "body")
-    return body
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 class Fields:
@@ -79,6 +54,13 @@ class Fields:
         if value is None:
             return default
         return check_text(value, self.where(name), max_len)
+
+    def name(self, name: str, *, required: bool = True, max_len: int = 200, default: str | None = None) -> Any:
+        """A person's or a thing's name: text without control or invisible format characters (names.py)."""
+        value = self.text(name, required=required, max_len=max_len, default=default)
+        if value is not None and (problem := name_problem(value)):
+            raise ApiError(422, problem, self.where(name))
+        return value
 
     def ident(self, name: str, pattern: re.Pattern[str] = CODE_RE, *, required: bool = True) -> Any:
         value = self._get(name, required)
@@ -135,7 +117,8 @@ class Fields:
     def date(self, name: str) -> dt.date:
         value = self._get(name, True)
         try:
-            return dt.date.fromisoformat(value) if isinstance(value, str) and len(value) == 10 else _bad()
+            # YYYY-MM-DD only: fromisoformat also takes the week form "2026-W27-3" (ten characters too)
+            return dt.date.fromisoformat(value) if isinstance(value, str) and _DATE.fullmatch(value) else _bad()
         except ValueError:
             raise ApiError(422, "expected a date YYYY-MM-DD", self.where(name)) from None
 

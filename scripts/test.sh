@@ -6,4 +6,5 @@ bash scripts/setup.sh
 eval "$(bash scripts/services.sh)"
 export OSCE_CHROMIUM=${OSCE_CHROMIUM:-/usr/bin/chromium}
 .venv/bin/ruff check .
+.venv/bin/mypy media checklists station_agent review_server
 exec .venv/bin/pytest -q "$@"

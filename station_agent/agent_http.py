@@ -17,43 +17,57 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
+import os
+import secrets
 import time
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from aiohttp import web
 
-from .lifecycle import CUES, ScheduleError, cue_wav
+from .lifecycle import CUES, Attempt, ScheduleError, cue_wav
 from .marking_app import COOKIE
+from .marking_host import MarkingHost
+from .pages import render, setup_pages
+from .reports import Reports
 
-if TYPE_CHECKING:
-    from .daemon import Agent
-
-AGENT = web.AppKey("agent", object)
-
-CLOCK_PAGE = """<!doctype html>
-<html lang="ru"><head><meta charset="utf-8"><title>Станция: время</title>
-<style>body{font-family:sans-serif;background:#111;color:#eee;text-align:center}
-#t{font-size:22vw;font-variant-numeric:tabular-nums}#p{font-size:5vw}#c{font-size:4vw;color:#fc6}</style></head>
-<body><div id="p">…</div><div id="t">--:--</div><div id="c"></div>
-<script>
-const names={idle:"Нет попытки",scheduled:"Ожидание",reading:"Ознакомление",performing:"Выполнение",done:"Время вышло"};
-let seen=null;
-async function poll(){try{const s=await (await fetch("/api/clock",{cache:"no-store"})).json();
-const r=Math.max(0,Math.ceil(s.remaining_s));document.getElementById("p").textContent=names[s.phase]||s.phase;
-document.getElementById("t").textContent=s.phase==="idle"?"--:--":
-String(Math.floor(r/60)).padStart(2,"0")+":"+String(r%60).padStart(2,"0");
-const last=s.cues.length?s.cues[s.cues.length-1]:null;
-if(seen===null){seen=last?last.seq:0;}
-for(const c of s.cues){if(c.seq>seen){seen=c.seq;document.getElementById("c").textContent=c.text;
-new Audio("/cues/"+c.cue+".wav").play().catch(()=>{});}}}catch(e){}}
-setInterval(poll,500);poll();
-</script></body></html>
-"""
+log = logging.getLogger(__name__)
 
 
-def _agent(request: web.Request) -> Agent:
-    return request.app[AGENT]  # type: ignore[return-value]
+class StationApi(Protocol):
+    """What the API uses of the agent (station_agent/daemon.py's Agent)."""
+
+    token: str
+    marking: MarkingHost | None
+    reports: Reports
+    last_tick: float  # monotonic time of the last tick: /healthz fails when it is old
+
+    async def start_by_hand(self, body: dict[str, Any]) -> Attempt: ...
+
+    async def stop_by_hand(self) -> Attempt: ...
+
+
+AGENT = web.AppKey("agent", StationApi)
+
+
+def local_token(data_dir: Path) -> str:
+    """Without a station token the API still needs one: made once, kept in <data>/api-token (0600)."""
+    path = data_dir / "api-token"
+    if path.is_file():
+        return path.read_text(encoding="utf-8").strip()
+    token = secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    log.info("no station token configured: the API token is in %s", path)
+    return token
+
+
+
+def _agent(request: web.Request) -> StationApi:
+    return request.app[AGENT]
 
 
 def _error(cls: type[web.HTTPException], message: str) -> web.HTTPException:
@@ -80,11 +94,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def page(request: web.Request) -> web.Response:
-    return web.Response(text=CLOCK_PAGE, content_type="text/html", headers={"Cache-Control": "no-store"})
+    return render("clock.html", request)
 
 
 async def clock(request: web.Request) -> web.Response:
-    return web.json_response(_agent(request).clock_state())
+    return web.json_response(_agent(request).reports.clock_state())
 
 
 @cache
@@ -101,12 +115,12 @@ async def cue(request: web.Request) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     _authorised(request, examiners_too=True)
-    return web.json_response(_agent(request).health())
+    return web.json_response(_agent(request).reports.health())
 
 
 async def status(request: web.Request) -> web.Response:
     _authorised(request, examiners_too=True)
-    return web.json_response(_agent(request).status())
+    return web.json_response(_agent(request).reports.status())
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
@@ -129,7 +143,7 @@ async def attempt_start(request: web.Request) -> web.Response:
     except ScheduleError as exc:
         cls = web.HTTPConflict if "in progress" in str(exc) or "already" in str(exc) else web.HTTPBadRequest
         raise _error(cls, str(exc)) from None
-    return web.json_response({"attempt": attempt.to_json(), "status": _agent(request).status()})
+    return web.json_response({"attempt": attempt.to_json(), "status": _agent(request).reports.status()})
 
 
 async def attempt_stop(request: web.Request) -> web.Response:
@@ -138,10 +152,10 @@ async def attempt_stop(request: web.Request) -> web.Response:
         attempt = await _agent(request).stop_by_hand()
     except ScheduleError as exc:
         raise _error(web.HTTPConflict, str(exc)) from None
-    return web.json_response({"attempt": attempt.to_json(), "status": _agent(request).status()})
+    return web.json_response({"attempt": attempt.to_json(), "status": _agent(request).reports.status()})
 
 
-def build_app(agent: Agent) -> web.Application:
+def build_app(agent: StationApi) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
     app[AGENT] = agent
     app.router.add_get("/", page)
@@ -152,4 +166,5 @@ def build_app(agent: Agent) -> web.Application:
     app.router.add_get("/api/status", status)
     app.router.add_post("/api/attempt/start", attempt_start)
     app.router.add_post("/api/attempt/stop", attempt_stop)
+    setup_pages(app)
     return app

@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     marking.set_defaults(func=_marking)
     run = actions.add_parser("run", help="the station daemon: attempts, recording, health, cues (systemd unit)")
-    run.add_argument("--config", type=Path, help="the agent's TOML file (station_agent/config.py); none: the demo")
+    run.add_argument("--config", type=Path, help="the agent's TOML file (see station_agent/CONFIG.md); none: demo")
     run.set_defaults(func=_run)
 
 

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, func, or_, select, update
 from sqlalchemy.dialects.sqlite import insert
@@ -45,6 +45,16 @@ from media.durable import write_atomic
 
 from . import station_clock
 from .local_db import make_engine
+
+if TYPE_CHECKING:  # the analysis child process imports none of these
+    import aiohttp
+
+    from media.recorder import Recorder
+
+    from .config import AgentConfig
+    from .cpr_live import LiveCpr
+    from .lifecycle import Attempt
+    from .live_publisher import LivePublisher
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +125,7 @@ class CprJobs:
             row = conn.execute(query).mappings().first()
             return dict(row) if row else None
 
-    def set(self, attempt_id: str, **values: Any) -> None:
+    def change(self, attempt_id: str, **values: Any) -> None:
         with self.engine.begin() as conn:
             conn.execute(update(jobs).where(jobs.c.attempt_id == attempt_id).values(**values, updated_at=time.time()))
 
@@ -164,7 +174,7 @@ def video_figures(job: dict[str, Any], progress: Callable[[float], None] | None 
             return {"estimate": None, "reason": "no_recording", "confidence": 0.0, "error": str(exc),
                     "track": track, "start_s": start, "frames": 0}
 
-    video = analyse_parts(parts, performing, ended, job["track"], roi, analyse, progress)  # type: ignore[arg-type]
+    video = analyse_parts(parts, performing, ended, job["track"], roi, analyse, progress)
     video.update(part=parts[0][0].name, track=job["track"], media_from=_iso(parts[0][1]))
     write_atomic(cache, json.dumps({"key": key, "video": video}, ensure_ascii=False).encode("utf-8"))
     return video
@@ -236,18 +246,18 @@ class CprStation:
     """What the daemon calls: `recording_started`/`recording_stopped` around each part (live figures),
     `attempt_done` when an attempt ends (durable job), and `run()` as a task (analysis and upload)."""
 
-    def __init__(self, cfg: Any, recordings: Path, state_dir: Path, checklist: str,
-                 publisher: Callable[[], Any], fail: Callable[[str], None]) -> None:
+    def __init__(self, cfg: AgentConfig, recordings: Path, state_dir: Path, checklist: str,
+                 publisher: Callable[[], LivePublisher | None], fail: Callable[[str], None]) -> None:
         self.cfg, self.recordings, self.checklist = cfg, recordings, checklist
         self.track = f"cam{cfg.cpr_camera}"
         self.jobs = CprJobs(state_dir / "cpr-figures.db")
         self.publisher, self.fail = publisher, fail  # publisher(): the LivePublisher, or None without a server
-        self.live: Any = None  # LiveCpr of the part being recorded
+        self.live: LiveCpr | None = None  # of the part being recorded
         self.current: dict[str, Any] | None = None  # the job being worked on, with its progress
         self.last_error: str | None = None
 
     # -- live ----------------------------------------------------------------------------------
-    def recording_started(self, recorder: Any, attempt: Any, offset_s: float) -> None:
+    def recording_started(self, recorder: Recorder, attempt: Attempt, offset_s: float) -> None:
         """Live figures from this recording part's CPR camera, if live meta goes anywhere."""
         publisher = self.publisher()
         if publisher is None or not self.cfg.cpr_live:
@@ -271,7 +281,7 @@ class CprStation:
             log.info("live CPR: %d pictures analysed, %d dropped, %.1f s CPU", live.frames, live.dropped, live.cpu_s)
 
     # -- after the attempt ---------------------------------------------------------------------
-    def attempt_done(self, attempt: Any, offset_s: float) -> None:
+    def attempt_done(self, attempt: Attempt, offset_s: float) -> None:
         """Durably note that the attempt's figures are to be made (the exam clock is `offset_s` ahead)."""
         local = timedelta(seconds=offset_s)
         folder = self.recordings / attempt.attempt_id
@@ -304,18 +314,18 @@ class CprStation:
                 finally:
                     self.current = None
 
-    async def _step(self, job: dict[str, Any], session: Any) -> None:
+    async def _step(self, job: dict[str, Any], session: aiohttp.ClientSession) -> None:
         attempt_id, state = job["attempt_id"], job["state"]
         self.current = {"attempt_id": attempt_id, "state": state, "progress_s": None}
         if state in (ANALYSE, MANIKIN) and self.cfg.cpr_manikin_dir is not None and not job["manikin_file"]:
             job["manikin_file"] = await asyncio.to_thread(self._claim_manikin, job)
         if state == MANIKIN:
             if job["manikin_file"]:
-                self.jobs.set(attempt_id, state=ANALYSE, next_at=0.0)
+                self.jobs.change(attempt_id, state=ANALYSE, next_at=0.0)
             elif time.time() > datetime.fromisoformat(job["ended_wall"]).timestamp() + self.cfg.cpr_manikin_wait_s:
-                self.jobs.set(attempt_id, state=DONE)
+                self.jobs.change(attempt_id, state=DONE)
             else:
-                self.jobs.set(attempt_id, next_at=time.time() + MANIKIN_POLL_S)
+                self.jobs.change(attempt_id, next_at=time.time() + MANIKIN_POLL_S)
         elif state == ANALYSE:
             await self._analyse(job)
         elif state == UPLOAD:
@@ -324,12 +334,14 @@ class CprStation:
     def _claim_manikin(self, job: dict[str, Any]) -> str | None:
         since = datetime.fromisoformat(job["reading_wall"])
         until = datetime.fromisoformat(job["ended_wall"]) + timedelta(seconds=self.cfg.cpr_manikin_wait_s)
-        found = find_manikin_file(self.cfg.cpr_manikin_dir, since, until, self.jobs.claimed())
+        folder = self.cfg.cpr_manikin_dir
+        assert folder is not None  # only jobs of a station with a manikin folder come here
+        found = find_manikin_file(folder, since, until, self.jobs.claimed())
         if found is None:
             return None
         copy = Path(job["folder"]) / f"manikin{found.suffix.lower()}"
         write_atomic(copy, found.read_bytes())  # the operator's file stays where it is
-        self.jobs.set(job["attempt_id"], manikin_file=str(copy), manikin_source=str(found))
+        self.jobs.change(job["attempt_id"], manikin_file=str(copy), manikin_source=str(found))
         log.info("CPR figures for %s: manikin file %s", job["attempt_id"], found)
         return str(copy)
 
@@ -362,9 +374,9 @@ class CprStation:
             return
         log.info("CPR figures for %s: %s", job["attempt_id"], last)
         state = UPLOAD if self.cfg.server_url else self._after_report(job)
-        self.jobs.set(job["attempt_id"], state=state, tries=0, last_error=None, next_at=0.0)
+        self.jobs.change(job["attempt_id"], state=state, tries=0, last_error=None, next_at=0.0)
 
-    async def _upload(self, job: dict[str, Any], session: Any) -> None:
+    async def _upload(self, job: dict[str, Any], session: aiohttp.ClientSession) -> None:
         import aiohttp
 
         attempt_id = job["attempt_id"]
@@ -372,7 +384,7 @@ class CprStation:
         try:
             body = await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError:  # removed meanwhile: make it again
-            self.jobs.set(attempt_id, state=ANALYSE, next_at=0.0)
+            self.jobs.change(attempt_id, state=ANALYSE, next_at=0.0)
             return
         url = f"{self.cfg.server_url}/api/attempts/{attempt_id}/cpr-figures"
         headers = {"Authorization": f"Bearer {self.cfg.token}", "Content-Type": "application/json"}
@@ -385,7 +397,7 @@ class CprStation:
             return
         if status == 200:
             sha = json.loads(answer).get("sha256")
-            self.jobs.set(attempt_id, state=self._after_report(job), sha256=sha, tries=0, last_error=None)
+            self.jobs.change(attempt_id, state=self._after_report(job), sha256=sha, tries=0, last_error=None)
             log.info("CPR figures for %s sent", attempt_id)
         elif status in (408, 429) or status >= 500:
             self._error(job, f"{url}: HTTP {status}", retry_s=None)
@@ -399,11 +411,11 @@ class CprStation:
         if tries is not None and count >= tries:
             self.fail(f"CPR figures for {job['attempt_id']}: {message}")
             (Path(job["folder"]) / PENDING_NAME).unlink(missing_ok=True)
-            self.jobs.set(job["attempt_id"], state=FAILED, tries=count, last_error=message[:2000])
+            self.jobs.change(job["attempt_id"], state=FAILED, tries=count, last_error=message[:2000])
             return
         delay = retry_s if retry_s is not None else min(RETRY_MAX_S, RETRY_S * 2 ** min(count - 1, 10))
         log.warning("CPR figures for %s: %s; again in %.0f s", job["attempt_id"], message, delay)
-        self.jobs.set(job["attempt_id"], tries=count, last_error=message[:2000], next_at=time.time() + delay)
+        self.jobs.change(job["attempt_id"], tries=count, last_error=message[:2000], next_at=time.time() + delay)
 
     def status(self) -> dict[str, Any]:
         """For the health report: jobs per state, the one being worked on, the last error."""

@@ -83,10 +83,11 @@ class LiveCpr:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
         next_publish = time.monotonic() + self.every_s
         while True:
+            entry: tuple[Any, ...] | None
             try:
                 entry = self._queue.get(timeout=max(0.05, next_publish - time.monotonic()))
             except queue.Empty:
-                entry = ()  # type: ignore[assignment]
+                entry = ()
             if entry is None:
                 break
             try:

@@ -56,7 +56,9 @@ def analyse_parts(parts: list[tuple[Path, datetime, datetime]], performing: date
     """The attempt's video figures from its parts (see the module doc); `analyse` is `analyse_recording`."""
     origin0 = parts[0][1]
     perf_s, end_s = (performing - origin0).total_seconds(), (ended - origin0).total_seconds()
-    results, spans, done_s = [], [], 0.0
+    results: list[tuple[Path, float, dict[str, Any]]] = []
+    spans: list[tuple[float, float]] = []
+    done_s = 0.0
     for part, origin, end in parts:
         shift = (origin - origin0).total_seconds()
         start = max(perf_s - shift, 0.0) if results else perf_s  # the first part keeps its task start
@@ -93,8 +95,8 @@ def _merge(results: list[tuple[Path, float, dict[str, Any]]], spans: list[tuple[
     frames = sum(int(r.get("frames", 0)) for _, _, r in results)
     est = [(i, shift, r) for i, (_, shift, r) in enumerate(results) if r.get("estimate")]
     if not est:
-        first = results[0][2]
-        return {"estimate": None, "reason": first.get("reason"), "confidence": first.get("confidence", 0.0),
+        only = results[0][2]
+        return {"estimate": None, "reason": only.get("reason"), "confidence": only.get("confidence", 0.0),
                 "track": track, "start_s": perf_s, "frames": frames}
     comp = np.concatenate([np.asarray(r["compression_times"]) + s for _, s, r in est])
     first, end = float(comp[0]), est[-1][2]["last_compression_end_s"] + est[-1][1]

@@ -16,6 +16,7 @@ noise and report a still room as frozen, hence full resolution: one grey convers
 
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 import threading
@@ -28,6 +29,11 @@ import cv2
 import numpy as np
 
 from media.sources import AudioBlock, EncodedVideo, RawFrame
+
+from . import station_clock
+from .lifecycle import iso
+
+log = logging.getLogger(__name__)
 
 FREEZE_NOISE = 0.001 * 255  # freezedetect's default tolerance (-60 dB), as a mean absolute difference in grey levels
 BLACK_MEAN = 12.0
@@ -185,3 +191,15 @@ def problems(report: dict[str, Any]) -> list[str]:
         out.append(f"disk: {disk['free_mb']} MB free, near the {disk['reserve_mb']} MB reserve")
     out.extend(report.get("failures", []))
     return out
+
+
+class FailureLog:
+    """The agent's last failures (each logged too), shown in its health report; called as `fail(message)`."""
+
+    def __init__(self, keep: int = 10) -> None:
+        self.keep = keep
+        self.recent: list[str] = []
+
+    def __call__(self, message: str) -> None:
+        log.error(message)
+        self.recent = [*self.recent[-(self.keep - 1):], f"{iso(station_clock.now())} {message}"]

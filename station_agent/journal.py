@@ -2,8 +2,13 @@
 
 `append` returns only after the transaction is committed, so an acknowledged mark survives kill -9 and
 power loss. The event_id is the primary key: re-sending an event is a no-op, a different event under a
-known id is refused. Events not yet on the server are listed by `pending()`; the uploader calls
-`mark_synced(ids)` once the server has them.
+known id is refused. Events not yet on the server are listed by `pending()` (with their proofs, as the server
+wants them, by `pending_wire()`); the uploader calls `mark_synced(ids)` once the server has them.
+
+Each of the station's own events is kept with its proof (the examiner's signature, checklists/examiner_keys.py).
+A journal written before proofs existed is opened as it is (the column is added, empty): its events read and
+merge as before, and those not yet on the server go without a proof, which the server refuses unless it is set
+to accept unsigned marks during an upgrade (review_server/config.py accept_unsigned_station_marks).
 """
 
 from __future__ import annotations
@@ -12,14 +17,15 @@ import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Boolean, Integer, String, Text, select, update
+from sqlalchemy import Boolean, Integer, String, Text, inspect, select, text, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from checklists.marks import ExaminerSheet, MarkEvent, MarkEventError, dedup, merge
 
 from . import station_clock
-from .local_db import make_engine
+from .local_db import make_engine, rowcount
 
 
 class Base(DeclarativeBase):
@@ -36,6 +42,7 @@ class JournalRow(Base):
     body: Mapped[str] = mapped_column(Text)  # the event's JSON, exactly as the wire format
     stored_at: Mapped[str] = mapped_column(String(40))
     synced: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    proof: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON {"key_id", "sig"}; None: none was made
 
 
 class AttemptRow(Base):
@@ -52,12 +59,16 @@ class Journal:
         self.path = Path(path)
         self.engine = make_engine(self.path)
         Base.metadata.create_all(self.engine)
+        with self.engine.begin() as conn:  # a journal from before proofs: add the (empty) column
+            if "proof" not in {c["name"] for c in inspect(conn).get_columns("mark_events")}:
+                conn.execute(text("ALTER TABLE mark_events ADD COLUMN proof TEXT"))
 
     def close(self) -> None:
         self.engine.dispose()
 
-    def append(self, new: MarkEvent) -> bool:
-        """Store the event durably; True if it is new, False if the same event was already there.
+    def append(self, new: MarkEvent, proof: dict[str, str] | None = None) -> bool:
+        """Store the event (and the examiner's proof for it) durably; True if it is new, False if the same event
+        was already there.
 
         Raises MarkEventError if the id is known with a different content, or if the examiner's sheet
         would not apply the event (e.g. a change after finalising without a reason).
@@ -87,6 +98,7 @@ class Journal:
                     body=json.dumps(new.to_json(), ensure_ascii=False, sort_keys=True),
                     stored_at=datetime.now(UTC).isoformat(),
                     synced=False,
+                    proof=json.dumps(proof) if proof is not None else None,
                 )
             )
         return True
@@ -139,13 +151,29 @@ class Journal:
         with Session(self.engine) as session:
             return [MarkEvent.from_json(json.loads(body)) for body in session.scalars(query)]
 
+    def pending_wire(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """The pending events as the server takes them: each event's JSON, with "proof" when it has one."""
+        query = (select(JournalRow.body, JournalRow.proof).where(JournalRow.synced.is_(False))
+                 .order_by(JournalRow.stored_at, JournalRow.seq))
+        if limit is not None:
+            query = query.limit(limit)
+        with Session(self.engine) as session:
+            rows = session.execute(query).all()
+        out = []
+        for body, proof in rows:
+            wire = MarkEvent.from_json(json.loads(body)).to_json()
+            if proof:
+                wire["proof"] = json.loads(proof)
+            out.append(wire)
+        return out
+
     def mark_synced(self, ids: Iterable[str]) -> int:
         ids = list(ids)
         if not ids:
             return 0
         with Session(self.engine) as session, session.begin():
             result = session.execute(update(JournalRow).where(JournalRow.event_id.in_(ids)).values(synced=True))
-            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+            return rowcount(result)
 
     def started_at(self, attempt_id: str) -> str | None:
         with Session(self.engine) as session:

@@ -41,16 +41,12 @@ from media.manifest import ManifestError, read_manifest
 from media.recorder import WARMUP_S
 
 from . import station_clock
+from .texts import russian
 
-ATTEMPT_ID_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,99}$")
-CANDIDATE_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z-]{0,39}$")
+ATTEMPT_ID_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,99}\Z")  # \Z: "$" would let a trailing newline in
+CANDIDATE_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z-]{0,39}\Z")
 LOG_NAME = "attempt.jsonl"
-CUES = {
-    "reading": "Ознакомьтесь с заданием",
-    "performing": "Приступите к выполнению",
-    "one_minute": "Осталась одна минута",
-    "time_up": "Перейдите на следующую станцию",
-}
+CUES = {cue: russian(f"cue_{cue}") for cue in ("reading", "performing", "one_minute", "time_up")}  # as spoken
 
 
 class ScheduleError(ValueError):

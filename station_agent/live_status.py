@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Coroutine
 
-    from .daemon import Agent
+    from .live_publisher import LivePublisher
+    from .reports import Reports
 
 log = logging.getLogger(__name__)
 
@@ -60,24 +61,24 @@ def warnings_of(report: dict[str, Any]) -> list[dict[str, str]]:
     return out
 
 
-def meta_of(agent: Agent) -> dict[str, Any]:
-    state = agent.clock_state()
-    attempt = agent.current
+def meta_of(reports: Reports) -> dict[str, Any]:
+    state = reports.clock_state()
+    attempt = reports.attempts.current
     return {"attempt_id": state["attempt_id"], "phase": state["phase"],
             "time_left": state["remaining_s"] if attempt is not None else None,
-            "checklist_hash": agent.checklist.content_hash if attempt is not None else None,
+            "checklist_hash": reports.attempts.checklist.content_hash if attempt is not None else None,
             "candidate": attempt.candidate if attempt is not None else None,
-            "warnings": warnings_of(agent.health())}
+            "warnings": warnings_of(reports.health())}
 
 
-async def run(agent: Agent) -> None:
+async def run(reports: Reports, live: LivePublisher) -> None:
     while True:
         try:
-            agent.live.set_meta(**meta_of(agent))
+            live.set_meta(**meta_of(reports))
         except Exception:  # noqa: BLE001 - a status problem must not stop the loop
             log.exception("live status")
         await asyncio.sleep(STATUS_S)
 
 
-def loops(agent: Agent) -> list[Coroutine[Any, Any, None]]:
-    return [run(agent)] if agent.live is not None else []
+def loops(reports: Reports, live: LivePublisher | None) -> list[Coroutine[Any, Any, None]]:
+    return [run(reports, live)] if live is not None else []

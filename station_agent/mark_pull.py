@@ -26,7 +26,7 @@ from .journal import Journal
 if TYPE_CHECKING:
     from collections.abc import Coroutine
 
-    from .daemon import Agent
+    from .config import AgentConfig
 
 log = logging.getLogger(__name__)
 
@@ -110,11 +110,9 @@ class MarkPull:
                 "last_error": self.last_error, "last_success_at": self.last_success_at}
 
 
-def loops(agent: Agent) -> list[Coroutine[Any, Any, None]]:
-    """The daemon's pull loop, when the agent has a marks journal and a server to pull from."""
-    cfg = agent.cfg
-    if agent.marking is None or not cfg.server_url or not cfg.token:
+def loops(cfg: AgentConfig, marks_db: Path, state_dir: Path) -> list[Coroutine[Any, Any, None]]:
+    """The daemon's pull loop into the marks journal `marks_db`, when the agent has a server to pull from."""
+    if not cfg.server_url or not cfg.token:
         return []
-    puller = MarkPull(Journal(agent.marks_db), cfg.server_url, cfg.station_id, cfg.token,
-                      agent.state_dir / "mark-pull.json")
+    puller = MarkPull(Journal(marks_db), cfg.server_url, cfg.station_id, cfg.token, state_dir / "mark-pull.json")
     return [puller.run()]

@@ -1,11 +1,15 @@
 """The in-room marking page and its JSON API, served by the station agent for an examiner's tablet.
 
 Every mark goes to the journal (committed to disk) before the request is answered. Pages show the
-candidate's accreditation number only, never a name. An examiner signs in with a login and PIN from
-the agent's configuration; the session is an HMAC-signed cookie.
+candidate's accreditation number only, never a name. An examiner signs in with their login and the PIN the
+server issued for this station and day (the station's roster, station_agent/roster.py; without a server, the
+agent's own configured PINs). Sign-in is throttled and the session ends with the exam day or at logout
+(station_agent/tablet_auth.py). The examiner of every mark is the signed-in session's, and the mark is signed
+with that examiner's key before it is journaled (checklists/examiner_keys.py): the server checks it.
 
 API (JSON; all but login need the session cookie):
-- POST /api/login {"examiner", "pin"} -> sets the cookie
+- POST /api/login {"examiner", "pin"} -> sets the cookie (401 wrong, 429 wait Retry-After seconds, 503 busy)
+- POST /api/logout -> ends the session on the agent
 - GET /api/state -> attempt, checklist, this examiner's sheet and score, start time, server time, and for the CPR
   checklist `figures` {item number: [strings]} when a CPR figures report (`osce-cpr-figures/1`) exists at
   `figures_path`; the figures inform the examiner and never change a mark
@@ -16,19 +20,18 @@ API (JSON; all but login need the session cookie):
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import re
-import secrets
-import time
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from checklists import examiner_keys
 from checklists.marks import MarkEvent, MarkEventError, parse_wall_time, utc_now_iso
 from checklists.model import PRESENTATIONS, Checklist
 from checklists.scoring import score
@@ -36,15 +39,16 @@ from media.cpr.figures import CHECKLIST_FIGURES, MAX_REPORT_BYTES, check_report
 
 from . import station_clock
 from .journal import Journal
+from .pages import render, setup_pages
+from .roster import Roster
+from .tablet_auth import LoginRefused, TabletAuth, TabletSession
+from .texts import russian
 
 log = logging.getLogger(__name__)
-STATIC_DIR = Path(__file__).resolve().parent / "static"
 COOKIE = "osce_marking"
-CANDIDATE_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z-]{0,39}$")
+CANDIDATE_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z-]{0,39}\Z")  # \Z: "$" would let a trailing newline in
 CLIENT_FIELDS = ("event_id", "kind", "item", "done", "rating", "reason")
-MAX_FAILED_LOGINS = 5
-LOCKOUT_S = 30.0
-PENDING_NOTE = "Показатели СЛР по видео: идёт анализ записи…"
+PENDING_NOTE = russian("cpr_pending")
 
 
 @dataclass
@@ -53,10 +57,10 @@ class MarkingConfig:
     db_path: Path
     attempt_id: str
     candidate_number: str  # the accreditation number; names never reach this page
-    examiners: dict[str, str]  # login -> PIN
+    examiners: dict[str, str] | None = None  # login -> PIN, for a station without a server (else `tablet`)
     station_id: str = "station-1"
     recording_started_at: str | None = None  # ISO-8601 UTC; else the start button on the page sets it
-    secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    tablet: TabletAuth | None = None  # who may sign in, and the sessions (shared by the pages of every attempt)
     figures_path: Path | None = None  # a CPR figures report written beside the recording, read when it exists
 
     def __post_init__(self) -> None:
@@ -64,18 +68,24 @@ class MarkingConfig:
             raise ValueError(
                 f"candidate_number: an accreditation number (letters, digits, '-'), not {self.candidate_number!r}"
             )
-        if not self.examiners or any(not pin for pin in self.examiners.values()):
-            raise ValueError("examiners: at least one login with a non-empty PIN is needed")
+        if self.examiners is not None:
+            for login, pin in self.examiners.items():
+                if not isinstance(pin, str) or not examiner_keys.PIN_RE.fullmatch(pin):
+                    raise ValueError(f"examiners: {login}: a PIN is {examiner_keys.MIN_PIN_DIGITS} to 12 digits")
+        if self.tablet is None:
+            if not self.examiners:
+                raise ValueError("examiners: at least one login with a PIN is needed")
+            self.tablet = TabletAuth(Roster.from_pins(self.examiners, self.station_id))
         if self.recording_started_at is not None:
             parse_wall_time(self.recording_started_at)
 
 
 CONFIG = web.AppKey("config", MarkingConfig)
 JOURNAL = web.AppKey("journal", Journal)
-FAILURES = web.AppKey("failures", dict)
 
 
-def _json_error(status: int, message: str, field_name: str | None = None) -> web.HTTPException:
+def _json_error(status: int, message: str, field_name: str | None = None,
+                headers: dict[str, str] | None = None) -> web.HTTPException:
     body = json.dumps({"error": message, "field": field_name}, ensure_ascii=False)
     cls = {
         400: web.HTTPBadRequest,
@@ -83,26 +93,26 @@ def _json_error(status: int, message: str, field_name: str | None = None) -> web
         404: web.HTTPNotFound,
         409: web.HTTPConflict,
         429: web.HTTPTooManyRequests,
+        503: web.HTTPServiceUnavailable,
     }[status]
-    return cls(text=body, content_type="application/json")
+    return cls(text=body, content_type="application/json", headers=headers)
 
 
-def _token(secret: bytes, examiner: str) -> str:
-    mac = hmac.new(secret, examiner.encode("utf-8"), hashlib.sha256).hexdigest()
-    return f"{examiner.encode('utf-8').hex()}.{mac}"
+def _tablet(request: web.Request) -> TabletAuth:
+    tablet = request.app[CONFIG].tablet
+    assert tablet is not None  # set by MarkingConfig
+    return tablet
+
+
+def _session(request: web.Request) -> TabletSession:
+    found = _tablet(request).session(request.cookies.get(COOKIE))
+    if found is None:
+        raise _json_error(401, "нужно войти: логин и PIN члена комиссии")
+    return found
 
 
 def _examiner(request: web.Request) -> str:
-    config = request.app[CONFIG]
-    token = request.cookies.get(COOKIE, "")
-    login_hex, _, _mac = token.partition(".")
-    try:
-        login = bytes.fromhex(login_hex).decode("utf-8")
-    except ValueError:
-        login = ""
-    if login in config.examiners and hmac.compare_digest(_token(config.secret, login), token):
-        return login
-    raise _json_error(401, "нужно войти: логин и PIN члена комиссии")
+    return _session(request).examiner
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -117,32 +127,30 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return data
 
 
-async def index(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-store"})
+async def index(request: web.Request) -> web.Response:
+    return render("marking.html", request)
 
 
 async def login(request: web.Request) -> web.Response:
-    config = request.app[CONFIG]
-    failures: dict[str, Any] = request.app[FAILURES]
-    if failures.get("count", 0) >= MAX_FAILED_LOGINS and time.monotonic() - failures.get("last", 0) < LOCKOUT_S:
-        raise _json_error(429, "слишком много неверных попыток, подождите 30 секунд")
     data = await _body(request)
     examiner, pin = data.get("examiner"), data.get("pin")
-    expected = config.examiners.get(examiner) if isinstance(examiner, str) else None
-    if expected is None or not isinstance(pin, str) or not hmac.compare_digest(expected.encode(), pin.encode()):
-        failures["count"] = failures.get("count", 0) + 1
-        failures["last"] = time.monotonic()
-        raise _json_error(401, "неверный логин или PIN")
-    failures["count"] = 0
-    assert isinstance(examiner, str)
-    response = web.json_response({"examiner": examiner})
-    response.set_cookie(COOKIE, _token(config.secret, examiner), httponly=True, samesite="Strict")
+    if not isinstance(examiner, str) or not isinstance(pin, str) or len(examiner) > 64 or len(pin) > 64:
+        raise _json_error(400, "examiner и pin: строки", "pin")
+    try:
+        token, session = await _tablet(request).login(examiner, pin, request.remote or "?")
+    except LoginRefused as exc:
+        headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s else None
+        raise _json_error(exc.status, exc.message, None, headers) from None
+    response = web.json_response({"examiner": session.examiner, "expires_at": session.expires_at.isoformat()})
+    max_age = (session.expires_at - station_clock.now()) // timedelta(seconds=1)
+    response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", max_age=max(1, max_age), path="/")
     return response
 
 
 async def logout(request: web.Request) -> web.Response:
+    _tablet(request).logout(request.cookies.get(COOKIE))
     response = web.json_response({})
-    response.del_cookie(COOKIE)
+    response.del_cookie(COOKIE, path="/")
     return response
 
 
@@ -219,7 +227,8 @@ async def start(request: web.Request) -> web.Response:
 
 
 async def post_event(request: web.Request) -> web.Response:
-    examiner = _examiner(request)
+    session = _session(request)
+    examiner = session.examiner
     data = await _body(request)
     for key in data:
         if key not in CLIENT_FIELDS:
@@ -268,8 +277,9 @@ async def post_event(request: web.Request) -> web.Response:
             config.checklist.rating.check(event.rating)
         except ValueError as exc:
             raise _json_error(400, str(exc), "rating") from None
+    proof = examiner_keys.sign(session.key, session.key_id, event)  # type: ignore[arg-type]
     try:
-        journal.append(event)
+        journal.append(event, proof)
     except MarkEventError as exc:
         raise _json_error(409, str(exc), exc.field) from None
     return web.json_response({"event": event.to_json(), "stored": True, "state": _state(app, examiner)})
@@ -288,9 +298,8 @@ def check_journal_version(journal: Journal, config: MarkingConfig) -> None:
 def create_marking_app(config: MarkingConfig) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
     app[CONFIG] = config
-    app[FAILURES] = {}
 
-    async def journal_ctx(app: web.Application):  # type: ignore[no-untyped-def]
+    async def journal_ctx(app: web.Application) -> AsyncIterator[None]:
         app[JOURNAL] = Journal(config.db_path)
         try:
             check_journal_version(app[JOURNAL], config)
@@ -307,5 +316,5 @@ def create_marking_app(config: MarkingConfig) -> web.Application:
     app.router.add_get("/api/state", state)
     app.router.add_post("/api/start", start)
     app.router.add_post("/api/events", post_event)
-    app.router.add_static("/static/", STATIC_DIR)
+    setup_pages(app)
     return app

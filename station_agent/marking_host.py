@@ -1,15 +1,13 @@
 """The daemon's marking page: `marking_app` for the current attempt, on its own port.
 
-A marking app serves one attempt, so the agent starts a fresh one (same port, same cookie secret: examiners
-stay signed in) when the next attempt begins; the previous attempt's page stays up until then, so examiners
-can finish and finalise their sheets after the candidate has left.
+A marking app serves one attempt, so the agent starts a fresh one (same port, same sign-ins: the sessions live
+in the host's TabletAuth, so examiners stay signed in) when the next attempt begins; the previous attempt's
+page stays up until then, so examiners can finish and finalise their sheets after the candidate has left.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
-import secrets
 from datetime import datetime
 from pathlib import Path
 
@@ -17,18 +15,18 @@ from aiohttp import web
 
 from checklists.model import Checklist
 
-from .marking_app import COOKIE, MarkingConfig, _token, create_marking_app
+from .marking_app import COOKIE, MarkingConfig, create_marking_app
+from .tablet_auth import TabletAuth
 
 log = logging.getLogger(__name__)
 
 
 class MarkingHost:
-    def __init__(self, checklist: Checklist, db_path: Path, examiners: dict[str, str], station_id: str,
+    def __init__(self, checklist: Checklist, db_path: Path, tablet: TabletAuth, station_id: str,
                  host: str, port: int, recordings: Path | None = None) -> None:
-        self.checklist, self.db_path, self.examiners = checklist, db_path, examiners
+        self.checklist, self.db_path, self.tablet = checklist, db_path, tablet
         self.recordings = recordings  # <data>/recordings: the page shows <attempt>/cpr_figures.json when written
         self.station_id, self.host, self.port = station_id, host, port
-        self.secret = secrets.token_bytes(32)
         self.runner: web.AppRunner | None = None
         self.attempt_id: str | None = None
         self.url: str | None = None
@@ -38,9 +36,9 @@ class MarkingHost:
         if attempt_id == self.attempt_id:
             return
         config = MarkingConfig(checklist=self.checklist, db_path=self.db_path, attempt_id=attempt_id,
-                               candidate_number=candidate, examiners=self.examiners, station_id=self.station_id,
+                               candidate_number=candidate, tablet=self.tablet, station_id=self.station_id,
                                recording_started_at=started_at.isoformat(timespec="microseconds"),
-                               secret=self.secret, figures_path=self.figures_path(attempt_id))
+                               figures_path=self.figures_path(attempt_id))
         await self.close()
         runner = web.AppRunner(create_marking_app(config), access_log=None)
         await runner.setup()
@@ -56,14 +54,8 @@ class MarkingHost:
 
     def examiner(self, cookie: str | None) -> str | None:
         """The signed-in examiner a marking cookie belongs to, or None."""
-        login_hex, _, _ = (cookie or "").partition(".")
-        try:
-            login = bytes.fromhex(login_hex).decode("utf-8")
-        except ValueError:
-            return None
-        if login in self.examiners and hmac.compare_digest(_token(self.secret, login), cookie or ""):
-            return login
-        return None
+        session = self.tablet.session(cookie)
+        return None if session is None else session.examiner
 
     async def close(self) -> None:
         if self.runner is not None:

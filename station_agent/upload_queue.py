@@ -21,7 +21,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from media.manifest import read_manifest
 
-from .local_db import make_engine
+from .local_db import make_engine, rowcount
 
 PENDING, DONE, FAILED = "pending", "done", "failed"
 
@@ -145,7 +145,7 @@ class UploadQueue:
             return 0
         with Session(self.engine) as session, session.begin():
             result = session.execute(insert(QueueRow).values(rows).on_conflict_do_nothing())
-            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+            return rowcount(result)
 
     def next_pending(self, skip: set[int] | None = None) -> Item | None:
         """The oldest pending item (not in `skip`)."""
@@ -189,7 +189,7 @@ class UploadQueue:
         """Put failed items back in the queue (after the cause was fixed)."""
         with Session(self.engine) as session, session.begin():
             result = session.execute(update(QueueRow).where(QueueRow.state == FAILED).values(state=PENDING))
-            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+            return rowcount(result)
 
     def stats(self) -> dict[str, Any]:
         """length and bytes of the pending items, age in seconds of the oldest one (None if none), failed count."""

@@ -1,7 +1,8 @@
 """Store and forward: uploads the queued fragments over tus 1.0 and the journal's marks to the review server.
 
 `await Uploader(queue, server_url, token, journal=...).run(stop_event)` loops until `stop_event` is set:
-1. marks: the journal's pending events go to ``POST /api/marks`` in batches; on 2xx the accepted and
+1. marks: the journal's pending events (each with its examiner's proof) go to ``POST /api/marks`` in batches; on
+   2xx the accepted and
    duplicate ids are marked synced (the server is idempotent by event_id, so a re-send is harmless);
 2. fragments, oldest first: a tus upload is created (its URL stored in the queue before any byte is sent),
    then PATCHed in chunks with ``Upload-Checksum: sha256``; after any failure the upload resumes at the
@@ -191,22 +192,23 @@ class Uploader:
     async def sync_marks(self) -> bool:
         if self.journal is None:
             return False
-        events = await asyncio.to_thread(self.journal.pending, self.mark_batch + len(self.rejected_marks))
-        events = [e for e in events if e.event_id not in self.rejected_marks][: self.mark_batch]
+        events = await asyncio.to_thread(self.journal.pending_wire, self.mark_batch + len(self.rejected_marks))
+        events = [e for e in events if e["event_id"] not in self.rejected_marks][: self.mark_batch]
         if not events:
             return False
-        status, body = await self._post_marks([e.to_json() for e in events])
+        status, body = await self._post_marks(events)
         if status < 300:
             await self._synced(body)
             return True
-        # One bad event refuses the whole batch: find it by sending them one at a time.
+        # One bad event refuses the whole batch: find it by sending them one at a time. A refused one stays in
+        # the journal (never lost), listed with the server's reason.
         for ev in events:
-            status, body = await self._post_marks([ev.to_json()])
+            status, body = await self._post_marks([ev])
             if status < 300:
                 await self._synced(body)
             else:
-                self.rejected_marks[ev.event_id] = body.get("error", str(status))
-                self._note_error(f"mark {ev.event_id} refused: {body}")
+                self.rejected_marks[ev["event_id"]] = body.get("error", str(status))
+                self._note_error(f"mark {ev['event_id']} refused: {body}")
         return True
 
     async def _post_marks(self, events: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
@@ -222,7 +224,9 @@ class Uploader:
 
     async def _synced(self, body: dict[str, Any]) -> None:
         ids = [*body.get("accepted", []), *body.get("duplicates", [])]
-        self.marks_synced += await asyncio.to_thread(self.journal.mark_synced, ids)  # type: ignore[union-attr]
+        journal = self.journal
+        assert journal is not None  # marks are sent only from a journal
+        self.marks_synced += await asyncio.to_thread(journal.mark_synced, ids)
         self.last_success_at = time.time()
 
     # ------------------------------------------------------------ fragments

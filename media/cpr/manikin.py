@@ -24,6 +24,10 @@ TRAINER_COLUMNS = ("Время", "Событие", "Глубина, см", "Ча
                    "Объём, мл")
 MATCH_S = 0.15  # a manikin and a video compression closer than this are the same compression
 BIN_S = 0.04
+MAX_FILE_BYTES = 16 * 1024 * 1024  # a 20-minute session at 2 compressions a second is about 100 KB
+# A decimal as the manikins write it (12.5 or 12,5). ASCII digits only: float() would also take "nan", "1e308",
+# "1_0", "+5" and other scripts' digits ("١٢"), and such a value would change the figures without a word.
+_DECIMAL = re.compile(r"[0-9]{1,9}([.,][0-9]{1,9})?")
 
 
 class FeedbackError(ValueError):
@@ -62,13 +66,12 @@ class Feedback:
 
 
 def _number(text: str, where: str, scale: float = 1.0) -> float | None:
-    text = text.strip().replace(",", ".")
+    text = text.strip()
     if not text:
         return None
-    try:
-        return float(text) * scale
-    except ValueError:
-        raise FeedbackError(f"{where}: {text!r} is not a number") from None
+    if not _DECIMAL.fullmatch(text):
+        raise FeedbackError(f"{where}: {text!r} is not a number like 52 or 52.5")
+    return float(text.replace(",", ".")) * scale
 
 
 def _flag(text: str, where: str, yes: tuple[str, ...], no: tuple[str, ...]) -> bool | None:
@@ -84,13 +87,10 @@ def _flag(text: str, where: str, yes: tuple[str, ...], no: tuple[str, ...]) -> b
 
 def _clock(text: str, where: str) -> float:
     """Seconds from ``12.5``, ``12,5``, ``MM:SS.fff`` or ``HH:MM:SS,fff``."""
-    parts = text.strip().replace(",", ".").split(":")
-    try:
-        values = [float(p) for p in parts]
-    except ValueError:
-        raise FeedbackError(f"{where}: time {text!r} is not seconds or [HH:]MM:SS.fff") from None
-    if len(values) > 3 or any(not 0 <= v < float("inf") for v in values):  # also refuses nan
+    parts = text.strip().split(":")
+    if len(parts) > 3 or not all(_DECIMAL.fullmatch(p) for p in parts):
         raise FeedbackError(f"{where}: time {text!r} is not seconds or [HH:]MM:SS.fff")
+    values = [float(p.replace(",", ".")) for p in parts]
     return sum(v * 60 ** i for i, v in enumerate(reversed(values)))
 
 
@@ -165,7 +165,10 @@ def _read_trainer(lines: list[str], name: str) -> Feedback:
 
 def read_feedback(path: Path) -> Feedback:
     """A manikin export in either documented format (detected from its first line)."""
-    raw = Path(path).read_bytes()
+    with Path(path).open("rb") as fh:  # read at most the limit: the file may be anything a device left there
+        raw = fh.read(MAX_FILE_BYTES + 1)
+    if len(raw) > MAX_FILE_BYTES:
+        raise FeedbackError(f"{path}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB, not a manikin export")
     try:
         text = raw.decode("utf-8-sig") if not raw.startswith(b"\xff\xfe") else raw.decode("utf-16")
     except UnicodeDecodeError as exc:

@@ -247,7 +247,8 @@ def _figures(comp: np.ndarray, grid_t: np.ndarray, unknown: np.ndarray, w: dict[
     gaps = np.diff(comp)
     period = float(np.median(gaps))
     in_run = gaps < period + MIN_PAUSE_S
-    pauses, unknown_spans = [], []
+    pauses: list[dict[str, Any]] = []
+    unknown_spans: list[dict[str, Any]] = []
     for i in np.flatnonzero(~in_run):
         p0, p1 = comp[i] + period, comp[i + 1]
         span = (grid_t >= p0) & (grid_t < p1)
@@ -482,7 +483,7 @@ class SyntheticChest:
             t = n / self.fps
             frame = background[20 : 20 + h, 20 : 20 + w].copy()
             dy = self.depth(t) * self.amplitude * h
-            m = np.float32([[1, 0, x0], [0, 1, y0 + dy]])
+            m = np.array([[1, 0, x0], [0, 1, y0 + dy]], dtype=np.float32)
             mask = np.zeros((h, w), np.uint8)
             mask[int(y0 + dy) + 1 : int(y0 + dy) + chest.shape[0] - 1, x0 + 1 : x0 + chest.shape[1] - 1] = 1
             moved = cv2.warpAffine(chest, m, (w, h))
@@ -492,7 +493,7 @@ class SyntheticChest:
                               (90, 90, 90), -1)
             if self.shake:
                 sx, sy = rng.normal(0, self.shake * h, 2)
-                frame = cv2.warpAffine(frame, np.float32([[1, 0, sx], [0, 1, sy]]), (w, h),
+                frame = cv2.warpAffine(frame, np.array([[1, 0, sx], [0, 1, sy]], dtype=np.float32), (w, h),
                                        borderMode=cv2.BORDER_REFLECT)
             if self.ramp:
                 frame = cv2.convertScaleAbs(frame, alpha=1 - self.ramp + 2 * self.ramp * t / self.duration)

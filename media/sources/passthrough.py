@@ -7,6 +7,8 @@ spends almost no CPU on them.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import av
 
 from media import clock
@@ -25,7 +27,7 @@ class StreamCopyCamera:
         self.fps = 25.0
         self.stream: av.video.stream.VideoStream | None = None
         self._container: av.container.InputContainer | None = None
-        self._packets = None
+        self._packets: Iterator[av.Packet] | None = None
 
     def open(self) -> None:
         options = {"rtsp_transport": "tcp"} if self.url.startswith("rtsp") else {}

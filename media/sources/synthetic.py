@@ -31,12 +31,15 @@ import math
 import random
 import threading
 from dataclasses import dataclass
+from typing import TypeVar
 
 import cv2
 import numpy as np
 
 from media import clock
 from media.sources.base import AudioBlock, RawFrame, SourceError
+
+_Samples = TypeVar("_Samples", float, np.ndarray)  # one sample number, or an array of them
 
 BEEP_HZ = 1000.0
 BEEP_S = 0.100
@@ -110,7 +113,7 @@ class _Pacer:
         self.start = clock.now()
         self.last_delivery = self.start
 
-    def capture_time(self, k: float) -> float:
+    def capture_time(self, k: _Samples) -> _Samples:
         return self.start + k * self.true_period
 
     def wait_delivery(self, captured_at: float, timeout: float) -> float | None:

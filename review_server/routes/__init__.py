@@ -1,77 +1,62 @@
-"""HTTP routes, grouped by what they serve. Each handler declares its permission (roles.requires)."""
+"""HTTP routes: one router (aiohttp RouteTableDef) per resource module, all included from ROUTERS below. Each
+handler declares its permission (roles.requires); tests/server/test_route_matrix.py holds who may use which."""
 
 from __future__ import annotations
 
 from aiohttp import web
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from .. import auth
-from ..app import db_run, identity
-from ..live import add_live_routes
-from ..models import Station
-from ..tus import add_tus_routes
+from .. import live, tus
 from . import (
     admin,
     archive,
     archive_page,
+    assets,
     attempt_page,
     exam_clock,
+    exports,
     health_events,
+    live_access,
     live_attempt,
     marks,
     media,
+    protocols,
     quality,
+    retention,
+    review_links,
     schedule,
+    search,
     session,
+    tablet,
 )
-from .scope import examiner_may
+
+ROUTERS: tuple[web.RouteTableDef, ...] = (
+    session.routes,
+    assets.routes,
+    admin.routes,
+    schedule.routes,
+    exam_clock.routes,
+    media.routes,
+    tus.routes,
+    marks.routes,
+    health_events.routes,
+    tablet.routes,
+    live.routes,
+    live_attempt.routes,
+    attempt_page.routes,
+    review_links.routes,
+    archive.routes,
+    archive_page.routes,
+    search.routes,
+    exports.routes,
+    protocols.routes,
+    retention.routes,
+    quality.routes,
+)
 
 
 def setup_routes(app: web.Application) -> None:
-    for module in (session, admin, schedule, exam_clock, media, marks, archive, live_attempt, quality, attempt_page,
-                   archive_page, health_events):
-        app.router.add_routes(module.routes)
-    add_tus_routes(app)
-    add_live_routes(app, who=_live_who, day_stations=_stations, may_view=_may_view, page_meta=_page_meta,
-                    still_ok=_token_still_valid)
-
-
-async def _token_still_valid(request: web.Request) -> bool:
-    """The station token that opened a live publish socket is still valid (not revoked)."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer":
-        return False
-    return await db_run(request, lambda s: auth.identity_from_station_token(s, token.strip()) is not None)
-
-
-def _page_meta(request: web.Request) -> dict[str, str]:
-    """For marking on the grid page: the session's CSRF token, login and role."""
-    who = identity(request)
-    return {"csrf-token": who.csrf_token or "", "osce-login": who.login or "", "osce-role": who.principal or ""}
-
-
-def _live_who(request: web.Request) -> tuple[str | None, str | None]:
-    who = identity(request)
-    return who.principal, who.station_code
-
-
-async def _stations(request: web.Request) -> list[dict[str, str]]:
-    """Every station, so that a silent one shows in the grid as silent rather than missing."""
-
-    def query(s: Session) -> list[dict[str, str]]:
-        stations = s.scalars(select(Station).order_by(Station.code))
-        return [{"code": st.code, "name": st.name or st.code} for st in stations]
-
-    return await db_run(request, query)
-
-
-async def _may_view(request: web.Request, station: str) -> bool:
-    """Examiners watch only the stations assigned to them; observers and admins watch all."""
-    who = identity(request)
-
-    def query(s: Session) -> bool:
-        st = s.scalar(select(Station).where(Station.code == station))
-        return st is not None and examiner_may(s, who, st.id, None)
-
-    return await db_run(request, query)
+    """Every router, and the state the ingest (tus) and live routes keep on the application."""
+    for table in ROUTERS:
+        app.router.add_routes(table)
+    tus.configure(app)
+    live_access.setup(app)

@@ -3,15 +3,17 @@ candidates are in schedule.py)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import audit, auth
-from ..app import ApiError, db_run, identity
 from ..models import Specialty, Station, StationToken, Task, User, UserSession
 from ..roles import Role, requires
-from ..validate import Fields, path_ident, path_int, read_json
+from ..validate import Fields, path_ident, path_int
+from ..web import ApiError, db_run, identity, read_json
 from .schedule import by_code
 
 routes = web.RouteTableDef()
@@ -42,7 +44,7 @@ async def add_user(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise ApiError(422, str(exc), "password") from None
     role = f.choice("role", tuple(r.value for r in Role))
-    display_name = f.text("display_name", required=False, default="")
+    display_name = f.name("display_name", required=False, default="")
     who = identity(request)
 
     def add(s: Session) -> dict:
@@ -80,7 +82,7 @@ async def disable_user(request: web.Request) -> web.Response:
 
 
 def _station_json(st: Station, tokens: list[StationToken] | None = None) -> dict:
-    out = {"code": st.code, "name": st.name}
+    out: dict[str, Any] = {"code": st.code, "name": st.name}
     if tokens is not None:
         out["tokens"] = [
             {"id": t.id, "created_at": t.created_at.isoformat(), "revoked": t.revoked_at is not None} for t in tokens
@@ -101,7 +103,7 @@ async def list_stations(request: web.Request) -> web.Response:
 @requires("stations.manage")
 async def add_station(request: web.Request) -> web.Response:
     f = Fields(await read_json(request), allowed={"code", "name", "specialty", "task"})
-    code, name = f.ident("code"), f.text("name", required=False, default="")
+    code, name = f.ident("code"), f.name("name", required=False, default="")
     specialty, task = f.ident("specialty", required=False), f.ident("task", required=False)
     who = identity(request)
 
@@ -150,7 +152,8 @@ async def revoke_token(request: web.Request) -> web.Response:
 
     def revoke(s: Session) -> dict:
         st = _station(s, code)
-        if s.get(StationToken, token_id) is None or s.get(StationToken, token_id).station_id != st.id:
+        token = s.get(StationToken, token_id)
+        if token is None or token.station_id != st.id:
             raise ApiError(404, f"station {code!r} has no token {token_id}", "URL token_id")
         n = auth.revoke_station_tokens(s, st, token_id)
         audit.append(s, who.actor, audit.STATION_TOKEN_REVOKE, code, {"token_id": token_id})

@@ -1,8 +1,7 @@
-"""Archive: search by accreditation number, export of one attempt (audited); export requests and packages
-(routes/exports.py), protocols and checklist versions
-(routes/protocols.py) the search across days (routes/search.py),
-retention and legal holds (routes/retention.py), appeal review links (routes/review_links.py) are
-registered here too."""
+"""Archive: search by accreditation number, export of one attempt (audited). The rest of the archive has its
+own modules: export requests and packages (routes/exports.py), protocols and checklist versions
+(routes/protocols.py), the search across days (routes/search.py), retention and legal holds
+(routes/retention.py), appeal review links (routes/review_links.py)."""
 
 from __future__ import annotations
 
@@ -15,12 +14,10 @@ from sqlalchemy.orm import Session
 from checklists.marks import WIRE_FIELDS
 
 from .. import audit
-from ..app import ApiError, db_run, identity
 from ..models import Attempt, Candidate, MarkEvent, Recording, Station
 from ..roles import requires
 from ..validate import ACCRED_RE, path_ident
-from . import exports, protocols, retention, review_links
-from . import search as search_across_days
+from ..web import ApiError, db_run, identity
 
 routes = web.RouteTableDef()
 
@@ -62,7 +59,7 @@ async def export_attempt(request: web.Request) -> web.Response:
         station = s.get(Station, att.station_id)
         events = s.scalars(select(MarkEvent).where(MarkEvent.attempt_id == attempt_id).order_by(MarkEvent.id))
         recs = s.scalars(select(Recording).where(Recording.attempt_id == attempt_id).order_by(Recording.id))
-        bundle = {
+        bundle: dict[str, Any] = {
             "attempt_id": att.id,
             "station": station.code if station else None,
             "accreditation_number": cand.accreditation_number if cand else None,
@@ -104,11 +101,3 @@ async def export_attempt(request: web.Request) -> web.Response:
 
     return web.json_response(await db_run(request, q))
 
-
-def _register(table: list[tuple[str, str, Any]]) -> None:
-    for method, path, handler in table:
-        kwargs = {"allow_head": False} if method == "GET" else {}
-        routes.route(method, path, **kwargs)(handler)
-
-
-_register(exports.ROUTES + protocols.ROUTES + search_across_days.ROUTES + retention.ROUTES + review_links.ROUTES)

@@ -13,8 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ..app import CONFIG, ApiError
 from ..roles import requires
+from ..web import CONFIG, ApiError
 from .scope import own_station
 
 routes = web.RouteTableDef()

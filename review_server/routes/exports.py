@@ -1,7 +1,7 @@
 """Export requests (e.g. from the Ministry), their packages (background jobs with progress, resumable), download
 with resume, the request's page (archivists) and the public key.
 
-Registered through routes/archive.py (ROUTES below). Every request, selection, export and download is
+Every request, selection, export and download is
 written to the audit log.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .. import audit
-from ..app import CONFIG, DB, STORAGE, ApiError, db_run, identity
 from ..export import (
     PENDING,
     ExportError,
@@ -32,11 +30,15 @@ from ..export import (
     start_export,
     start_job,
 )
+from ..i18n import lang_of, section
 from ..models import Attempt, Candidate, ExamDay, ExportPackage, ExportRequest, ExportRequestAttempt, Station, Task
 from ..retention import add_hold
 from ..roles import PUBLIC, requires
 from ..signing import data_dir, fingerprint, load_or_create, public_pem
-from ..validate import CODE_RE, Fields, path_int, read_json
+from ..validate import CODE_RE, Fields, path_int
+from ..web import CONFIG, DB, STORAGE, ApiError, db_run, identity, read_json, render
+
+routes = web.RouteTableDef()
 
 REQUEST_ADD = "archive.request.add"
 REQUEST_SELECT = "archive.request.select"
@@ -51,12 +53,13 @@ def _request(s: Session, request_id: int) -> ExportRequest:
     return req
 
 
+@routes.post("/api/export-requests")
 @requires("archive.export")
 async def add_request(request: web.Request) -> web.Response:
     """Body {"number", "date": YYYY-MM-DD, "requester", "subject"}: what was asked, by whom, when."""
     f = Fields(await read_json(request), allowed={"number", "date", "requester", "subject"})
-    number, date = f.text("number", max_len=64), f.date("date")
-    requester, subject = f.text("requester", max_len=300), f.text("subject", max_len=5000, required=False, default="")
+    number, date = f.name("number", max_len=64), f.date("date")
+    requester, subject = f.name("requester", max_len=300), f.text("subject", max_len=5000, required=False, default="")
     for name, value in (("number", number), ("requester", requester)):
         if not value.strip():
             raise ApiError(422, "required", name)
@@ -92,6 +95,7 @@ def _attempt_rows(s: Session, ids: Sequence[str]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: r["attempt_id"])
 
 
+@routes.get("/api/export-requests", allow_head=False)
 @requires("archive.export")
 async def list_requests(request: web.Request) -> web.Response:
     def q(s: Session) -> list[dict[str, Any]]:
@@ -100,6 +104,7 @@ async def list_requests(request: web.Request) -> web.Response:
     return web.json_response({"requests": await db_run(request, q)})
 
 
+@routes.get("/api/export-requests/{request_id}", allow_head=False)
 @requires("archive.export")
 async def get_request(request: web.Request) -> web.Response:
     request_id = path_int(request, "request_id")
@@ -119,6 +124,7 @@ async def get_request(request: web.Request) -> web.Response:
     return web.json_response(await db_run(request, q))
 
 
+@routes.post("/api/export-requests/{request_id}/attempts")
 @requires("archive.export")
 async def select_attempts(request: web.Request) -> web.Response:
     """Body {"attempt_ids": [...]} (from the archive search): added to the request's selection."""
@@ -169,6 +175,7 @@ async def _run_job(request: web.Request, package_id: int, g: Gathered, actor: st
         raise _job_error(exc) from None
     if request.query.get("background") in ("1", "true"):
         pkg = await db_run(request, lambda s: s.get(ExportPackage, package_id))
+        assert pkg is not None  # start_job found it
         body = package_json(pkg, app[CONFIG])
         return web.json_response(body, status=202, headers={"Location": body["status_url"]})
     await asyncio.shield(asyncio.to_thread(job.done.wait))
@@ -178,6 +185,7 @@ async def _run_job(request: web.Request, package_id: int, g: Gathered, actor: st
     return web.json_response(job.result, status=201)
 
 
+@routes.post("/api/export-requests/{request_id}/exports")
 @requires("archive.export")
 async def export(request: web.Request) -> web.Response:
     """Start a package for the request: written by a background job with progress at GET /api/exports/{id}.
@@ -192,6 +200,7 @@ async def export(request: web.Request) -> web.Response:
     return await _run_job(request, package_id, g, who.actor)
 
 
+@routes.get("/api/exports/{package_id}", allow_head=False)
 @requires("archive.export")
 async def export_status(request: web.Request) -> web.Response:
     """The package with its status (running, done, failed, interrupted, missing) and progress: bytes of the
@@ -208,6 +217,7 @@ async def export_status(request: web.Request) -> web.Response:
     return web.json_response(await db_run(request, q), headers={"Cache-Control": "no-store"})
 
 
+@routes.post("/api/exports/{package_id}/resume")
 @requires("archive.export")
 async def resume(request: web.Request) -> web.Response:
     """Take up an interrupted or failed export again (same package id; audited); 202, or 201 when waited for."""
@@ -220,6 +230,7 @@ async def resume(request: web.Request) -> web.Response:
     return await _run_job(request, package_id, g, who.actor)
 
 
+@routes.get("/api/exports/{package_id}/download", allow_head=False)
 @requires("archive.export")
 async def download(request: web.Request) -> web.StreamResponse:
     """The package's ZIP; supports Range / If-Range, so an interrupted download can resume. Audited."""
@@ -258,20 +269,20 @@ STATIC = Path(__file__).resolve().parent.parent / "static" / "exports"
 ASSETS = {"export.js": "text/javascript; charset=utf-8", "export.css": "text/css; charset=utf-8"}
 
 
+@routes.get("/export-requests/{request_id}", allow_head=False)
 @requires("archive.export")
 async def request_page(request: web.Request) -> web.Response:
     """The request's page: what was asked, the attempts selected, its packages with a progress bar that polls
-    GET /api/exports/{id}, download links when done, resume for an interrupted export (static/exports/)."""
+    GET /api/exports/{id}, download links when done, resume for an interrupted export (templates/export_request.html,
+    static/exports/export.js; the script's texts come from the catalogue through the page's data-texts)."""
     request_id = path_int(request, "request_id")
     await db_run(request, lambda s: _request(s, request_id))
-    lang = "en" if request.query.get("lang") == "en" else "ru"
     meta = {"csrf-token": identity(request).csrf_token or "", "export-request-id": str(request_id)}
-    tags = "".join(f'<meta name="{k}" content="{escape(v)}">' for k, v in meta.items())
-    html = (STATIC / "request.html").read_text(encoding="utf-8")
-    html = html.replace('<html lang="ru">', f'<html lang="{lang}">').replace("<!--page-meta-->", tags)
-    return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-store"})
+    texts = section(lang_of(request), "export")
+    return render(request, "export_request.html", {"meta": meta, "texts": texts}, headers={"Cache-Control": "no-store"})
 
 
+@routes.get("/exports/assets/{name}", allow_head=False)
 @requires("archive.export")
 async def page_asset(request: web.Request) -> web.FileResponse:
     name = request.match_info["name"]
@@ -280,6 +291,7 @@ async def page_asset(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / name, headers={"Content-Type": ASSETS[name], "Cache-Control": "no-cache"})
 
 
+@routes.get("/api/export-key", allow_head=False)
 @requires(PUBLIC)
 async def export_key(request: web.Request) -> web.Response:
     """The public key that signs export packages (PEM), with its fingerprint in a header."""
@@ -287,18 +299,3 @@ async def export_key(request: web.Request) -> web.Response:
     return web.Response(
         body=public_pem(key), content_type="application/x-pem-file", headers={"X-Key-SHA256": fingerprint(key)}
     )
-
-
-ROUTES: list[tuple[str, str, Any]] = [
-    ("POST", "/api/export-requests", add_request),
-    ("GET", "/api/export-requests", list_requests),
-    ("GET", "/api/export-requests/{request_id}", get_request),
-    ("POST", "/api/export-requests/{request_id}/attempts", select_attempts),
-    ("POST", "/api/export-requests/{request_id}/exports", export),
-    ("GET", "/api/exports/{package_id}", export_status),
-    ("POST", "/api/exports/{package_id}/resume", resume),
-    ("GET", "/api/exports/{package_id}/download", download),
-    ("GET", "/export-requests/{request_id}", request_page),
-    ("GET", "/exports/assets/{name}", page_asset),
-    ("GET", "/api/export-key", export_key),
-]

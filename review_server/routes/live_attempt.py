@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from functools import cache
 from typing import Any
 
@@ -24,12 +25,12 @@ from checklists.loader import ChecklistError, builtin_checklists, parse_checklis
 from checklists.marks import WIRE_FIELDS
 from checklists.model import PRESENTATIONS, Checklist
 
-from ..app import ApiError, db_run, identity
 from ..live import LIVE_HUB, NAME_RE
 from ..markformat import merged_sheets
 from ..models import Attempt, ChecklistVersion, MarkEvent, Station
 from ..roles import allowed, requires
 from ..validate import CODE_RE
+from ..web import ApiError, db_run, identity
 from .exam_clock import _day_attempts
 from .scope import examiner_may, own_station
 
@@ -175,7 +176,7 @@ def _int_query(request: web.Request, name: str, default: int, hi: int) -> int:
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or int(raw) > hi:
+    if not re.fullmatch(r"[0-9]{1,19}", raw) or int(raw) > hi:  # ASCII digits: isdigit() takes "²" and "١"
         raise ApiError(400, f"a whole number from 0 to {hi}", f"query {name}")
     return int(raw)
 

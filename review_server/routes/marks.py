@@ -6,42 +6,55 @@ Event JSON (format owned by checklists/marks.py):
    "kind": "mark"|"rating"|"finalise"|"reopen", "item": int|null, "done": bool|null, "rating": int|null,
    "reason": str|null, "checklist_hash": 64 hex, "wall_time": ISO-8601 UTC, "recording_offset_s": float|null,
    "seq": int}
+A station's event also carries "proof" {"key_id", "sig"}: the examiner's tablet key signed it, and the examiner
+is the one that key was issued to (review_server/tablet_credentials.py); an event whose proof does not hold is
+refused (403, audited once per burst per station). On the server's pages the session is the examiner, and the
+server stamps when (wall_time, recording_offset_s) and the order (seq): nothing of who or when comes from the page.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from checklists.marks import WIRE_FIELDS
+from checklists.marks import WIRE_FIELDS, utc_now_iso
+from checklists.marks import MarkEvent as WireEvent
 from media.cpr.figures import MAX_REPORT_BYTES, check_report
 
 from .. import audit, scores
-from ..app import CONFIG, ApiError, db_run, identity
-from ..auth import Identity
+from ..attempt_owner import station_attempt
+from ..attempt_view import marks_zero
+from ..auth import LOGIN_RE, Identity
 from ..markformat import check_with_contract, merged_sheets
-from ..models import Attempt, CprFigures, MarkEvent, Station, utcnow
+from ..models import Attempt, CprFigures, MarkEvent, Recording, Station, utcnow
+from ..retention import active_holds, held_message
 from ..roles import requires
-from ..validate import CODE_RE, SHA256_RE, Fields, path_ident, read_json
+from ..tablet_credentials import MARKS_REFUSED, MARKS_UNSIGNED, MarkCheck
+from ..throttle import note_burst
+from ..validate import CODE_RE, SHA256_RE, Fields, path_ident
+from ..web import CONFIG, ApiError, db_run, identity, read_json
 from .scope import require_assigned
 
 routes = web.RouteTableDef()
 
 KINDS = ("mark", "rating", "finalise", "reopen")
+REFUSAL_QUIET_S = 15 * 60  # a station's refused marks: one audit row per burst (throttle.note_burst)
 EVENT_FIELDS = WIRE_FIELDS  # one definition of a mark event: checklists/marks.py
+CPR_FIGURES_REFUSED = "attempt.cpr_figures.refused"  # a replacement refused: the attempt is held
 
 
-def parse_event(obj: Any, where: str) -> dict[str, Any]:
-    f = Fields(obj, where, allowed=set(EVENT_FIELDS))
+def parse_event(obj: Any, where: str, proof: bool = False) -> dict[str, Any]:
+    f = Fields(obj, where, allowed=set(EVENT_FIELDS) | ({"proof"} if proof else set()))
     ev = {
         "event_id": f.uuid("event_id"),
         "attempt_id": f.ident("attempt_id", CODE_RE),
         "station_id": f.ident("station_id", CODE_RE),
-        "examiner": f.text("examiner", max_len=128),
+        "examiner": f.ident("examiner", LOGIN_RE),  # an account's login: who signed in on the tablet or page
         "kind": f.choice("kind", KINDS),
         "item": f.integer("item", required=False, lo=1, hi=100_000),
         "done": f.boolean("done", required=False),
@@ -52,13 +65,11 @@ def parse_event(obj: Any, where: str) -> dict[str, Any]:
         "recording_offset_s": f.number("recording_offset_s", required=False, hi=1e7),
         "seq": f.integer("seq"),
     }
-    if not ev["examiner"].strip():
-        raise ApiError(422, "required", f.where("examiner"))
     if ev["kind"] == "mark" and (ev["item"] is None or ev["done"] is None):
         raise ApiError(422, "a 'mark' event needs item and done", f.where("item" if ev["item"] is None else "done"))
     if ev["kind"] == "rating" and ev["rating"] is None:
         raise ApiError(422, "a 'rating' event needs rating", f.where("rating"))
-    check_with_contract(obj, where)
+    check_with_contract({k: v for k, v in obj.items() if k != "proof"}, where)
     return ev
 
 
@@ -81,9 +92,11 @@ def _as_dict(row: MarkEvent) -> dict[str, Any]:
 
 
 def store_events(
-    s: Session, events: list[dict[str, Any]], source: str, station: Station, where: str = "events"
+    s: Session, events: list[dict[str, Any]], source: str, station: Station, where: str = "events",
+    proofs: dict[str, dict[str, str]] | None = None,
 ) -> tuple[list[str], list[str]]:
-    """Insert the events not seen before; return (new ids, duplicate ids). Same id, other content: 409."""
+    """Insert the events not seen before (a station's with the proof that was checked); return (new ids,
+    duplicate ids). Same id, other content: 409."""
     new: list[str] = []
     dup: list[str] = []
     seen: dict[str, dict[str, Any]] = {}
@@ -101,13 +114,7 @@ def store_events(
                 raise ApiError(409, f"event_id {eid} was already stored with different content", f"{where}[{i}]")
             dup.append(eid)
             continue
-        att = s.get(Attempt, ev["attempt_id"])
-        if att is None:
-            # Stations create attempts offline; the schedule links them to candidates later.
-            s.add(Attempt(id=ev["attempt_id"], station_id=station.id))
-            s.flush()
-        elif att.station_id != station.id:
-            raise ApiError(409, f"attempt {ev['attempt_id']!r} belongs to another station", f"{where}[{i}].attempt_id")
+        station_attempt(s, station.id, ev["attempt_id"], f"{where}[{i}].attempt_id")
         other = s.scalar(
             select(MarkEvent.checklist_hash).where(
                 MarkEvent.attempt_id == ev["attempt_id"], MarkEvent.checklist_hash != ev["checklist_hash"]
@@ -115,7 +122,8 @@ def store_events(
         )
         if other is not None:  # the merge rule forbids mixing checklist versions in one attempt
             raise ApiError(409, f"attempt's other events use checklist {other}", f"{where}[{i}].checklist_hash")
-        s.add(MarkEvent(**ev, source=source))
+        proof = (proofs or {}).get(eid) or {}
+        s.add(MarkEvent(**ev, source=source, key_id=proof.get("key_id"), signature=proof.get("sig")))
         s.flush()
         _audit_new_event(s, source, ev)
         new.append(eid)
@@ -139,17 +147,34 @@ async def ingest_marks(request: web.Request) -> web.Response:
     if len(raw) > limit:
         raise ApiError(413, f"{len(raw)} events in one batch; the limit is {limit}", "events")
     who = identity(request)
-    events = [parse_event(obj, f"events[{i}]") for i, obj in enumerate(raw)]
+    events = [parse_event(obj, f"events[{i}]", proof=True) for i, obj in enumerate(raw)]
     for i, ev in enumerate(events):
         if ev["station_id"] != who.station_code:
             raise ApiError(403, f"this token belongs to station {who.station_code!r}", f"events[{i}].station_id")
+    proofs = {ev["event_id"]: obj.get("proof") for ev, obj in zip(events, raw, strict=True)}
+    cfg = request.app[CONFIG]
 
-    def store(s: Session) -> tuple[list[str], list[str]]:
+    def store(s: Session) -> dict[str, Any]:
         station = s.get(Station, who.station_id)
-        return store_events(s, events, who.actor, station)
+        assert station is not None  # the token's station: tokens are revoked, stations never deleted
+        check = MarkCheck(s, station, cfg.accept_unsigned_station_marks)
+        for i, (ev, obj) in enumerate(zip(events, raw, strict=True)):
+            why = check.refusal(WireEvent.from_json({k: obj[k] for k in EVENT_FIELDS}), obj.get("proof"))
+            if why is not None:  # who marked is not proven: nothing is stored; the refusal is audited
+                note_burst(s, f"marks-refused:{station.code}", REFUSAL_QUIET_S, who.actor,
+                           MARKS_REFUSED, ev["attempt_id"],
+                           {"event_id": ev["event_id"], "examiner": ev["examiner"], "kind": ev["kind"], "why": why})
+                return {"refused": i, "why": why}  # committed: the audit row stays, nothing else was written
+        if check.unsigned:
+            note_burst(s, f"marks-unsigned:{station.code}", REFUSAL_QUIET_S, who.actor,
+                       MARKS_UNSIGNED, events[0]["attempt_id"], {"events": check.unsigned[:20]})
+        new, dup = store_events(s, events, who.actor, station, proofs=proofs)
+        return {"accepted": new, "duplicates": dup}
 
-    new, dup = await db_run(request, store)
-    return web.json_response({"accepted": new, "duplicates": dup})
+    result = await db_run(request, store)
+    if "refused" in result:
+        raise ApiError(403, f"refused: {result['why']}", f"events[{result['refused']}].proof")
+    return web.json_response(result)
 
 
 @routes.put("/api/attempts/{attempt_id}/cpr-figures")
@@ -157,7 +182,8 @@ async def ingest_marks(request: web.Request) -> web.Response:
 async def put_cpr_figures(request: web.Request) -> web.Response:
     """A station's CPR figures report for its attempt (`osce-cpr-figures/1`, media/cpr/FORMATS.md), stored as
     sent and exported as cpr_figures.json. Informative only: it marks nothing. A new report replaces the old one
-    (audited); the same bytes again change nothing. The attempt is created if the station has not sent marks yet."""
+    (audited), except while a legal hold covers the attempt (409 naming the hold, audited); the same bytes again change
+    nothing. Only for the station's own scheduled attempt (attempt_owner.py)."""
     attempt_id = path_ident(request, "attempt_id")
     who = identity(request)
     body = await read_json(request)
@@ -173,16 +199,15 @@ async def put_cpr_figures(request: web.Request) -> web.Response:
     assert station_id is not None  # station.upload: station tokens only
 
     def store(s: Session) -> dict[str, Any]:
-        att = s.get(Attempt, attempt_id)
-        if att is None:
-            s.add(Attempt(id=attempt_id, station_id=station_id))
-            s.flush()
-        elif att.station_id != station_id:
-            raise ApiError(409, f"attempt {attempt_id!r} belongs to another station", "URL attempt_id")
+        station_attempt(s, station_id, attempt_id, "URL attempt_id")
         row = s.get(CprFigures, attempt_id)
         if row is not None and row.sha256 == sha:
             return {"attempt_id": attempt_id, "sha256": sha, "stored": False}
         details = {"sha256": sha, "replaces": row.sha256 if row is not None else None}
+        holds = active_holds(s, attempt_id) if row is not None else []
+        if holds:  # a held attempt's evidence is not rewritten: the refusal is audited, the report kept
+            audit.append(s, who.actor, CPR_FIGURES_REFUSED, attempt_id, details | {"holds": holds})
+            return {"holds": holds}
         if row is None:
             s.add(CprFigures(attempt_id=attempt_id, body=raw.decode("utf-8"), sha256=sha, uploaded_by=who.actor))
         else:
@@ -190,7 +215,10 @@ async def put_cpr_figures(request: web.Request) -> web.Response:
         audit.append(s, who.actor, audit.CPR_FIGURES, attempt_id, details)
         return {"attempt_id": attempt_id, "sha256": sha, "stored": True}
 
-    return web.json_response(await db_run(request, store))
+    out = await db_run(request, store)
+    if "holds" in out:
+        raise ApiError(409, held_message(attempt_id, out["holds"]), "URL attempt_id", holds=out["holds"])
+    return web.json_response(out)
 
 
 def _signed_by(s: Session, attempt_id: str, examiner: str | None) -> bool:
@@ -223,10 +251,25 @@ async def list_marks(request: web.Request) -> web.Response:
     return web.json_response({"attempt_id": attempt_id, "events": await db_run(request, q)})
 
 
+STAMPED = ("wall_time", "recording_offset_s", "seq")  # set by the server on its pages; what the page sends is ignored
+CHOSEN = ("kind", "item", "done", "rating", "reason", "checklist_hash")  # what the examiner chose
+
+
+def _offset_now(s: Session, attempt_id: str, now: dt.datetime) -> float | None:
+    """Seconds into the attempt's recording now: from the zero of the station's own marks, else from when its
+    first recording began (both on the station's clock; a station that keeps time within a second or so)."""
+    zero = marks_zero(s, attempt_id)
+    if zero is None:
+        zero = s.scalar(select(func.min(Recording.media_from)).where(Recording.attempt_id == attempt_id))
+    return None if zero is None else max(0.0, round((now - zero).total_seconds(), 3))
+
+
 async def _examiner_event(request: web.Request, kinds: tuple[str, ...], correction: bool) -> web.Response:
     attempt_id = path_ident(request, "attempt_id")
     who = identity(request)
     body = await read_json(request)
+    if not isinstance(body, dict):
+        raise ApiError(422, "expected a JSON object", "body")
     # The server fills in who and where; client-sent examiner/attempt/station must agree with them.
     station_code = await db_run(request, lambda s: _attempt_for_examiner(s, who, attempt_id)[1].code)
     for name, must in (("examiner", who.login), ("attempt_id", attempt_id), ("station_id", station_code)):
@@ -237,17 +280,31 @@ async def _examiner_event(request: web.Request, kinds: tuple[str, ...], correcti
         body["kind"] = kinds[0]
     for name in EVENT_FIELDS:  # the wire format lists every field; the page may leave the empty ones out
         body.setdefault(name, None)
+    # When and in which order: the server's clock and the examiner's events so far, never the page's word (an
+    # examiner could otherwise backdate a mark, or order it before others). Checked first with placeholders.
+    body.update(wall_time=utc_now_iso(), recording_offset_s=None, seq=0)
     ev = parse_event(body, "")
     if ev["kind"] not in kinds:
         raise ApiError(422, f"expected kind {' or '.join(kinds)}", "kind")
 
     def store(s: Session) -> dict[str, Any]:
         _att, station = _attempt_for_examiner(s, who, attempt_id)
+        known = s.scalar(select(MarkEvent).where(MarkEvent.event_id == ev["event_id"]))
+        if known is not None:  # the page sent it again (a lost answer): the same mark, stamped when first stored
+            if known.source != who.actor or known.attempt_id != attempt_id or any(
+                    getattr(known, k) != ev[k] for k in CHOSEN):
+                raise ApiError(409, f"event_id {ev['event_id']} was already stored with different content", "body")
+            return {"accepted": [], "duplicates": [known.event_id]}
         # Marking beside the live picture is ordinary marking; once this examiner has signed the sheet, a
         # change is a correction and needs a reason (the merge rule would not apply it otherwise).
         if correction and not (ev["reason"] or "").strip() and _signed_by(s, attempt_id, who.login):
             raise ApiError(422, "the sheet is signed: a correction needs a reason", "reason")
-        new, dup = store_events(s, [ev], who.actor, station, where="body")
+        now = utcnow()
+        last = s.scalar(select(func.max(MarkEvent.seq)).where(MarkEvent.attempt_id == attempt_id,
+                                                              MarkEvent.examiner == who.login))
+        stamped = {**ev, "wall_time": now.isoformat(timespec="microseconds"), "seq": (last or 0) + 1,
+                   "recording_offset_s": _offset_now(s, attempt_id, now)}
+        new, dup = store_events(s, [stamped], who.actor, station, where="body")
         return {"accepted": new, "duplicates": dup}
 
     return web.json_response(await db_run(request, store))

@@ -10,12 +10,11 @@ import re
 import tempfile
 
 from aiohttp import web
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .. import audit
-from ..app import STORAGE, ApiError, body_deadline, db_run, identity
+from .. import audit, retention
 from ..fragment_rows import (
     IncomingFragment,
     Where,
@@ -26,9 +25,11 @@ from ..fragment_rows import (
     utc_or_none,
 )
 from ..models import Attempt, Candidate, Fragment, Recording, Station
+from ..retention import Deletion
 from ..roles import requires
 from ..storage import NotFound
-from ..validate import CODE_RE, SHA256_RE, Fields, path_ident, path_int, read_json
+from ..validate import CODE_RE, SHA256_RE, Fields, path_ident, path_int
+from ..web import STORAGE, ApiError, body_deadline, db_run, identity, read_json
 from .scope import examiner_may, require_assigned
 
 routes = web.RouteTableDef()
@@ -47,7 +48,7 @@ def _query_float(request: web.Request, name: str) -> float | None:
     return float(value)
 
 
-def _streaming(handler):  # type: ignore[no-untyped-def]
+def _streaming(handler):
     handler.osce_streaming_body = True  # the body-size middleware uses the fragment limit here
     return handler
 
@@ -147,7 +148,7 @@ def _no_recording(key: str) -> ApiError:
     return ApiError(404, f"no recording {key!r}", "URL key")
 
 
-def _recording_scope(s: Session, rec: Recording, who) -> None:  # type: ignore[no-untyped-def]
+def _recording_scope(s: Session, rec: Recording, who) -> None:
     att = s.get(Attempt, rec.attempt_id) if rec.attempt_id else None
     require_assigned(s, who, rec.station_id, att.exam_day_id if att else None, _no_recording(rec.key))
 
@@ -224,7 +225,7 @@ async def get_media(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-def _may_view(s: Session, rec: Recording, who) -> bool:  # type: ignore[no-untyped-def]
+def _may_view(s: Session, rec: Recording, who) -> bool:
     att = s.get(Attempt, rec.attempt_id) if rec.attempt_id else None
     return examiner_may(s, who, rec.station_id, att.exam_day_id if att else None)
 
@@ -232,7 +233,8 @@ def _may_view(s: Session, rec: Recording, who) -> bool:  # type: ignore[no-untyp
 @routes.delete("/api/recordings/{key}")
 @requires("recordings.delete")
 async def delete_recording(request: web.Request) -> web.Response:
-    """Retention: delete a recording and its media. Body {"reason": "..."}; audited with every hash."""
+    """Retention: delete a recording and its media. Body {"reason": "..."}; audited with every hash. While a
+    legal hold covers its attempt: 409 naming the hold, the refusal audited, nothing deleted."""
     key = path_ident(request, "key")
     reason = Fields(await read_json(request), allowed={"reason"}).text("reason", max_len=2000)
     if not reason.strip():
@@ -240,22 +242,15 @@ async def delete_recording(request: web.Request) -> web.Response:
     who = identity(request)
     storage = request.app[STORAGE]
 
-    def delete(s: Session) -> list[str]:
+    def delete(s: Session) -> tuple[Deletion, str | None]:
         rec = s.scalar(select(Recording).where(Recording.key == key))
         if rec is None:
             raise ApiError(404, f"no recording {key!r}", "URL key")
-        hashes = [f.sha256 for f in rec.fragments]
-        frags = [{"track": f.track, "seq": f.seq, "sha256": f.sha256, "size": f.size} for f in rec.fragments]
-        for f in list(rec.fragments):
-            s.delete(f)
-        s.delete(rec)
-        s.flush()
-        # Only blobs no other fragment still refers to (identical bytes are stored once).
-        orphans = [h for h in sorted(set(hashes)) if not s.scalar(select(func.count()).where(Fragment.sha256 == h))]
-        audit.append(s, who.actor, audit.DELETE, key, {"reason": reason, "fragments": frags})
-        return orphans
+        return retention.delete_recording(s, rec, who.actor, reason, {}), rec.attempt_id
 
-    orphans = await db_run(request, delete)
-    for h in orphans:  # after the commit: a failed delete leaves an unreferenced blob, never a dangling row
+    done, attempt_id = await db_run(request, delete)
+    if done.holds:
+        raise ApiError(409, retention.held_message(attempt_id or "", done.holds), "URL key", holds=done.holds)
+    for h in done.orphans:  # after the commit: a failed delete leaves an unreferenced blob, never a dangling row
         await asyncio.to_thread(storage.delete, h)
-    return web.json_response({"recording": key, "deleted_media": orphans})
+    return web.json_response({"recording": key, "deleted_media": done.orphans})

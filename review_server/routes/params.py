@@ -7,10 +7,10 @@ import datetime as dt
 import re
 from collections.abc import Mapping
 
-from ..app import ApiError
 from ..validate import CODE_RE
+from ..web import ApiError
 
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _INT = re.compile(r"[0-9]{1,6}")
 
 

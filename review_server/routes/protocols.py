@@ -1,10 +1,8 @@
-"""Results protocols (per exam day and specialty) and checklist versions for scoring.
-
-Registered through routes/archive.py (ROUTES below).
-"""
+"""Results protocols (per exam day and specialty) and checklist versions for scoring."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -14,12 +12,14 @@ from sqlalchemy.orm import Session
 from checklists.loader import ChecklistError, parse_checklist
 
 from .. import audit
-from ..app import CONFIG, ApiError, db_run, identity
 from ..models import ChecklistVersion, Task
 from ..protocol import Protocol, ProtocolError, build, to_csv, to_pdf, to_xlsx
 from ..roles import requires
 from ..validate import CODE_RE
+from ..web import CONFIG, ApiError, db_run, identity
 from .params import day_and_specialty
+
+routes = web.RouteTableDef()
 
 CHECKLIST_UPLOAD = "checklist.upload"
 PROTOCOL_VIEW = "protocol.view"
@@ -30,6 +30,7 @@ FORMATS: dict[str, tuple[str, Any]] = {
 }
 
 
+@routes.get("/api/protocols", allow_head=False)
 @requires("protocol.view")
 async def get_protocol(request: web.Request) -> web.Response:
     """?day=YYYY-MM-DD&specialty=CODE[&format=json|csv|xlsx|pdf]"""
@@ -59,6 +60,7 @@ async def get_protocol(request: web.Request) -> web.Response:
     )
 
 
+@routes.post("/api/checklist-versions")
 @requires("checklists.manage")
 async def upload_checklist(request: web.Request) -> web.Response:
     """Body: the checklist's YAML (checklists/FORMAT.md); ?task=CODE links it to a task. Stored once per
@@ -71,7 +73,7 @@ async def upload_checklist(request: web.Request) -> web.Response:
     except UnicodeDecodeError:
         raise ApiError(400, "not UTF-8 text", "body") from None
     try:
-        cl = parse_checklist(text, "upload")
+        cl = await asyncio.to_thread(parse_checklist, text, "upload")  # not on the event loop: YAML is slow
     except ChecklistError as exc:
         p = exc.problems[0]
         raise ApiError(422, f"not a valid checklist: {p.field}: {p.message}", f"body line {p.line}") from None
@@ -99,9 +101,3 @@ async def upload_checklist(request: web.Request) -> web.Response:
 
     out, new = await db_run(request, store)
     return web.json_response(out, status=201 if new else 200)
-
-
-ROUTES: list[tuple[str, str, Any]] = [
-    ("GET", "/api/protocols", get_protocol),
-    ("POST", "/api/checklist-versions", upload_checklist),
-]

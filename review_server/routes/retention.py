@@ -1,4 +1,4 @@
-"""Retention periods per specialty and legal holds on attempts. Registered through routes/archive.py."""
+"""Retention periods per specialty and legal holds on attempts."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import audit
-from ..app import ApiError, db_run, identity
 from ..models import Attempt, LegalHold, RetentionPolicy, Specialty
 from ..retention import HOLD_KINDS, HOLD_RELEASE, POLICY_SET, add_hold
 from ..roles import requires
-from ..validate import Fields, path_ident, path_int, read_json
+from ..validate import Fields, path_ident, path_int
+from ..web import ApiError, db_run, identity, read_json
+
+routes = web.RouteTableDef()
 
 
 def _hold_json(h: LegalHold) -> dict[str, Any]:
@@ -30,6 +32,7 @@ def _hold_json(h: LegalHold) -> dict[str, Any]:
     }
 
 
+@routes.get("/api/retention-policies", allow_head=False)
 @requires("retention.manage")
 async def list_policies(request: web.Request) -> web.Response:
     def q(s: Session) -> list[dict[str, Any]]:
@@ -43,6 +46,7 @@ async def list_policies(request: web.Request) -> web.Response:
     return web.json_response({"policies": await db_run(request, q)})
 
 
+@routes.put("/api/retention-policies/{code}")
 @requires("retention.manage")
 async def set_policy(request: web.Request) -> web.Response:
     """Body {"keep_days": N}: recordings of the specialty are kept N days after the exam day."""
@@ -66,6 +70,7 @@ async def set_policy(request: web.Request) -> web.Response:
     return web.json_response(await db_run(request, put))
 
 
+@routes.get("/api/attempts/{attempt_id}/holds", allow_head=False)
 @requires("holds.manage")
 async def list_holds(request: web.Request) -> web.Response:
     attempt_id = path_ident(request, "attempt_id")
@@ -78,6 +83,7 @@ async def list_holds(request: web.Request) -> web.Response:
     return web.json_response({"holds": await db_run(request, q)})
 
 
+@routes.post("/api/attempts/{attempt_id}/holds")
 @requires("holds.manage")
 async def hold(request: web.Request) -> web.Response:
     """Body {"kind": appeal|request|other, "reason": "..."}: retention keeps the attempt until released."""
@@ -96,6 +102,7 @@ async def hold(request: web.Request) -> web.Response:
     return web.json_response(await db_run(request, add), status=201)
 
 
+@routes.delete("/api/holds/{hold_id}")
 @requires("holds.manage")
 async def release(request: web.Request) -> web.Response:
     """Body {"reason": "..."}: the hold ends (the appeal is decided, the request answered)."""
@@ -116,12 +123,3 @@ async def release(request: web.Request) -> web.Response:
         return _hold_json(h)
 
     return web.json_response(await db_run(request, rel))
-
-
-ROUTES: list[tuple[str, str, Any]] = [
-    ("GET", "/api/retention-policies", list_policies),
-    ("PUT", "/api/retention-policies/{code}", set_policy),
-    ("GET", "/api/attempts/{attempt_id}/holds", list_holds),
-    ("POST", "/api/attempts/{attempt_id}/holds", hold),
-    ("DELETE", "/api/holds/{hold_id}", release),
-]

@@ -2,7 +2,7 @@
 
 An admin issues a link (reviewer's name, minutes valid); the token is random, shown once, stored as its
 SHA-256. The page and its video need no account, only an unexpired, unrevoked token; every issue, view,
-video request and revocation is audited. Registered through routes/archive.py.
+video request and revocation is audited.
 """
 
 from __future__ import annotations
@@ -17,13 +17,15 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .. import audit
-from ..app import ApiError, db_run, identity
+from .. import attempt_view, audit
+from ..i18n import lang_of
 from ..models import Attempt, Recording, ReviewLink
-from ..pages import lang_of
 from ..roles import PUBLIC, requires
-from ..validate import CODE_RE, Fields, path_ident, path_int, read_json
-from . import attempt_page, track_file
+from ..validate import CODE_RE, Fields, path_ident, path_int
+from ..web import ApiError, db_run, identity, read_json, render
+from . import track_file
+
+routes = web.RouteTableDef()
 
 TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{43}")
 ISSUE, VIEW, MEDIA, REVOKE = "review_link.issue", "review_link.view", "review_link.media", "review_link.revoke"
@@ -34,12 +36,13 @@ def _sha(token: str) -> str:
     return hashlib.sha256(token.encode("ascii")).hexdigest()
 
 
+@routes.post("/api/attempts/{attempt_id}/review-links")
 @requires("review_links.manage")
 async def issue(request: web.Request) -> web.Response:
     """Body {"reviewer": name, "minutes": N}: 201 with the link (shown once) and when it expires."""
     attempt_id = path_ident(request, "attempt_id")
     f = Fields(await read_json(request), allowed={"reviewer", "minutes"})
-    reviewer, minutes = f.text("reviewer", max_len=200), f.integer("minutes", lo=1, hi=MAX_MINUTES)
+    reviewer, minutes = f.name("reviewer", max_len=200), f.integer("minutes", lo=1, hi=MAX_MINUTES)
     if not reviewer.strip():
         raise ApiError(422, "required", "reviewer")
     who = identity(request)
@@ -60,6 +63,7 @@ async def issue(request: web.Request) -> web.Response:
     return web.json_response(await db_run(request, add), status=201)
 
 
+@routes.delete("/api/review-links/{link_id}")
 @requires("review_links.manage")
 async def revoke(request: web.Request) -> web.Response:
     link_id = path_int(request, "link_id")
@@ -92,28 +96,34 @@ def _actor(link: ReviewLink, request: web.Request) -> str:
     return f"review-link:{link.id}:{link.reviewer}"[:200]
 
 
+@routes.get("/review/{token}", allow_head=False)
 @requires(PUBLIC)
 async def page(request: web.Request) -> web.Response:
-    """The attempt page (routes/attempt_page.py: every camera in sync, marks on the timeline, the checklist with
+    """The attempt page (templates/attempt.html: every camera in sync, marks on the timeline, the checklist with
     each examiner's marks and corrections), with the video fetched through this link."""
     token = request.match_info["token"]
     rec = request.query.get("rec")
     if rec is not None and not CODE_RE.fullmatch(rec):
         raise ApiError(400, f"must match {CODE_RE.pattern}", "query rec")
-    lang = lang_of(request.query.get("lang"))
+    lang = lang_of(request)
 
-    def q(s: Session) -> str:
+    def q(s: Session) -> tuple[attempt_view.PageData, str]:
         link = _link(s, token)
         att = s.get(Attempt, link.attempt_id)
         assert att is not None
-        data = attempt_page.gather(s, att, rec)
+        try:
+            data = attempt_view.gather(s, att, rec)
+        except attempt_view.RecordingNotFound as exc:
+            raise ApiError(404, str(exc), "query rec") from None
         audit.append(s, _actor(link, request), VIEW, att.id, {"link_id": link.id, "ip": request.remote})
-        until = f"{attempt_page.TEXT[lang]['link_until']} {link.expires_at.strftime('%d.%m.%Y %H:%M')} UTC"
-        return attempt_page.render(data, lang, f"/review/{token}/recordings", f'<p class="banner">{until}</p>')
+        return data, link.expires_at.strftime("%d.%m.%Y %H:%M")
 
-    return web.Response(text=await db_run(request, q), content_type="text/html")
+    data, until = await db_run(request, q)
+    context = attempt_view.context(data, lang, f"/review/{token}/recordings", until)
+    return render(request, attempt_view.TEMPLATE, context)
 
 
+@routes.get("/review/{token}/recordings/{key}/{track}", allow_head=False)
 @requires(PUBLIC)
 async def track(request: web.Request) -> web.StreamResponse:
     """One track as a playable MP4 (its init file then its media fragments), with byte ranges for seeking."""
@@ -131,11 +141,3 @@ async def track(request: web.Request) -> web.StreamResponse:
         return pieces
 
     return await track_file.send_track(request, await db_run(request, q))
-
-
-ROUTES: list[tuple[str, str, Any]] = [
-    ("POST", "/api/attempts/{attempt_id}/review-links", issue),
-    ("DELETE", "/api/review-links/{link_id}", revoke),
-    ("GET", "/review/{token}", page),
-    ("GET", "/review/{token}/recordings/{key}/{track}", track),
-]

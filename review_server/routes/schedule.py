@@ -10,15 +10,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import audit, auth
-from ..app import ApiError, db_run, identity
 from ..models import Candidate, CandidatePersonal, ExamDay, ExaminerAssignment, Specialty, Station, Task, User
 from ..roles import Role, requires
-from ..validate import ACCRED_RE, Fields, path_ident, read_json
+from ..validate import ACCRED_RE, Fields, path_ident
+from ..web import ApiError, db_run, identity, read_json
 
 routes = web.RouteTableDef()
 
 
-def by_code(s: Session, model, code: str | None, where: str):  # type: ignore[no-untyped-def]
+def by_code(s: Session, model, code: str | None, where: str):
     if code is None:
         return None
     row = s.scalar(select(model).where(model.code == code))
@@ -44,7 +44,7 @@ async def list_days(request: web.Request) -> web.Response:
 @requires("schedule.manage")
 async def add_day(request: web.Request) -> web.Response:
     f = Fields(await read_json(request), allowed={"day", "title"})
-    day, title = f.date("day"), f.text("title", required=False, default="")
+    day, title = f.date("day"), f.name("title", required=False, default="")
 
     def add(s: Session) -> dict:
         d = ExamDay(day=day, title=title)
@@ -68,7 +68,7 @@ async def list_specialties(request: web.Request) -> web.Response:
 @requires("schedule.manage")
 async def add_specialty(request: web.Request) -> web.Response:
     f = Fields(await read_json(request), allowed={"code", "name"})
-    code, name = f.ident("code"), f.text("name")
+    code, name = f.ident("code"), f.name("name")
 
     def add(s: Session) -> dict:
         if s.scalar(select(Specialty.id).where(Specialty.code == code)) is not None:
@@ -92,7 +92,7 @@ async def list_tasks(request: web.Request) -> web.Response:
 @requires("schedule.manage")
 async def add_task(request: web.Request) -> web.Response:
     f = Fields(await read_json(request), allowed={"code", "title", "specialty"})
-    code, title, specialty = f.ident("code"), f.text("title", max_len=300), f.ident("specialty", required=False)
+    code, title, specialty = f.ident("code"), f.name("title", max_len=300), f.ident("specialty", required=False)
 
     def add(s: Session) -> dict:
         if s.scalar(select(Task.id).where(Task.code == code)) is not None:
@@ -159,7 +159,7 @@ async def add_candidate(request: web.Request) -> web.Response:
     personal = None
     if f.obj.get("personal") is not None:
         p = Fields(f.obj["personal"], "personal", allowed={"last_name", "first_name", "middle_name"})
-        personal = {k: p.text(k, required=False, default="") for k in ("last_name", "first_name", "middle_name")}
+        personal = {k: p.name(k, required=False, default="") for k in ("last_name", "first_name", "middle_name")}
 
     def add(s: Session) -> dict:
         if s.scalar(select(Candidate.id).where(Candidate.accreditation_number == number)) is not None:

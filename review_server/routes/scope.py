@@ -7,20 +7,20 @@ for what the role itself may not do (roles.requires)."""
 from __future__ import annotations
 
 from aiohttp import web
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
-from ..app import ApiError, identity
 from ..auth import Identity
 from ..models import ExaminerAssignment
 from ..roles import SCOPED_TO_ASSIGNMENTS
 from ..validate import CODE_RE, path_ident
+from ..web import ApiError, identity
 
 
 def examiner_may(s: Session, who: Identity, station_id: int, exam_day_id: int | None) -> bool:
     if who.principal not in SCOPED_TO_ASSIGNMENTS:
         return True
-    day_match = ExaminerAssignment.exam_day_id.is_(None)
+    day_match: ColumnElement[bool] = ExaminerAssignment.exam_day_id.is_(None)
     if exam_day_id is not None:
         day_match = or_(day_match, ExaminerAssignment.exam_day_id == exam_day_id)
     q = select(ExaminerAssignment.id).where(

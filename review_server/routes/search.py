@@ -1,18 +1,19 @@
-"""GET /api/archive/attempts: the archive search across days (review_server/search.py). Registered through
-routes/archive.py (ROUTES below). parse_query is also the check of the archive page's form (routes/archive_page.py)."""
+"""GET /api/archive/attempts: the archive search across days (review_server/search.py). parse_query is also the
+check of the archive page's form (routes/archive_page.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from aiohttp import web
 
-from ..app import ApiError, db_run
 from ..roles import requires
 from ..search import MAX_PER_PAGE, RESULTS, Query, search
 from ..validate import ACCRED_RE, check_text
+from ..web import ApiError, db_run
 from .params import date_param, ident_param, int_param
+
+routes = web.RouteTableDef()
 
 KNOWN = frozenset({"from", "to", "specialty", "station", "task", "number", "result", "examiner", "page", "per_page"})
 
@@ -44,12 +45,10 @@ def parse_query(q: Mapping[str, str], *, also: frozenset[str] = frozenset(), per
     )
 
 
+@routes.get("/api/archive/attempts", allow_head=False)
 @requires("archive.search")
 async def search_attempts(request: web.Request) -> web.Response:
     """?from=&to= (exam dates), specialty, station, task (codes), number, result (passed|failed|not_final),
     examiner (login), page, per_page (≤ 200). Newest exam day first; `has_more` says whether a next page exists."""
     query = parse_query(request.query)
     return web.json_response(await db_run(request, lambda s: search(s, query)))
-
-
-ROUTES: list[tuple[str, str, Any]] = [("GET", "/api/archive/attempts", search_attempts)]

@@ -1,17 +1,31 @@
-"""Health, login/logout, the index page and /api/me."""
+"""Health, login/logout (templates/login.html), the home page (templates/home.html) and /api/me."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
+import weakref
+from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from .. import audit, auth, pages
-from ..app import CONFIG, FORM_TYPES, THROTTLE, ApiError, db_run, identity, read_form
+from .. import audit, auth
+from ..client_address import client_address
+from ..i18n import lang_of
+from ..models import User
 from ..roles import AUTHENTICATED, public, requires
-from ..validate import read_json
+from ..throttle import note_burst
+from ..web import CONFIG, FORM_TYPES, THROTTLE, ApiError, db_run, identity, read_form, read_json, render
 
 routes = web.RouteTableDef()
+# The admin's links on the home page: (URL, key of its label in the catalogue's "home" section).
+ADMIN_LINKS = [("/api/users", "users"), ("/api/stations", "stations"), ("/api/exam-days", "exam-days"),
+               ("/api/specialties", "specialties"), ("/api/tasks", "tasks"), ("/api/candidates", "candidates"),
+               ("/api/audit/verify", "audit")]
 
 
 @routes.get("/health", allow_head=False)
@@ -40,11 +54,30 @@ def _set_cookie(request: web.Request, resp: web.StreamResponse, name: str, value
 async def login_form(request: web.Request) -> web.Response:
     # Login CSRF: a double-submit token (cookie + form field), since there is no session yet.
     token = request.cookies.get(auth.LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
-    lang = pages.lang_of(request.query.get("lang"))
-    resp = web.Response(text=pages.login_page(lang, token), content_type="text/html")
+    resp = render(request, "login.html", {"csrf_form": token, "error": None})
     resp.headers[auth.CSRF_HEADER] = token
     _set_cookie(request, resp, auth.LOGIN_CSRF_COOKIE, token, 3600)
     return resp
+
+
+# Argon2id takes its memory (64 MiB by default) per comparison: a few at a time, the rest wait in a bounded
+# queue; past that a login is answered 503 at once instead of piling up threads and memory.
+PASSWORD_CHECKS_AT_ONCE = 2
+PASSWORD_CHECKS_WAITING = 64
+_slots: weakref.WeakKeyDictionary[web.Application, list[Any]] = weakref.WeakKeyDictionary()
+
+
+@contextlib.asynccontextmanager
+async def _password_slot(request: web.Request) -> AsyncIterator[None]:
+    slot = _slots.setdefault(request.app, [asyncio.Semaphore(PASSWORD_CHECKS_AT_ONCE), 0])
+    if slot[1] >= PASSWORD_CHECKS_WAITING:
+        raise ApiError(503, "too many logins at once; try again in a moment", "login", retry_after_s=1)
+    slot[1] += 1
+    try:
+        async with slot[0]:
+            yield
+    finally:
+        slot[1] -= 1
 
 
 @routes.post("/login")
@@ -70,36 +103,50 @@ async def login(request: web.Request) -> web.StreamResponse:
     if not auth.LOGIN_RE.fullmatch(login_name):
         # Cannot be an account; still counted and audited, in a form every database can store.
         login_name = ascii(login_name)[:64]
-    ip = request.remote or "?"
     cfg = request.app[CONFIG]
+    ip = client_address(request, cfg.trusted_proxies)
     throttle = request.app[THROTTLE]
 
-    def check(s):  # type: ignore[no-untyped-def]
-        if throttle.blocked(s, login_name, ip):
-            audit.append(s, f"ip:{ip}", audit.LOGIN_THROTTLED, login_name)
-            return "throttled", None
-        user = auth.authenticate(s, login_name, password)
-        throttle.record(s, login_name, ip, user is not None)
-        if user is None:
-            audit.append(s, f"ip:{ip}", audit.LOGIN_FAILED, login_name)
-            return "bad", None
-        token, row = auth.create_session(s, user, cfg.session_ttl_s)
-        audit.append(s, f"user:{user.login}", audit.LOGIN, user.login, {"ip": ip})
-        return token, (user.login, user.role, row.csrf_token)
+    def reserve(s):
+        # Counted as a failure before the password is compared (throttle.py): parallel attempts see each other.
+        verdict = throttle.reserve(s, login_name, ip)
+        if verdict.refused:
+            # One audit row per burst: the address hammering a throttled login cannot grow the log.
+            note_burst(s, f"login-throttled:{ip}", cfg.login_window_s, f"ip:{ip}", audit.LOGIN_THROTTLED,
+                       login_name, {"ip": ip, "limit": verdict.reason})
+            return verdict, None
+        user = s.scalar(select(User).where(User.login == login_name, User.active.is_(True)))
+        return verdict, None if user is None else user.password_hash
 
-    outcome, info = await db_run(request, check)
-    lang = pages.lang_of(request.query.get("lang"))
+    verdict, stored_hash = await db_run(request, reserve)
+    outcome, info = "throttled", None
+    if not verdict.refused:
+        async with _password_slot(request):
+            matches = await asyncio.to_thread(auth.password_matches, stored_hash, password)
+
+        def settle(s: Session) -> tuple[str, tuple[str, str, str] | None]:
+            user = s.scalar(select(User).where(User.login == login_name, User.active.is_(True))) if matches else None
+            ok = user is not None and user.password_hash == stored_hash
+            throttle.settle(s, verdict.attempt_id, ok)
+            if not ok or user is None:
+                audit.append(s, f"ip:{ip}", audit.LOGIN_FAILED, login_name)
+                return "bad", None
+            auth.rehash_if_needed(user, password)
+            token, row = auth.create_session(s, user, cfg.session_ttl_s)
+            audit.append(s, f"user:{user.login}", audit.LOGIN, user.login, {"ip": ip})
+            return token, (user.login, user.role, row.csrf_token)
+
+        outcome, info = await db_run(request, settle)
+    lang = lang_of(request)
     if info is None:
         status = 429 if outcome == "throttled" else 401
         if is_json:
             msg = "too many failed attempts; try later" if status == 429 else "wrong login or password"
             resp: web.StreamResponse = web.json_response({"error": msg, "where": "login"}, status=status)
         else:
-            resp = web.Response(
-                text=pages.login_page(lang, given_csrf or "", outcome), content_type="text/html", status=status
-            )
+            resp = render(request, "login.html", {"csrf_form": given_csrf or "", "error": outcome}, status=status)
         if status == 429:
-            resp.headers["Retry-After"] = str(cfg.login_window_s)
+            resp.headers["Retry-After"] = str(verdict.retry_after_s)
         return resp
     login_value, role, csrf = info
     if is_json:
@@ -116,7 +163,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     who = identity(request)
 
-    def end(s):  # type: ignore[no-untyped-def]
+    def end(s):
         auth.end_session(s, who.session_id)  # type: ignore[arg-type]
         audit.append(s, who.actor, audit.LOGOUT, who.login or "")
 
@@ -133,9 +180,9 @@ async def logout(request: web.Request) -> web.StreamResponse:
 @requires(AUTHENTICATED)
 async def index(request: web.Request) -> web.Response:
     who = identity(request)
-    lang = pages.lang_of(request.query.get("lang"))
-    html = pages.index_page(lang, who.login or "", who.principal or "", who.csrf_token or "")
-    return web.Response(text=html, content_type="text/html")
+    context = {"login": who.login or "", "role": who.principal or "", "csrf": who.csrf_token or "",
+               "meta": {"csrf-token": who.csrf_token or ""}, "admin_links": ADMIN_LINKS}
+    return render(request, "home.html", context)
 
 
 @routes.get("/api/me", allow_head=False)

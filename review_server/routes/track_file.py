@@ -15,8 +15,13 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+import re
 import struct
+import time
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from sqlalchemy import select
@@ -24,9 +29,10 @@ from sqlalchemy.orm import Session
 
 from media import mp4box
 
-from ..app import STORAGE, ApiError
+from .. import audit
 from ..models import Fragment, Recording
 from ..storage import MediaStorage, NotFound
+from ..web import STORAGE, ApiError, db_run
 
 CHUNK = 256 * 1024
 
@@ -56,41 +62,77 @@ def track_pieces(s: Session, rec: Recording, track: str) -> list[Piece]:
     return [Piece(f.size, f.sha256, start=f.start_s, end=f.end_s, kind=f.kind) for f in frags]
 
 
+_DIGITS = re.compile(r"[0-9]+")  # RFC 9110 DIGIT is ASCII only: no sign, "_", spaces or other scripts' digits
+
+
+def _spec(text: str) -> tuple[int | None, int | None]:
+    """One range-spec of RFC 9110 (14.1.1): "first-last", "first-" or "-suffix", as (first, last) or
+    (None, suffix); Unsatisfiable if it is not that grammar."""
+    first_s, dash, last_s = text.partition("-")
+    if not dash or (first_s and not _DIGITS.fullmatch(first_s)) or (last_s and not _DIGITS.fullmatch(last_s)):
+        raise Unsatisfiable
+    if not first_s:
+        if not last_s:
+            raise Unsatisfiable
+        return None, int(last_s)
+    return int(first_s), int(last_s) if last_s else None
+
+
 def byte_range(header: str | None, total: int) -> tuple[int, int] | None:
     """The one range asked for as (first, last) inclusive, or None for the whole file (no header, or several
-    ranges, which a server may ignore); Unsatisfiable when it lies outside the file or makes no sense."""
-    if not header:
+    ranges, which a server may ignore); Unsatisfiable when it is not RFC 9110's grammar, or lies outside the
+    file. The decisions (what is sent, whether it is a new viewing) are made on these numbers, never on the
+    header's text."""
+    if header is None:
         return None
-    unit, _, spec = header.partition("=")
-    if unit.strip().lower() != "bytes" or "," in spec:
+    unit, eq, rest = header.partition("=")
+    if unit.lower() != "bytes":  # RFC 9110: a unit not understood is ignored (the whole file, a new viewing)
         return None
-    first_s, dash, last_s = spec.strip().partition("-")
-    try:
-        if not dash:
-            raise ValueError
-        if first_s == "":
-            n = int(last_s)
-            if n <= 0:
-                raise Unsatisfiable
-            return max(0, total - n), total - 1
-        first = int(first_s)
-        last = int(last_s) if last_s else total - 1
-    except ValueError:
-        raise Unsatisfiable from None
-    if first < 0 or first >= total or last < first:
+    if not eq:
         raise Unsatisfiable
-    return first, min(last, total - 1)
+    parts = rest.split(",")
+    if len(parts) > 1:  # several ranges: each must be one (a list may have spaces around its commas); sent whole
+        for part in parts:
+            _spec(part.strip(" \t"))
+        return None
+    first, last = _spec(rest)
+    if first is None:  # the last `last` bytes
+        if last == 0:
+            raise Unsatisfiable
+        return max(0, total - last), total - 1  # type: ignore[operator]
+    if first >= total or (last is not None and last < first):
+        raise Unsatisfiable
+    return first, total - 1 if last is None else min(last, total - 1)
 
 
-def from_first_byte(header: str | None) -> bool:
-    """Does a request with this Range header (maybe) get the file's first byte? (What the audit records.)"""
-    if not header:
-        return True
-    unit, _, spec = header.partition("=")
-    if unit.strip().lower() != "bytes" or "," in spec:
-        return True  # served whole
-    first = spec.strip().partition("-")[0].strip()
-    return first in ("", "0") or first.lstrip("0") == ""
+@dataclass(frozen=True)
+class Viewing:
+    """The audit row a viewing of a track writes: `action` on `target` by `actor`, with `details`."""
+
+    actor: str
+    action: str
+    target: str
+    details: dict[str, Any]
+
+
+VIEWING_GAP_S = 30 * 60  # requests for one track by one person less than this apart are one viewing
+RECENT_MAX = 10_000  # (person, recording, track) remembered per server; the oldest are forgotten first
+# Per application (so per server), when each person last asked for each track.
+_last_request: weakref.WeakKeyDictionary[web.Application, OrderedDict[tuple[str, str, str], float]] = (
+    weakref.WeakKeyDictionary())
+
+
+def new_viewing(app: web.Application, viewing: Viewing, first: int) -> bool:
+    """Is this request a new viewing (audited)? Yes when it starts at byte 0, and also when this person has not
+    asked for this track in the last VIEWING_GAP_S: a download that skips the first byte is a viewing too."""
+    recent = _last_request.setdefault(app, OrderedDict())
+    key = (viewing.actor, viewing.target, str(viewing.details.get("track", "")))
+    now = time.monotonic()
+    last = recent.pop(key, None)
+    recent[key] = now
+    while len(recent) > RECENT_MAX:
+        recent.popitem(last=False)
+    return first == 0 or last is None or now - last > VIEWING_GAP_S
 
 
 # -- the index -----------------------------------------------------------------------------------------------
@@ -155,8 +197,9 @@ def unsatisfiable(total: int) -> web.Response:
                              headers={"Content-Range": f"bytes */{total}"})
 
 
-async def send_track(request: web.Request, pieces: list[Piece]) -> web.StreamResponse:
-    """The track as video/mp4: 200 whole, 206 for one range, 416 for a range outside it."""
+async def send_track(request: web.Request, pieces: list[Piece], viewing: Viewing | None = None) -> web.StreamResponse:
+    """The track as video/mp4: 200 whole, 206 for one range, 416 for a range outside it or not in the Range
+    grammar. With `viewing`, a new viewing (new_viewing) is audited, with the span sent, before any byte goes."""
     pieces = await with_index(request.app[STORAGE], pieces)
     total = sum(p.size for p in pieces)
     try:
@@ -164,6 +207,9 @@ async def send_track(request: web.Request, pieces: list[Piece]) -> web.StreamRes
     except Unsatisfiable:
         return unsatisfiable(total)
     first, last = span if span is not None else (0, total - 1)
+    if viewing is not None and new_viewing(request.app, viewing, first):
+        details = viewing.details | {"bytes": [first, last], "of": total}
+        await db_run(request, lambda s: audit.append(s, viewing.actor, viewing.action, viewing.target, details))
     headers = {"Content-Type": "video/mp4", "Cache-Control": "private, no-store", "Accept-Ranges": "bytes",
                "ETag": etag_of(pieces)}
     if span is not None:

@@ -25,7 +25,7 @@ async function api(method, path, body) {
   let data = {};
   try { data = await response.json(); } catch (e) { data = {}; }
   if (!response.ok) {
-    const error = new Error(data.error || `ошибка ${response.status}`);
+    const error = new Error(data.error || tr("error_status", { status: response.status }));
     error.status = response.status;
     throw error;
   }
@@ -43,7 +43,7 @@ async function load() {
     apply(await api("GET", "/api/state"));
   } catch (e) {
     if (e.status === 401) { showLogin(); return; }
-    setStatus(`Нет связи с агентом: ${e.message}`, true);
+    setStatus(tr("no_connection", { message: e.message }), true);
   }
 }
 
@@ -88,7 +88,7 @@ function renderItems() {
     action.textContent = item.action;
     const how = document.createElement("div");
     how.className = "how";
-    how.textContent = state.presentations[item.presentation] || "";
+    how.textContent = T[`presentation_${item.presentation}`] || "";
     text.append(action, how);
     if (item.done_criteria) {
       const c = document.createElement("div");
@@ -107,7 +107,7 @@ function renderItems() {
     if (item.critical) {
       const c = document.createElement("div");
       c.className = "critical";
-      c.textContent = "Критический пункт";
+      c.textContent = tr("critical");
       text.append(c);
     }
     li.append(num, text, markButton(item.number, true, mark), markButton(item.number, false, mark));
@@ -118,14 +118,14 @@ function renderItems() {
 function markButton(number, done, current) {
   const b = document.createElement("button");
   b.className = `mark ${done ? "yes" : "no"}`;
-  b.textContent = done ? "Да" : "Нет";
+  b.textContent = tr(done ? "yes" : "no");
   b.dataset.item = String(number);
   b.dataset.done = String(done);
   b.setAttribute("aria-pressed", String(current === done));
-  b.setAttribute("aria-label", `Пункт ${number}: ${done ? "выполнено" : "не выполнено"}`);
+  b.setAttribute("aria-label", tr("mark_label", { n: number, what: tr(done ? "done" : "not_done") }));
   b.addEventListener("click", () => {
     if (current === done) return;
-    send({ kind: "mark", item: number, done }, `пункт ${number}`);
+    send({ kind: "mark", item: number, done }, tr("what_item", { n: number }));
   });
   return b;
 }
@@ -140,11 +140,11 @@ function renderRating() {
     const b = document.createElement("button");
     const label = scale.labels[String(v)];
     b.textContent = label ? `${v} — ${label}` : String(v);
-    if (v === scale.borderline && !label) b.textContent += " (пограничный)";
+    if (v === scale.borderline && !label) b.textContent += tr("borderline");
     b.dataset.rating = String(v);
     b.setAttribute("aria-pressed", String(state.sheet.rating === v));
     b.addEventListener("click", () => {
-      if (state.sheet.rating !== v) send({ kind: "rating", rating: v }, "общая оценка");
+      if (state.sheet.rating !== v) send({ kind: "rating", rating: v }, tr("what_rating"));
     });
     box.append(b);
   }
@@ -152,10 +152,10 @@ function renderRating() {
 
 function renderScore() {
   const s = state.score;
-  const percent = s.percent.toLocaleString("ru-RU", { maximumFractionDigits: 1 });
-  const verdict = s.passed ? "сдано" : "не сдано";
+  const percent = s.percent.toLocaleString(tr("locale"), { maximumFractionDigits: 1 });
   const el = $("score");
-  el.textContent = `Выполнено ${s.done} из ${s.total} — ${percent} % — ${verdict} (порог ${s.threshold_percent} %)`;
+  el.textContent = tr("score_line", { done: s.done, total: s.total, percent, verdict: tr(s.passed ? "passed" : "failed"),
+    threshold: s.threshold_percent });
   el.className = s.passed ? "passed" : "failed";
 }
 
@@ -164,14 +164,14 @@ function renderHistory() {
   list.replaceChildren();
   for (const e of state.sheet.history) {
     const li = document.createElement("li");
-    const when = new Date(e.wall_time).toLocaleTimeString("ru-RU");
-    const offset = e.recording_offset_s === null ? "" : ` [запись ${formatClock(e.recording_offset_s)}]`;
+    const when = new Date(e.wall_time).toLocaleTimeString(tr("locale"));
+    const offset = e.recording_offset_s === null ? "" : tr("history_recording", { clock: formatClock(e.recording_offset_s) });
     let what = "";
-    if (e.kind === "mark") what = `пункт ${e.item}: ${e.done ? "да" : "нет"}`;
-    else if (e.kind === "rating") what = `общая оценка ${e.rating}`;
-    else if (e.kind === "finalise") what = "подписано";
-    else what = "лист открыт для исправлений";
-    li.textContent = `${when}${offset} — ${what}${e.reason ? ` (причина: ${e.reason})` : ""}`;
+    if (e.kind === "mark") what = tr("history_mark", { item: e.item, answer: tr(e.done ? "answer_yes" : "answer_no") });
+    else if (e.kind === "rating") what = tr("history_rating", { rating: e.rating });
+    else if (e.kind === "finalise") what = tr("history_finalise");
+    else what = tr("history_reopen");
+    li.textContent = `${when}${offset} — ${what}${e.reason ? tr("history_reason", { reason: e.reason }) : ""}`;
     list.append(li);
   }
 }
@@ -186,7 +186,7 @@ function tick() {
   const name = $("phase-name");
   const timer = $("phase-timer");
   if (!state.started_at) {
-    name.textContent = "Ожидание начала";
+    name.textContent = tr("phase_waiting");
     timer.textContent = "--:--";
     return;
   }
@@ -194,13 +194,13 @@ function tick() {
   const elapsed = (Date.now() + clockOffsetMs - Date.parse(state.started_at)) / 1000;
   $("phase").className = "";
   if (elapsed < limits.reading_s) {
-    name.textContent = "Ознакомление с заданием";
+    name.textContent = tr("phase_reading");
     timer.textContent = formatClock(limits.reading_s - elapsed);
   } else if (elapsed < limits.reading_s + limits.performing_s) {
-    name.textContent = "Выполнение";
+    name.textContent = tr("phase_performing");
     timer.textContent = formatClock(limits.reading_s + limits.performing_s - elapsed);
   } else {
-    name.textContent = "Время вышло";
+    name.textContent = tr("phase_over");
     timer.textContent = formatClock(elapsed - limits.reading_s - limits.performing_s);
     $("phase").className = "over";
   }
@@ -209,7 +209,7 @@ function tick() {
 // After the sheet was signed, every change asks for a reason first.
 async function send(fields, what) {
   if (state.sheet.ever_finalised) {
-    const reason = await ask("Исправление подписанного листа", `Изменить: ${what}. Укажите причину.`, true);
+    const reason = await ask(tr("correction_title"), tr("correction_text", { what }), true);
     if (reason === null) return;
     fields.reason = reason;
   }
@@ -217,20 +217,20 @@ async function send(fields, what) {
 }
 
 async function post(event) {
-  setStatus("Сохранение…", false);
+  setStatus(tr("saving"), false);
   for (let attempt = 0; attempt < 5; attempt++) {
     try {
       const answer = await api("POST", "/api/events", event);
       apply(answer.state);
-      setStatus("Сохранено", false);
+      setStatus(tr("saved"), false);
       return true;
     } catch (e) {
       if (e.status === 401) { showLogin(); return false; }
-      if (e.status) { setStatus(`Не сохранено: ${e.message}`, true); return false; }
+      if (e.status) { setStatus(tr("not_saved", { message: e.message }), true); return false; }
       await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));  // network: retry the same event_id
     }
   }
-  setStatus("Нет связи с агентом: отметка не сохранена, повторите", true);
+  setStatus(tr("offline_not_saved"), true);
   return false;
 }
 
@@ -247,7 +247,7 @@ function ask(title, text, needReason) {
   return new Promise((resolve) => {
     modalResolve = (ok) => {
       if (ok && needReason && !reason.value.trim()) {
-        $("modal-error").textContent = "Причина обязательна";
+        $("modal-error").textContent = tr("reason_required");
         return;
       }
       $("modal").hidden = true;
@@ -262,9 +262,8 @@ $("modal-cancel").addEventListener("click", () => modalResolve && modalResolve(f
 $("finalise").addEventListener("click", async () => {
   const s = state.score;
   const unmarked = s.total - Object.keys(state.sheet.marks).length;
-  const note = unmarked > 0 ? ` Не отмечено пунктов: ${unmarked} (считаются невыполненными).` : "";
-  const ok = await ask("Подписать оценочный лист?",
-    `Результат: ${s.done} из ${s.total}.${note} После подписи изменения — только с указанием причины.`, false);
+  const note = unmarked > 0 ? tr("unmarked_note", { n: unmarked }) : "";
+  const ok = await ask(tr("finalise_title"), tr("finalise_text", { done: s.done, total: s.total, note }), false);
   if (ok) await post({ event_id: uuid4(), kind: "finalise" });
 });
 

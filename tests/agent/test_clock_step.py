@@ -17,8 +17,7 @@ import pytest
 
 from media.manifest import read_manifest, verify_recording
 
-from .conftest import Client
-from .daemon_process import Daemon, build_clock_step_shim, events, set_clock_step, wait_for, write_config
+from .conftest import Client, Daemon, build_clock_step_shim, events, set_clock_step, wait_for, write_config
 
 STEP_S = 3600
 READING_S, PERFORMING_S = 1, 8
@@ -38,7 +37,7 @@ def test_a_clock_step_during_an_attempt_cuts_nothing_and_moves_no_mark(tmp_path:
     folder = tmp_path / "data" / "recordings" / "d1-st1-step"
     try:
         daemon.start({"LD_PRELOAD": str(shim), "OSCE_CLOCK_STEP_FILE": str(step_file),
-                      "OSCE_MARKING_PINS": "ivanova:2468"})
+                      "OSCE_MARKING_PINS": "ivanova:246802"})
         status, answer = daemon.request("POST", "/api/attempt/start", {
             "candidate": "240517", "attempt_id": "d1-st1-step", "reading_s": READING_S, "performing_s": PERFORMING_S})
         assert status == 200, answer
@@ -46,7 +45,7 @@ def test_a_clock_step_during_an_attempt_cuts_nothing_and_moves_no_mark(tmp_path:
         reading = datetime.fromisoformat(answer["attempt"]["reading_starts_at"]).timestamp()
         started = time.monotonic() + reading - time.time()
         examiner = Client(answer["status"]["marking"]["url"])
-        assert examiner.request("POST", "/api/login", {"examiner": "ivanova", "pin": "2468"})[0] == 200
+        assert examiner.request("POST", "/api/login", {"examiner": "ivanova", "pin": "246802"})[0] == 200
 
         def mark(item: int) -> tuple[float, float]:
             status, body = examiner.request("POST", "/api/events", {"event_id": str(uuid.uuid4()), "kind": "mark",

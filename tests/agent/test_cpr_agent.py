@@ -3,18 +3,13 @@ compressions at 110/min (cycles of 12 with 2 s pauses), publishes rolling figure
 while the attempt runs, analyses the recording when it ends, shows the figures on the tablet's marking
 page, and sends the report to a real review server, which is down when the attempt ends and comes back
 only after the agent was restarted; a manikin export that appears later is imported, aligned and sent
-again. Also a server child for this test (``python -m tests.agent.test_cpr_agent serve DB MEDIA PORT``).
+again.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -24,81 +19,34 @@ from sqlalchemy import select
 
 from media.sources import SourceError
 from media.sources.synthetic import SyntheticCamera
-from review_server import auth
 from review_server.db import Database
-from review_server.migrations import upgrade
-from review_server.models import AuditEvent, CprFigures, Station, User
+from review_server.models import Attempt as AttemptRow
+from review_server.models import AuditEvent, Station
+from scripts.harness.review import cheap_config
 from station_agent.config import ConfigError, load_config
 from station_agent.marking_app import PENDING_NOTE
 
-from .conftest import Client
-from .daemon_process import Daemon, short_checklist, wait_for, write_config
-from .test_upload import free_port
+from .conftest import (
+    AFTER_S,
+    ATTEMPT,
+    CAMERA,
+    CYCLE,
+    PAUSE_S,
+    PERIOD,
+    RATE,
+    Client,
+    Daemon,
+    ReviewProcess,
+    free_port,
+    health_of,
+    server_db,
+    short_checklist,
+    stored_report,
+    wait_for,
+    write_config,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-RATE = 110.0
-PERIOD = 60.0 / RATE
-CYCLE, PAUSE_S, AFTER_S = 12, 2.0, 3.0  # the synthetic camera's compressions: 12 a cycle, from 3 s after it opens
-CAMERA = f"synthetic:cpr_rate={RATE:g},cpr_cycle={CYCLE},cpr_pause_s={PAUSE_S:g},cpr_after_s={AFTER_S:g}"
-ATTEMPT = "d1-st1-cpr-001"
-
-
-class Server:
-    """The review server as a child process on a fixed port, so that it can go away and come back."""
-
-    def __init__(self, db_url: str, media: Path, port: int, log: Path) -> None:
-        self.args = [sys.executable, "-m", "tests.agent.test_cpr_agent", "serve", db_url, str(media), str(port)]
-        self.url, self.log = f"http://127.0.0.1:{port}", log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(self.args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-        wait_for(lambda: b"serving" in self.log.read_bytes() and self._up(), 30, "the review server")
-
-    def _up(self) -> bool:
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        try:
-            opener.open(self.url + "/login", timeout=5).close()
-        except urllib.error.HTTPError:
-            return True  # answering
-        except OSError:
-            return False
-        return True
-
-    def get(self, path: str, headers: dict[str, str]) -> Any:
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(urllib.request.Request(self.url + path, headers=headers), timeout=5) as response:
-            return json.loads(response.read())
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=20)
-        if self.log.exists():  # the next start waits for its own "serving"
-            self.log.write_bytes(self.log.read_bytes().replace(b"serving", b"served"))
-
-
-def server_db(folder: Path) -> tuple[str, str, str]:
-    """A migrated SQLite database with station st1 and an observer: (url, station token, observer cookie)."""
-    url = f"sqlite:///{folder / 'osce.db'}"
-    upgrade(url)
-    auth.configure_passwords(1, 8, 1)  # TEST-ONLY cost
-    db = Database(url)
-    try:
-        def setup(s):  # type: ignore[no-untyped-def]
-            station = Station(code="st1", name="Станция СЛР")
-            s.add(station)
-            s.flush()
-            token = auth.issue_station_token(s, station)[0]
-            auth.add_user(s, "observer1", "correct horse battery", "observer")
-            user = s.scalar(select(User).where(User.login == "observer1"))
-            return token, auth.create_session(s, user, 3600)[0]
-
-        token, session = db.run(setup)
-    finally:
-        db.dispose()
-    return url, token, f"{auth.SESSION_COOKIE}={session}"
 
 
 def manikin_export(path: Path) -> None:
@@ -115,34 +63,19 @@ def manikin_export(path: Path) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def stored_report(db_url: str, attempt_id: str = ATTEMPT) -> dict[str, Any] | None:
-    db = Database(db_url)
-    try:
-        row = db.run(lambda s: s.get(CprFigures, attempt_id))
-        return None if row is None else json.loads(row.body)
-    finally:
-        db.dispose()
-
-
-def health_of(daemon: Daemon, token: str) -> dict[str, Any]:
-    status, body = daemon.request("GET", "/api/health", token=token)
-    assert status == 200, body
-    return body
-
-
 def test_cpr_station_figures_live_on_the_tablet_and_on_the_server(tmp_path: Path) -> None:
     db_url, token, cookie = server_db(tmp_path)
-    server = Server(db_url, tmp_path / "media", free_port(), tmp_path / "server.log")
+    server = ReviewProcess(db_url, tmp_path / "media", free_port(), tmp_path / "server.log")
     manikin_dir = tmp_path / "manikin"
     manikin_dir.mkdir()
     checklist = short_checklist(tmp_path, reading_s=1, performing_s=120)  # stopped by hand
     checklist = checklist.rename(tmp_path / "01_basic_cpr_adult.yaml")  # the stem names the checklist's figures
     config = write_config(tmp_path, cameras=(CAMERA,), microphone="none", checklist=checklist,
-                          exam_extra="marking_port = 0",
+                          exam_extra="marking = true\nmarking_port = 0",
                           extra=f'[server]\nurl = "{server.url}"\n'
                                 f'[cpr]\nanalysis = true\nmanikin_dir = "{manikin_dir}"\nmanikin_wait_s = 120\n')
     daemon = Daemon(config)
-    env = {"OSCE_STATION_TOKEN": token, "OSCE_MARKING_PINS": "ivanova:2468"}
+    env = {"OSCE_STATION_TOKEN": token}
     try:
         server.start()
         daemon.start(env)
@@ -151,7 +84,11 @@ def test_cpr_station_figures_live_on_the_tablet_and_on_the_server(tmp_path: Path
         started = time.monotonic()
         assert status == 200, answer
         tablet = Client(answer["status"]["marking"]["url"])
-        assert tablet.request("POST", "/api/login", {"examiner": "ivanova", "pin": "2468"})[0] == 200
+        wait_for(lambda: "ivanova" in daemon.request("GET", "/api/status", token=token)[1]["marking"]["roster"][
+            "examiners"], 20,
+                 "the server's roster on the station")
+        pin = (tmp_path / "pin").read_text(encoding="utf-8")
+        assert tablet.request("POST", "/api/login", {"examiner": "ivanova", "pin": pin})[0] == 200
 
         # While the attempt runs, the observation room's list of streams carries the rolling figures.
         def live_cpr() -> dict[str, Any] | None:
@@ -267,12 +204,9 @@ async def test_refused_report_is_kept_failed_with_its_reason(tmp_path: Path) -> 
 
     from media.cpr.motion import SyntheticChest
     from review_server.app import create_app
-    from review_server.models import Attempt as AttemptRow
     from review_server.storage import LocalStorage
     from station_agent.cpr_analysis import FAILED, PENDING_NAME, REPORT_NAME, CprStation
     from station_agent.lifecycle import Attempt
-
-    from .test_upload import server_config
 
     db_url, token, _ = server_db(tmp_path)
     db = Database(db_url)
@@ -286,7 +220,7 @@ async def test_refused_report_is_kept_failed_with_its_reason(tmp_path: Path) -> 
         db.run(other_station)
     finally:
         db.dispose()
-    cfg = server_config(db_url, tmp_path / "media")
+    cfg = cheap_config(db_url, tmp_path / "media")
     runner = web.AppRunner(create_app(cfg, storage=LocalStorage(cfg.media_dir)))
     await runner.setup()
     port = free_port()
@@ -327,23 +261,3 @@ async def test_refused_report_is_kept_failed_with_its_reason(tmp_path: Path) -> 
     # performing from 00:00:02, media from 00:00:01.5 (the recording's start plus the warm-up)
     assert report["video"]["part"] == "part-1" and report["video"]["start_s"] == 0.5
     assert stored_report(db_url, "taken-1") is None
-
-
-def main(argv: list[str]) -> None:
-    if argv[0] == "serve":
-        from aiohttp import web
-
-        from review_server.app import create_app
-        from review_server.storage import LocalStorage
-
-        from .test_upload import server_config
-
-        db_url, media_dir, port = argv[1:4]
-        cfg = server_config(db_url, Path(media_dir))
-        web.run_app(create_app(cfg, storage=LocalStorage(cfg.media_dir)), host="127.0.0.1", port=int(port),
-                    print=lambda *_: print("serving", flush=True))
-
-
-if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    main(sys.argv[1:])

@@ -23,8 +23,7 @@ from media.manifest import read_manifest, verify_recording
 from station_agent.config import ConfigError, load_config
 from station_agent.upload_queue import UploadQueue
 
-from .conftest import Client
-from .daemon_process import TOKEN, Daemon, events, wait_for, write_config
+from .conftest import TOKEN, Client, Daemon, events, wait_for, write_config
 
 
 def media_count(part: Path) -> int:
@@ -42,7 +41,7 @@ def daemons() -> list[Daemon]:
 def test_attempt_by_hand_runs_its_phases_records_and_stops_by_itself(tmp_path: Path, daemons: list[Daemon]) -> None:
     daemon = Daemon(write_config(tmp_path, exam_extra="marking_port = 0"))
     daemons.append(daemon)
-    daemon.start({"OSCE_MARKING_PINS": "ivanova:2468"})
+    daemon.start({"OSCE_MARKING_PINS": "ivanova:246802"})
     assert daemon.request("GET", "/healthz", token=None) == (200, {"ok": True})
     assert daemon.request("GET", "/api/health", token=None)[0] == 401
     assert daemon.request("GET", "/api/health", token="wrong")[0] == 401
@@ -58,7 +57,7 @@ def test_attempt_by_hand_runs_its_phases_records_and_stops_by_itself(tmp_path: P
     marking = answer["status"]["marking"]
     assert marking["attempt_id"] == "d1-st1-001"
     examiner = Client(marking["url"])
-    assert examiner.request("POST", "/api/login", {"examiner": "ivanova", "pin": "2468"})[0] == 200
+    assert examiner.request("POST", "/api/login", {"examiner": "ivanova", "pin": "246802"})[0] == 200
     status, marked = examiner.request("POST", "/api/events", {"event_id": str(uuid.uuid4()), "kind": "mark",
                                                               "item": 1, "done": True})
     assert status == 200 and marked["state"]["candidate_number"] == "240517", marked

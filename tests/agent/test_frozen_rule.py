@@ -20,7 +20,7 @@ from media.sources.synthetic import SyntheticCamera
 from station_agent.health import FREEZE_NOISE, CameraWatch
 from tests.media.conftest import free_udp_port, udp_camera_url
 
-from .daemon_process import Daemon, write_config
+from .conftest import Daemon, write_config
 
 FPS = 25
 

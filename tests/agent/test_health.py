@@ -14,7 +14,7 @@ from media.sources import AudioBlock, EncodedVideo, RawFrame
 from media.sources.synthetic import SyntheticCamera, SyntheticMicrophone
 from station_agent.health import CameraWatch, MicWatch, SourceWatch, dbfs, disk_status, problems
 
-from .daemon_process import Daemon, wait_for, write_config
+from .conftest import Daemon, wait_for, write_config
 
 
 def frame(image: np.ndarray) -> RawFrame:

@@ -14,11 +14,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
 from review_server import auth
-from review_server.app import DB, create_app
+from review_server.app import create_app
 from review_server.config import ServerConfig
 from review_server.migrations import upgrade
-from review_server.models import HealthEvent, Station
+from review_server.models import Attempt, HealthEvent, Station
 from review_server.storage import LocalStorage
+from review_server.web import DB
 from station_agent.health_log import HealthLog, HealthSender
 
 T0 = dt.datetime(2026, 7, 1, 9, 0, 0, tzinfo=dt.UTC)
@@ -42,6 +43,7 @@ async def server(tmp_path: Path) -> AsyncIterator[tuple[TestClient, Any, str]]:
         st = Station(code="st1", name="st1")
         s.add(st)
         s.flush()
+        s.add(Attempt(id="A1", station_id=st.id))  # on the schedule (osce server schedule import)
         return auth.issue_station_token(s, st)[0]
 
     token = app[DB].run(station)

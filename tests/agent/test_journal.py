@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
@@ -113,3 +114,33 @@ def test_start_time_is_recorded_once(journal: Journal) -> None:
     first = journal.start("A1", "2026-06-01T09:00:00+00:00")
     assert journal.start("A1", "2026-06-01T09:05:00+00:00") == first == "2026-06-01T09:00:00+00:00"
     assert journal.started_at("A1") == first
+
+
+def test_a_journal_from_before_proofs_opens_and_keeps_its_events(tmp_path: Path) -> None:
+    """An agent upgraded mid-day: its journal has no proof column; it opens, its events read and merge as before,
+    its pending ones go up without a proof, and new ones are journaled with theirs."""
+    import sqlite3
+
+    from checklists.examiner_keys import sign, throwaway
+
+    path = tmp_path / "marks.db"
+    old = MarkEvent.new(attempt_id="A1", station_id="st1", examiner="ivanova", kind="mark", item=1, done=True,
+                        checklist_hash="ab" * 32, seq=1)
+    with sqlite3.connect(path) as db:  # the schema as the agent wrote it before proofs
+        db.execute("CREATE TABLE mark_events (event_id VARCHAR(36) PRIMARY KEY, attempt_id VARCHAR(200), "
+                   "examiner VARCHAR(200), seq INTEGER, body TEXT, stored_at VARCHAR(40), synced BOOLEAN)")
+        db.execute("INSERT INTO mark_events VALUES (?, 'A1', 'ivanova', 1, ?, '2026-06-01T09:00:00+00:00', 0)",
+                   (old.event_id, json.dumps(old.to_json(), sort_keys=True)))
+    journal = Journal(path)
+    try:
+        assert journal.events("A1") == [old] and journal.sheets("A1")["ivanova"].marks == {1: True}
+        assert journal.pending_wire() == [old.to_json()]  # no proof: the server decides (refused unless upgrading)
+        key_id, key = throwaway("ivanova", "st1")
+        new = MarkEvent.new(attempt_id="A1", station_id="st1", examiner="ivanova", kind="mark", item=2, done=False,
+                            checklist_hash="ab" * 32, seq=2)
+        assert journal.append(new, sign(key, key_id, new))
+        wire = journal.pending_wire()
+        assert [w["event_id"] for w in wire] == [old.event_id, new.event_id]
+        assert "proof" not in wire[0] and wire[1]["proof"]["key_id"] == key_id
+    finally:
+        journal.close()

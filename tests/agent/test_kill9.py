@@ -12,7 +12,7 @@ from .conftest import AgentProcess, Client
 
 def test_mark_acknowledged_then_kill9_is_there_after_restart(agent: AgentProcess, tmp_path: Path) -> None:
     client = Client(agent.start())
-    assert client.request("POST", "/api/login", {"examiner": "ivanova", "pin": "2468"})[0] == 200
+    assert client.request("POST", "/api/login", {"examiner": "ivanova", "pin": "246802"})[0] == 200
     ids = [str(uuid.uuid4()) for _ in range(3)]
     for item, event_id in zip((1, 2, 3), ids, strict=True):
         status, answer = client.request(
@@ -24,7 +24,7 @@ def test_mark_acknowledged_then_kill9_is_there_after_restart(agent: AgentProcess
 
     client = Client(agent.start())
     assert client.request("GET", "/api/state")[0] == 401  # a new process: sign in again
-    assert client.request("POST", "/api/login", {"examiner": "ivanova", "pin": "2468"})[0] == 200
+    assert client.request("POST", "/api/login", {"examiner": "ivanova", "pin": "246802"})[0] == 200
     status, state = client.request("GET", "/api/state")
     assert status == 200
     assert state["sheet"]["marks"] == {"1": True, "2": False, "3": True}

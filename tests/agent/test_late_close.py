@@ -17,9 +17,20 @@ from review_server.db import Database
 from review_server.models import AuditEvent, Fragment, Recording
 from station_agent.upload_queue import DONE, UploadQueue
 
-from .daemon_process import Daemon, events, short_checklist, wait_for, write_config
-from .test_cpr_agent import CAMERA, RATE, Server, health_of, server_db, stored_report
-from .test_upload import free_port
+from .conftest import (
+    CAMERA,
+    RATE,
+    Daemon,
+    ReviewProcess,
+    events,
+    free_port,
+    health_of,
+    server_db,
+    short_checklist,
+    stored_report,
+    wait_for,
+    write_config,
+)
 
 ATTEMPT = "d1-st1-late-001"
 
@@ -48,8 +59,8 @@ def figure_audits(db_url: str) -> int:
 
 
 def test_attempt_that_ended_while_the_agent_was_killed_is_closed_after_restart(tmp_path: Path) -> None:
-    db_url, token, _ = server_db(tmp_path)
-    server = Server(db_url, tmp_path / "media", free_port(), tmp_path / "server.log")
+    db_url, token, _ = server_db(tmp_path, (ATTEMPT,))
+    server = ReviewProcess(db_url, tmp_path / "media", free_port(), tmp_path / "server.log")
     checklist = short_checklist(tmp_path).rename(tmp_path / "01_basic_cpr_adult.yaml")
     config = write_config(tmp_path, cameras=(CAMERA,), microphone="none", checklist=checklist,
                           extra=f'[server]\nurl = "{server.url}"\n[cpr]\nanalysis = true\nlive = false\n')

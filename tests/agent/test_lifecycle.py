@@ -99,6 +99,11 @@ def test_schedule_contract() -> None:
      "schedule.attempts[0].attempt_id"),
     ({"attempts": [{"attempt_id": "a1", "candidate": "1", "reading_starts_at": "2026-11-26T08:00:00Z",
                     "performing_s": -5}]}, "schedule.attempts[0].performing_s"),
+    # "$" matched before a trailing newline: an id or number with one in it went through to folder names.
+    ({"attempts": [{"attempt_id": "a1\n", "candidate": "1", "reading_starts_at": "2026-11-26T08:00:00Z"}]},
+     "schedule.attempts[0].attempt_id"),
+    ({"attempts": [{"attempt_id": "a1", "candidate": "240517\n", "reading_starts_at": "2026-11-26T08:00:00Z"}]},
+     "schedule.attempts[0].candidate"),
 ])
 def test_schedule_errors_name_the_field(doc: dict, message: str) -> None:
     with pytest.raises(ScheduleError, match=message.replace("[", r"\[").replace("]", r"\]")):
@@ -214,7 +219,7 @@ async def test_agent_follows_the_server_schedule_and_its_clock(tmp_path: Path) -
                           data_dir=tmp_path)
         agent = Agent(cfg, load_checklist(cfg.checklist))
         async with ClientSession() as session:
-            await agent.fetch_schedule(session)
+            await agent.schedule.fetch(session)
     assert seen == ["Bearer tok"]
     assert agent.clock.source == "server" and agent.clock.offset_s == pytest.approx(100, abs=0.5)
     assert [a.attempt_id for a in agent.scheduled] == ["a1"]

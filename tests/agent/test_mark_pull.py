@@ -18,13 +18,15 @@ from sqlalchemy import select
 from checklists.loader import DATA_DIR, load_checklist
 from checklists.marks import MarkEvent
 from review_server import auth
-from review_server.app import DB, create_app
+from review_server.app import create_app
 from review_server.config import ServerConfig
 from review_server.migrations import upgrade
-from review_server.models import ExaminerAssignment, Station, User
+from review_server.models import Attempt, ExaminerAssignment, Station, User
 from review_server.storage import LocalStorage
+from review_server.web import DB
 from station_agent.journal import Journal
 from station_agent.mark_pull import MarkPull
+from tests.mark_signing import Signer
 
 HASH = load_checklist(DATA_DIR / "01_basic_cpr_adult.yaml").content_hash
 
@@ -50,12 +52,14 @@ class Server:
             st = Station(code=code, name=code)
             s.add(st)
             s.flush()
+            s.add(Attempt(id={"st1": "A1", "st2": "B1"}[code], station_id=st.id))  # on the schedule
             return auth.issue_station_token(s, st)[0]
 
         return self.db.run(make)
 
     async def station_upload(self, code: str, *events: MarkEvent) -> None:
-        r = await self.client.post("/api/marks", json={"events": [e.to_json() for e in events]},
+        signed = Signer(self.db.run).sign(code, [e.to_json() for e in events])  # as the tablet signs them
+        r = await self.client.post("/api/marks", json={"events": signed},
                                    headers={"Authorization": f"Bearer {self.tokens[code]}"})
         assert r.status == 200, await r.text()
 
@@ -118,7 +122,7 @@ async def test_server_marks_reach_the_journal_once_and_are_not_sent_back(server:
 
 
 async def test_an_id_known_with_other_content_is_reported_not_overwritten(server: Server, tmp_path: Path) -> None:
-    await server.station_upload("st1", tablet_event("A1", 1, 1))  # the attempt is known once the station sent
+    await server.station_upload("st1", tablet_event("A1", 1, 1))
     event_id = await server.examiner_mark("A1", 5, True, seq=2)
     journal = Journal(tmp_path / "marks.db")
     local = MarkEvent.new(attempt_id="A1", station_id="st1", examiner="examiner1", kind="mark", item=5, done=False,

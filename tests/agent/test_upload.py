@@ -1,8 +1,7 @@
 """Store and forward (station_agent/upload_queue.py, uploader.py) against a real review server on a real port.
 
-Also a small command line for the child processes of these tests (``python -m tests.agent.test_upload``):
-``serve DB_URL MEDIA_DIR PORT`` runs the review server with the tus routes; ``agent ...`` runs an uploader
-until its queue and journal are empty.
+Also the command line of the uploader child these tests kill (``python -m tests.agent.test_upload agent ...``):
+it runs an uploader until its queue and journal are empty. The review server child is scripts/harness/review.py.
 """
 
 from __future__ import annotations
@@ -11,86 +10,31 @@ import asyncio
 import hashlib
 import random
 import signal
-import socket
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from sqlalchemy import select
 
 from checklists.marks import MarkEvent
 from media.manifest import Fragment as ManifestFragment
 from media.manifest import ManifestWriter, read_manifest
-from review_server import auth
-from review_server.app import create_app
 from review_server.config import ServerConfig
 from review_server.db import Database
-from review_server.migrations import upgrade
-from review_server.models import Fragment, Recording, Station
-from review_server.models import MarkEvent as MarkRow
+from review_server.models import Recording
 from review_server.storage import LocalStorage
-from review_server.tus import add_tus_routes
+from scripts.harness.fmp4_bytes import init_bytes, media_bytes
+from scripts.harness.ports import free_port
+from scripts.harness.review import ROOT, serve_command, start_review_server
+from scripts.harness.wait import wait_for_async as wait_for
 from station_agent.journal import Journal
 from station_agent.upload_queue import DONE, FAILED, UploadQueue
 from station_agent.uploader import Uploader
-from tests.fmp4_bytes import init_bytes, media_bytes
 
-ROOT = Path(__file__).resolve().parents[2]
-CHECKLIST_HASH = "ab" * 32
-
-
-# ---------------------------------------------------------------- helpers shared with test_network_cut
-
-
-def server_setup(tmp: Path) -> tuple[ServerConfig, str]:
-    """A migrated SQLite server database with station S1; returns the config and S1's bearer token."""
-    url = f"sqlite:///{tmp / 'server' / 'osce.db'}"
-    upgrade(url)
-    db = Database(url)
-    try:
-        with db.transaction() as s:
-            st = Station(code="S1", name="S1")
-            s.add(st)
-            s.flush()
-            token = auth.issue_station_token(s, st)[0]
-    finally:
-        db.dispose()
-    return server_config(url, tmp / "server" / "media"), token
-
-
-def server_config(db_url: str, media_dir: Path) -> ServerConfig:
-    cheap = {"argon2_time_cost": 1, "argon2_memory_kib": 8, "argon2_parallelism": 1}  # TEST-ONLY cost
-    return ServerConfig(database_url=db_url, media_dir=media_dir, **cheap)  # type: ignore[arg-type]
-
-
-async def start_server(cfg: ServerConfig, port: int = 0) -> tuple[web.AppRunner, str]:
-    app = create_app(cfg, storage=LocalStorage(cfg.media_dir))
-    add_tus_routes(app)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}"
-
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[tuple[ServerConfig, str, str]]:
-    cfg, token = server_setup(tmp_path)
-    runner, url = await start_server(cfg)
-    yield cfg, url, token
-    await runner.cleanup()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from .conftest import CHECKLIST_HASH, add_marks, drained, expected_fragments, server_setup, server_view
 
 
 class RecordingMaker:
@@ -136,60 +80,12 @@ class RecordingMaker:
         self.writer.close()
 
 
-def add_marks(journal: Journal, count: int, attempt: str = "att-1", examiner: str = "ivanova") -> list[str]:
-    ids = []
-    for i in range(count):
-        ev = MarkEvent.new(
-            attempt_id=attempt,
-            station_id="S1",
-            examiner=examiner,
-            kind="mark",
-            checklist_hash=CHECKLIST_HASH,
-            seq=journal.next_seq(attempt, examiner),
-            item=1 + i % 10,
-            done=i % 3 != 0,
-        )
-        journal.append(ev)
-        ids.append(ev.event_id)
-    return ids
-
-
-@dataclass
-class ServerView:
-    fragments: list[tuple[str, str, int, str]]  # (recording, track, seq, sha256), one per row
-    marks: list[str]  # event ids, one per row
-    media_ok: bool  # every row's bytes are in storage and hash to its sha256
-
-
-def server_view(cfg: ServerConfig) -> ServerView:
-    db = Database(cfg.database_url)
-    storage = LocalStorage(cfg.media_dir)
-    try:
-        with db.transaction() as s:
-            rows = s.execute(select(Recording.key, Fragment.track, Fragment.seq, Fragment.sha256).join(Fragment))
-            frags = sorted(tuple(r) for r in rows)
-            marks = sorted(s.scalars(select(MarkRow.event_id)))
-    finally:
-        db.dispose()
-    ok = all(storage.exists(f[3]) and hashlib.sha256(storage.get(f[3])).hexdigest() == f[3] for f in frags)
-    return ServerView(frags, marks, ok)  # type: ignore[arg-type]
-
-
-def expected_fragments(folder: Path) -> list[tuple[str, str, int, str]]:
-    m = read_manifest(folder)
-    return sorted((m.header["recording_id"], f.track, f.seq, f.sha256) for f in m.fragments)
-
-
-async def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-def drained(queue: UploadQueue, journal: Journal | None = None) -> bool:
-    return queue.stats()["length"] == 0 and (journal is None or not journal.pending())
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[tuple[ServerConfig, str, str]]:
+    cfg, token = server_setup(tmp_path)
+    runner, url = await start_review_server(cfg)
+    yield cfg, url, token
+    await runner.cleanup()
 
 
 # ---------------------------------------------------------------- in-process tests
@@ -347,7 +243,7 @@ def child(*args: str) -> list[str]:
 async def test_server_kill9_mid_upload_resumes_from_offset(tmp_path: Path) -> None:
     cfg, token = server_setup(tmp_path)
     port = free_port()
-    serve = child("serve", cfg.database_url, str(cfg.media_dir), str(port))
+    serve = serve_command(cfg.database_url, cfg.media_dir, port)
 
     async def start() -> asyncio.subprocess.Process:
         proc = await asyncio.create_subprocess_exec(*serve, cwd=ROOT, stdout=asyncio.subprocess.PIPE)
@@ -454,13 +350,7 @@ async def _agent(queue_db: str, folder: str, url: str, token: str, journal_db: s
 
 
 def main(argv: list[str]) -> None:
-    if argv[0] == "serve":
-        db_url, media_dir, port = argv[1:4]
-        cfg = server_config(db_url, Path(media_dir))
-        app = create_app(cfg, storage=LocalStorage(cfg.media_dir))
-        add_tus_routes(app)
-        web.run_app(app, host="127.0.0.1", port=int(port), print=lambda *_: print("serving", flush=True))
-    elif argv[0] == "agent":
+    if argv[0] == "agent":
         asyncio.run(_agent(*argv[1:8]))
 
 

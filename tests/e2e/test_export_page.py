@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
 import random
 import re
 import threading
@@ -37,11 +36,9 @@ from review_server.models import (
 )
 from review_server.package import verify
 from review_server.storage import LocalStorage
+from scripts.harness.browser import CHROMIUM_ARGS, chromium_executable
 
 from .server_thread import ServerThread
-
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 
 
 class GatedStorage(LocalStorage):
@@ -105,7 +102,7 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
 def test_export_page_progress_and_download(stack: dict[str, Any], tmp_path: Path) -> None:
     base, storage = stack["base"], stack["storage"]
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=os.environ.get("OSCE_CHROMIUM", "/usr/bin/chromium"),
+        browser = p.chromium.launch(executable_path=chromium_executable(),
                                     args=CHROMIUM_ARGS)
         try:
             ctx = browser.new_context(accept_downloads=True, viewport={"width": 1024, "height": 768})
@@ -148,7 +145,8 @@ def test_export_page_progress_and_download(stack: dict[str, Any], tmp_path: Path
             dl.value.save_as(saved)
             sha = stack["db"].run(lambda s: s.get(ExportPackage, package_id).sha256)
             assert hashlib.sha256(saved.read_bytes()).hexdigest() == sha
-            assert verify(saved).ok
+            published = page.request.get(f"{base}/api/export-key").body()
+            assert verify(saved, published).ok
             expect(pkg_row).to_contain_text(f"SHA-256 {sha}")
 
             page.goto(f"{base}/export-requests/{stack['request_id']}?lang=en")

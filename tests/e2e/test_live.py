@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import socket
 import subprocess
@@ -25,14 +24,14 @@ from media.live import HEADER, Chunk, codecs_of_init
 from media.recorder import Recorder, RecorderConfig, SourceConfig
 from media.track import EncodeSettings
 from review_server.live import LiveHub, Viewer, create_live_test_app
+from scripts.harness.browser import CHROMIUM_VIDEO_ARGS as CHROMIUM_ARGS
+from scripts.harness.browser import chromium_executable
 from station_agent.live_publisher import CameraFeed, LivePublisher
 
 from .server_thread import ServerThread
 
 TOKEN = "station-token-S1"
 OBSERVER = {"osce_session": "observer-cookie"}
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
 
 
 class LiveStack:
@@ -151,7 +150,7 @@ def test_hls_playlist_plays_in_ffmpeg(stack: LiveStack) -> None:
 
 
 def test_grid_page_plays_every_camera_in_chromium(stack: LiveStack) -> None:
-    executable = os.environ.get("OSCE_CHROMIUM", "/usr/bin/chromium")
+    executable = chromium_executable()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:

@@ -6,9 +6,7 @@ page through the server (one source of truth)."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
 import sqlite3
 import time
 import urllib.request
@@ -20,19 +18,9 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from review_server.demo import Demo, DemoSettings, prepare
-
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+from scripts.harness.browser import CHROMIUM_VIDEO_ARGS as CHROMIUM_ARGS
+from scripts.harness.browser import chromium_executable
+from scripts.harness.ports import free_ports as _free_ports
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +66,7 @@ def _plays(page: Page, selector: str) -> None:
 
 
 def test_examiner_watches_every_station_and_marks_beside_the_live_picture(demo: Demo) -> None:
-    executable = os.environ.get("OSCE_CHROMIUM", "/usr/bin/chromium")
+    executable = chromium_executable()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
@@ -149,9 +137,10 @@ def test_examiner_watches_every_station_and_marks_beside_the_live_picture(demo: 
     assert marks == {(2, True): True, (3, False): True}, marks
     assert _journal(demo, "st2") == []  # another station's journal is not touched
 
-    tablet = next(a for a in demo.agents if a.station == "st1").marking_url
+    st1 = next(a for a in demo.agents if a.station == "st1")
+    tablet, pin = st1.marking_url, st1.pins["examiner1"]  # the PIN the server issued for st1 today
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
-    login = urllib.request.Request(tablet + "api/login", data=json.dumps({"examiner": "examiner1", "pin": "1111"})
+    login = urllib.request.Request(tablet + "api/login", data=json.dumps({"examiner": "examiner1", "pin": pin})
                                    .encode(), headers={"Content-Type": "application/json"})
     opener.open(login, timeout=5).close()
     with opener.open(tablet + "api/state", timeout=5) as r:
@@ -169,3 +158,4 @@ def test_demo_writes_each_program_its_own_configuration(demo: Demo) -> None:
     assert [a.station for a in cpr] == ["st1"]  # one CPR station, with a second camera
     assert (Path(cpr[0].folder) / "agent.toml").read_text(encoding="utf-8").count("[[cameras]]") == 2
     assert oct((demo.folder / "password").stat().st_mode & 0o777) == "0o600"
+    assert oct((demo.folder / "tablet-pins").stat().st_mode & 0o777) == "0o600"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import urllib.request
@@ -26,18 +25,20 @@ from checklists.marks import MarkEvent as WireEvent
 from media.calibration import ffmpeg_exe
 from media.manifest import read_manifest
 from review_server import auth
-from review_server.app import DB, create_app
+from review_server.app import create_app
 from review_server.config import ServerConfig
 from review_server.migrations import upgrade
-from review_server.models import Candidate, CandidatePersonal, ExaminerAssignment, Station, User
+from review_server.models import Attempt, Candidate, CandidatePersonal, ExaminerAssignment, Station, User
 from review_server.scores import attempt_outcome
 from review_server.storage import LocalStorage
+from review_server.web import DB
+from scripts.harness.browser import CHROMIUM_VIDEO_ARGS as CHROMIUM_ARGS
+from scripts.harness.browser import chromium_executable
+from tests.mark_signing import Signer
 from tests.server.archive_helpers import CPR, ROOT, add_schedule, checklist, link_attempt
 
 from .server_thread import ServerThread
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
 NUMBER = "2611077"
 SECRET_NAME = "Верещагина"
 # Marks every 0.25 s from 0.5 s, inside the 6 s recording, so that each one can be seeked to.
@@ -75,6 +76,7 @@ class Stack:
             s.flush()
             uid = s.scalar(select(User.id).where(User.login == "examiner"))
             s.add(ExaminerAssignment(user_id=uid, station_id=st.id, exam_day_id=None))
+            s.add(Attempt(id="E1", station_id=st.id))  # on the schedule (osce server schedule import)
             return auth.issue_station_token(s, st)[0]
 
         self.token = self.run(station)
@@ -99,6 +101,7 @@ class Stack:
                              recording_offset_s=offset).to_json()
 
     def _marks(self, events: list[dict[str, Any]]) -> None:
+        events = Signer(self.run).sign("S1", events)  # as the station's tablet signs them
         body = json.dumps({"events": events}).encode()
         status, _ = _request(self.url + "/api/marks", "POST", body,
                              {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
@@ -169,11 +172,11 @@ TIMES = "[document.querySelector('video.master').currentTime, document.querySele
 
 
 def _check_playback_and_seeking(page: Page) -> None:
-    page.wait_for_function("Array.from(document.querySelectorAll('video')).every(v => v.readyState >= 2)",
+    page.wait_for_function("() => Array.from(document.querySelectorAll('video')).every(v => v.readyState >= 2)",
                            timeout=20_000)
     assert page.evaluate("Array.from(document.querySelectorAll('video')).map(v => v.videoWidth)") == [320, 320]
     page.click("#play")
-    page.wait_for_function("document.querySelector('video.master').currentTime > 1.0", timeout=10_000)
+    page.wait_for_function("() => document.querySelector('video.master').currentTime > 1.0", timeout=10_000)
     diffs, seen = [], []
     for _ in range(12):  # 1.8 s of playback, sampled
         master, slave = page.evaluate(TIMES)
@@ -194,14 +197,14 @@ def _check_playback_and_seeking(page: Page) -> None:
         assert target == pytest.approx(OFFSETS[index], abs=1e-3)
         points.nth(index).click()
         page.wait_for_function(
-            f"(() => {{ const v = document.querySelector('video.master'); return !v.seeking && "
-            f"Math.abs(v.currentTime - {target}) <= 0.5; }})()", timeout=10_000)
-        page.wait_for_function(f"Math.abs(document.querySelector('video.slave').currentTime - {target}) <= 0.5",
+            f"() => {{ const v = document.querySelector('video.master'); return !v.seeking && "
+            f"Math.abs(v.currentTime - {target}) <= 0.5; }}", timeout=10_000)
+        page.wait_for_function(f"() => Math.abs(document.querySelector('video.slave').currentTime - {target}) <= .5",
                                timeout=5_000)
 
 
 def test_examiner_watches_both_cameras_in_step_and_seeks_by_marks(stack: Stack) -> None:
-    executable = os.environ.get("OSCE_CHROMIUM", "/usr/bin/chromium")
+    executable = chromium_executable()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
@@ -236,7 +239,7 @@ def test_examiner_watches_both_cameras_in_step_and_seeks_by_marks(stack: Stack) 
 
 
 def test_archivist_finds_the_attempt_and_opens_it(stack: Stack) -> None:
-    executable = os.environ.get("OSCE_CHROMIUM", "/usr/bin/chromium")
+    executable = chromium_executable()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:

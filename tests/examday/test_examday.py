@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import Plan, simulate, table
+from scripts.harness.examday import Plan, simulate, table
 
 
 @pytest.mark.timeout(600)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,14 +12,9 @@ import pytest
 
 from media.calibration import ffmpeg_exe
 from media.manifest import read_manifest
+from scripts.harness.ports import free_udp_port as free_udp_port  # the media tests take it from here
 
 OSCE = [sys.executable, "-m", "osce_cli"]
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def udp_camera_url(port: int) -> str:

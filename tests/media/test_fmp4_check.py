@@ -1,5 +1,5 @@
 """The ingest check of fMP4 structure (media/fmp4_check.py) on a real recording made by `osce record`, on garbage,
-cut and wrong-track bytes; and the fMP4-shaped test bytes of tests/fmp4_bytes.py against the same check."""
+cut and wrong-track bytes; and the fMP4-shaped test bytes of scripts/harness/fmp4_bytes.py against the same check."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from media import fmp4_check
 from media.fmp4_check import Fmp4Error
 from media.manifest import read_manifest
-from tests.fmp4_bytes import MIN_MEDIA_SIZE, init_bytes, media_bytes, write_media
+from scripts.harness.fmp4_bytes import MIN_MEDIA_SIZE, init_bytes, media_bytes, write_media
 
 from .conftest import osce
 
@@ -92,7 +92,7 @@ def test_an_init_without_tracks_is_refused() -> None:
         check(init_bytes()[:28] + struct.pack(">I4s", 8, b"moov"), "init")  # ftyp + an empty moov
 
 
-# --- tests/fmp4_bytes.py ---------------------------------------------------------------------------------
+# --- scripts/harness/fmp4_bytes.py ----------------------------------------------------------------------
 
 
 def test_init_bytes_pass_the_check_with_their_track_ids(recording: dict[str, list[bytes]]) -> None:

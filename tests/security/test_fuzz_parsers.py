@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from checklists.loader import DATA_DIR, ChecklistError, load_checklist, parse_checklist
 from checklists.marks import MarkEvent, MarkEventError
 from media.cpr.manikin import FeedbackError, read_feedback
-from review_server.app import ApiError
 from review_server.tus import _fragment_meta, parse_metadata
+from review_server.web import ApiError
 from station_agent.config import SECTIONS, ConfigError, load_config
 
 BUDGET = settings(max_examples=100, deadline=None, derandomize=True,

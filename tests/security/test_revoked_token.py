@@ -83,6 +83,7 @@ def revoked(stand: Stand, fmp4: list[bytes]) -> Iterator[Revoked]:
     token = issued["token"]
     stand.tokens[code] = token
     key, attempt = f"rec-{code}", f"att-{code}"
+    stand.schedule(code, attempt)
     for seq, data in enumerate(fmp4[:2]):
         assert stand.put_fragment(code, key, "cam0", seq, data, attempt).status == 201
     meta = tus_metadata(sha256=hashlib.sha256(fmp4[2]).hexdigest(), recording=key, track="cam0", seq="2",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fmp4_bytes import media_bytes
+from scripts.harness.fmp4_bytes import media_bytes
 from tests.server.test_route_matrix import ANON, EXPECTED, PLACEHOLDERS, STATION
 
 from .conftest import Stand, tus_metadata

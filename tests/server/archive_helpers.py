@@ -136,7 +136,7 @@ def events(
 
 async def post_marks(world: World, evs: list[dict[str, Any]], token: str | None = None) -> None:
     headers = {"Authorization": f"Bearer {token or world.station_token}"}
-    resp = await world.api.client.post("/api/marks", json={"events": evs}, headers=headers)
+    resp = await world.api.client.post("/api/marks", json={"events": world.sign(evs, token)}, headers=headers)
     assert resp.status == 200, await resp.text()
 
 

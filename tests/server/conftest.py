@@ -19,13 +19,14 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import create_engine, text
 
 from review_server import auth
-from review_server.app import DB, create_app
+from review_server.app import create_app
 from review_server.config import ServerConfig
 from review_server.db import Database
 from review_server.migrations import upgrade
 from review_server.models import Station
 from review_server.roles import Role
 from review_server.storage import LocalStorage
+from review_server.web import DB
 
 PASSWORD = "correct horse battery"
 ROLES = [r.value for r in Role]
@@ -172,6 +173,32 @@ class World:
             s.add(ExaminerAssignment(user_id=uid, station_id=sid, exam_day_id=None))
 
         api.run(assign)
+
+    def schedule(self, *attempt_ids: str, station: str = "S1") -> None:
+        """Put attempts on the schedule of `station` (what `osce server schedule import` does): a station sends
+        marks, media, CPR figures and health events only for its own scheduled attempts."""
+
+        def make(s):  # type: ignore[no-untyped-def]
+            from sqlalchemy import select
+
+            from review_server.models import Attempt
+
+            sid = s.scalar(select(Station.id).where(Station.code == station))
+            for attempt_id in attempt_ids:
+                if s.get(Attempt, attempt_id) is None:
+                    s.add(Attempt(id=attempt_id, station_id=sid))
+
+        self.api.run(make)
+
+    def sign(self, events: list[dict[str, Any]], token: str | None = None) -> list[dict[str, Any]]:
+        """The events as the station's agent sends them: signed by each examiner's tablet key (tests/mark_signing.py)
+        for the station of `token` (default S1)."""
+        from tests.mark_signing import Signer
+
+        if not hasattr(self, "_signer"):
+            self._signer = Signer(self.api.run)
+        station = "S2" if token is not None and token == self.other_station_token else "S1"
+        return self._signer.sign(station, events)
 
     def headers(self, principal: str | None) -> dict[str, str]:
         """Request headers for a principal: None (anonymous), a role name (a fresh session) or 'station'."""

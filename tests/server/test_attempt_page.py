@@ -8,14 +8,15 @@ import hashlib
 import json
 import re
 
+import pytest
 from sqlalchemy import select
 
-from review_server.models import AuditEvent, Candidate, CandidatePersonal
+from review_server.models import AuditEvent, Candidate, CandidatePersonal, MarkEvent
 from review_server.routes.attempt_page import ATTEMPT_MEDIA, ATTEMPT_VIEW
-from review_server.routes.track_file import byte_range, from_first_byte
+from review_server.routes.track_file import Unsatisfiable, byte_range
 from review_server.scores import attempt_outcome
+from scripts.harness.fmp4_bytes import init_bytes, media_bytes
 
-from ..fmp4_bytes import init_bytes, media_bytes
 from .archive_helpers import CPR, add_schedule, checklist, events, link_attempt, post_marks
 from .conftest import World
 
@@ -40,6 +41,7 @@ CPR_REPORT = {
 
 async def _attempt(world: World, attempt_id: str = "P1", number: str = "2611042") -> None:
     ids = add_schedule(world)
+    world.schedule(attempt_id)
     client = world.api.client
     for track, frags in TRACKS.items():
         for seq, data, start, end in frags:
@@ -53,7 +55,8 @@ async def _attempt(world: World, attempt_id: str = "P1", number: str = "2611042"
     cl = checklist(CPR)
     await post_marks(world, events(attempt_id, "S1", cl, set(cl.item_numbers[:14])))
     link_attempt(world, attempt_id, number, ids, "CPR")
-    # A correction after signing: item 2 "done" -> "not done", at 3.5 s into the recording.
+    # A correction after signing: item 2 "done" -> "not done". Its time and place on the recording are the
+    # server's (when it was made, from the station marks' zero), not the 3.5 s the page sends.
     corr = {"kind": "mark", "item": 2, "done": False, "reason": "по видео: не потормошил", "seq": 100,
             "checklist_hash": cl.content_hash, "wall_time": "2026-06-01T09:30:00Z", "recording_offset_s": 3.5,
             "event_id": "0b5a4c2e-9d1f-4e3a-8b7c-6d5e4f3a2b1c"}
@@ -112,9 +115,12 @@ async def test_page_shows_marks_history_score_gaps_and_cpr_figures(world: World)
     assert float(result.group(2)) == out.percent and result.group(3) == out.result == "не сдано"
     assert f"{out.percent:.1f}".replace(".", ",") + " % — не сдано" in text
 
-    # One point per mark event with a time: 19 from the station and the correction.
-    points = re.findall(r'class="mark-point[^"]*" style="left:[^"]+" data-t="([\d.]+)" data-item="(\d+)"', text)
-    assert len(points) == 20 and ("3.500", "2") in points
+    # One point per mark event with a time: 19 from the station and the correction, at the server's offset.
+    points = re.findall(r'class="mark-point[^"]*" data-left="[^"]+" data-t="([\d.]+)" data-item="(\d+)"', text)
+    offset = world.api.run(lambda s: s.scalar(select(MarkEvent.recording_offset_s).where(
+        MarkEvent.event_id == "0b5a4c2e-9d1f-4e3a-8b7c-6d5e4f3a2b1c")))
+    assert offset is not None and offset != 3.5
+    assert len(points) == 20 and (f"{offset:.3f}", "2") in points
     row2 = re.search(r'<tr data-item="2">.*?</tr>', text, re.S)
     assert row2 is not None and "было: да" in row2.group(0) and "по видео: не потормошил" in row2.group(0)
     assert 'data-value="no"' in row2.group(0) and "user:examiner" in row2.group(0) and "station:S1" in row2.group(0)
@@ -156,12 +162,25 @@ async def test_track_is_one_file_with_byte_ranges_and_audited_from_its_start(wor
     assert (await client.get("/attempts/P1/recordings/rec-P1/cam9", headers=arch)).status == 404
     assert (await client.get("/attempts/P1/recordings/rec-X/cam1", headers=arch)).status == 404
 
+    # Another person's first request is a viewing of its own, even when it skips byte 0.
+    skip = await client.get("/attempts/P1/recordings/rec-P1/cam1", headers={**world.headers("examiner"),
+                                                                            "Range": "bytes=1-"})
+    assert skip.status == 206 and await skip.read() == whole[1:]
     media = world.api.run(lambda s: s.scalars(select(AuditEvent).where(AuditEvent.action == ATTEMPT_MEDIA)).all())
-    # The whole file and the suffix (it may reach byte 0) are audited; spans that skip byte 0 are not.
-    assert [m.details for m in media] == [{"attempt_id": "P1", "track": "cam1"}] * 2
+    # The whole file is audited (a new viewing); the later spans of the same viewing, which skip byte 0 (the
+    # suffix too: decided on the parsed numbers, it does not reach byte 0 here), are not.
+    total = len(whole)
+    assert [(m.actor, m.details) for m in media] == [
+        ("user:archivist", {"attempt_id": "P1", "track": "cam1", "bytes": [0, total - 1], "of": total}),
+        ("user:examiner", {"attempt_id": "P1", "track": "cam1", "bytes": [1, total - 1], "of": total})]
     assert byte_range("bytes=0-", 10) == (0, 9) and byte_range("bytes=0-3,5-6", 10) is None
-    assert [from_first_byte(h) for h in (None, "bytes=0-", "bytes=00-9", "bytes=-5", "bytes=1-", "bytes=9-,0-1")] == [
-        True, True, True, True, False, True]
+    assert byte_range(None, 10) is None and byte_range("bytes=00-9", 10) == (0, 9)
+    assert byte_range("bytes=-5", 10) == (5, 9) and byte_range("bytes=-50", 10) == (0, 9)
+    assert byte_range("bytes=1-", 10) == (1, 9) and byte_range("items=0-1", 10) is None  # an unknown unit: ignored
+    for bad in ("bytes=+0-", "bytes= 0-", "bytes=0_0-", "bytes=\u0660-", "bytes=\uff10-", "bytes=-", "bytes=5-1",
+                "bytes=0-1,x", "bytes"):
+        with pytest.raises(Unsatisfiable):
+            byte_range(bad, 10)
 
 
 async def test_review_link_uses_the_same_page(world: World) -> None:

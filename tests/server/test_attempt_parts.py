@@ -10,8 +10,8 @@ import re
 
 from checklists.marks import MarkEvent as WireEvent
 from review_server.models import Recording
+from scripts.harness.fmp4_bytes import init_bytes, media_bytes
 
-from ..fmp4_bytes import init_bytes, media_bytes
 from .archive_helpers import CPR, add_schedule, checklist, link_attempt, post_marks
 from .conftest import World
 
@@ -27,6 +27,7 @@ async def _put(world: World, key: str, seq: int, data: bytes, query: str) -> int
 
 async def _two_parts(world: World) -> None:
     ids = add_schedule(world)
+    world.schedule("Q1")
     for n, (key, media_from) in enumerate(PARTS.items()):
         assert await _put(world, key, 0, init_bytes(seed=20 + n), f"&media_from={media_from}") == 201
         for seq in (1, 2, 3):
@@ -72,7 +73,7 @@ async def test_each_part_shows_its_own_marks_figures_and_health_events(world: Wo
     assert _points(second) == {"2": "2.000"}  # 22 s after the start, part-2's media started 20 s in
     assert re.search(r'class="first-compression"[^>]*data-t="2\.500"', second)  # 21 s on part-1's clock
     assert 'data-start="4.00" data-length="1.00"' in second  # the pause at 22.5 s on part-1's clock
-    band = re.search(r'class="band health" style="left:([0-9.]+)%;width:([0-9.]+)%"', second)
+    band = re.search(r'class="band health" data-left="([0-9.]+)%" data-width="([0-9.]+)%"', second)
     assert band is not None
     seek = re.search(r'<ul class="health"><li data-code="camera_frozen">09:00:21–09:00:24: Камера cam0: '
                      r'изображение застыло <button type="button" class="seek" data-t="1.000"', second)

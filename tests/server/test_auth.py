@@ -7,8 +7,8 @@ import datetime as dt
 from sqlalchemy import func, select
 
 from review_server import audit, auth
-from review_server.app import CONFIG, THROTTLE
 from review_server.models import AuditEvent, User, UserSession
+from review_server.web import CONFIG, THROTTLE
 
 from .conftest import PASSWORD, Api, World
 

@@ -8,12 +8,21 @@ import json
 import zipfile
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from review_server.models import AuditEvent, CprFigures
 from review_server.package import verify
 
 from .conftest import Api, World
+
+
+@pytest.fixture
+def world(world: World) -> World:
+    """The attempts these tests name, on the schedule: a station sends only for its own scheduled attempts."""
+    world.schedule("A7")
+    return world
+
 
 URL = "/api/attempts/A7/cpr-figures"
 REPORT: dict[str, Any] = {
@@ -92,4 +101,5 @@ async def test_export_includes_the_report(world: World, tmp_path) -> None:  # ty
     assert {"path": "attempts/A7/cpr_figures.json", "sha256": sha, "size": len(raw)} in manifest["files"]
     assert f"{sha}  attempts/A7/cpr_figures.json\n" in sums
     (tmp_path / "p.zip").write_bytes(body)
-    assert verify(tmp_path / "p.zip").ok
+    published = await (await client.get("/api/export-key")).read()
+    assert verify(tmp_path / "p.zip", published).ok

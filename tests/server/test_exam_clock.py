@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from review_server.app import CONFIG
+from review_server.web import CONFIG
 from tests.server.conftest import World
 
 SCHEDULE = {"attempts": [

@@ -19,10 +19,10 @@ from sqlalchemy import select
 
 from media.calibration import ffmpeg_exe
 from media.manifest import read_manifest
-from review_server.app import CONFIG
 from review_server.models import AuditEvent, ExportPackage
 from review_server.package import verify
 from review_server.signing import data_dir
+from review_server.web import CONFIG
 
 from .archive_helpers import (
     CPR,
@@ -51,6 +51,7 @@ async def _json(resp, status: int):  # type: ignore[no-untyped-def]
 async def test_export_package_end_to_end(world: World, recording: Path, tmp_path: Path) -> None:
     api, client = world.api, world.api.client
     ids = add_schedule(world)
+    world.schedule("A1")
     cl = checklist(CPR)
     frags = await upload_recording(world, recording, "rec-A1", "A1")
     link_attempt(world, "A1", "2611001", ids, "CPR")
@@ -172,26 +173,30 @@ async def test_export_package_end_to_end(world: World, recording: Path, tmp_path
     assert ev.details["attempts"] == ["A1"] and ev.details["sha256"] == pkg["sha256"]
     assert api.run(lambda s: s.get(ExportPackage, pkg["id"]).sha256) == pkg["sha256"]
 
-    # osce verify on the ZIP (a separate process, as a recipient would run it) and on the folder.
+    # osce verify on the ZIP (a separate process, as a recipient would run it, with the centre's published key)
+    # and on the folder.
+    published = await (await client.get("/api/export-key")).read()
+    (tmp_path / "centre.pem").write_bytes(published)
     ok = subprocess.run(
-        [sys.executable, "-m", "osce_cli", "verify", str(zpath)], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "osce_cli", "verify", str(zpath), "--public-key", str(tmp_path / "centre.pem")],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
     )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "package: OK" in ok.stdout and manifest["public_key_sha256"] in ok.stdout
-    assert verify(unpacked).ok
+    assert verify(unpacked, published).ok
 
     # One byte changed in one media file: verify fails and names it; sha256sum agrees.
     victim = rec_dir / src.track_files(src.track_ids()[0])[1].file
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0x01
     victim.write_bytes(bytes(data))
-    report = verify(unpacked)
+    report = verify(unpacked, published)
     assert not report.ok
     rel = victim.relative_to(unpacked).as_posix()
     assert any(p.startswith(f"{rel}: SHA-256") for p in report.problems), report.problems
     assert subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=unpacked, capture_output=True).returncode
     bad = subprocess.run(
-        [sys.executable, "-m", "osce_cli", "verify", str(unpacked)],
+        [sys.executable, "-m", "osce_cli", "verify", str(unpacked), "--public-key", str(tmp_path / "centre.pem")],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -208,6 +213,7 @@ async def test_verify_finds_extra_missing_and_resigned(world: World, tmp_path: P
     from review_server.signing import public_pem
 
     ids = add_schedule(world)
+    world.schedule("B1")
     cl = checklist(CPR)
     await post_marks(world, events("B1", "S1", cl, set(cl.item_numbers)))
     link_attempt(world, "B1", "2611002", ids, "CPR")
@@ -227,33 +233,35 @@ async def test_verify_finds_extra_missing_and_resigned(world: World, tmp_path: P
     d = tmp_path / "p"
     with zipfile.ZipFile(io.BytesIO(body)) as zf:
         zf.extractall(d)
-    assert verify(d).ok
+    published = await (await client.get("/api/export-key")).read()
+    assert verify(d, published).ok
     # A second entry under a listed name, appended to the ZIP (what an unzip would silently prefer).
     twice = tmp_path / "twice.zip"
     twice.write_bytes(body)
     with warnings.catch_warnings(), zipfile.ZipFile(twice, "a") as zf:
         warnings.simplefilter("ignore")
         zf.writestr("protocol.csv", b"forged\n")
-    assert "protocol.csv: more than one entry with this name in the ZIP" in verify(twice).problems
-    assert verify(tmp_path / "nowhere.zip").problems == [f"{tmp_path / 'nowhere.zip'}: no such file or folder"]
+    assert "protocol.csv: more than one entry with this name in the ZIP" in verify(twice, published).problems
+    assert verify(tmp_path / "nowhere.zip", published).problems == [
+        f"{tmp_path / 'nowhere.zip'}: no such file or folder"]
     (tmp_path / "junk.zip").write_bytes(b"PK not really")
-    assert "cannot open" in verify(tmp_path / "junk.zip").problems[0]
+    assert "cannot open" in verify(tmp_path / "junk.zip", published).problems[0]
     (d / "extra.txt").write_text("x")
-    assert any(p.startswith("extra.txt: in the package but not listed") for p in verify(d).problems)
+    assert any(p.startswith("extra.txt: in the package but not listed") for p in verify(d, published).problems)
     (d / "extra.txt").unlink()
     (d / "protocol.csv").unlink()
-    assert "protocol.csv: listed in the manifest but missing" in verify(d).problems
+    assert "protocol.csv: listed in the manifest but missing" in verify(d, published).problems
     with zipfile.ZipFile(io.BytesIO(body)) as zf:
         zf.extractall(d)
     # Someone re-signs an altered manifest with their own key: the package's own check passes only if the
-    # key is swapped too, and pinning the server's published key catches it.
+    # key is swapped too (and only when told to trust the package's own key), and the published key catches it.
     other = Ed25519PrivateKey.generate()
     man = (d / "manifest.json").read_bytes().replace(b'"B1"', b'"B2"')
     assert man != (d / "manifest.json").read_bytes()
     (d / "manifest.json").write_bytes(man)
     (d / "manifest.sig").write_bytes(other.sign(man))
-    assert any(p.startswith("manifest.sig: signature does not match") for p in verify(d).problems)
-    published = await (await client.get("/api/export-key")).read()
+    assert any(p.startswith("manifest.sig: signature does not match")
+               for p in verify(d, trust_embedded_key=True).problems)
     (d / "public_key.pem").write_bytes(public_pem(other))
     pinned = verify(d, published)
     assert not pinned.ok and any("public_key.pem" in p or "manifest.sig" in p for p in pinned.problems)

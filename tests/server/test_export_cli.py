@@ -13,9 +13,10 @@ from osce_cli import main
 from review_server.config import ServerConfig
 from review_server.models import AuditEvent
 from review_server.package import verify
+from review_server.signing import data_dir, load_existing, public_pem
 from review_server.storage import LocalStorage
+from scripts.harness.fmp4_bytes import init_bytes, media_bytes
 
-from ..fmp4_bytes import init_bytes, media_bytes
 from .archive_helpers import CPR, add_schedule, checklist, events, link_attempt, post_marks
 from .conftest import World
 
@@ -24,6 +25,7 @@ async def test_cli_export_with_progress_and_absent_media(
     world: World, config: ServerConfig, tmp_path: Path, capsys
 ) -> None:  # type: ignore[no-untyped-def]
     ids = add_schedule(world)
+    world.schedule("C1")
     cl = checklist(CPR)
     client = world.api.client
     blobs = [init_bytes()] + [media_bytes(300_000 + i, seed=i) for i in (1, 2)]
@@ -61,7 +63,7 @@ async def test_cli_export_with_progress_and_absent_media(
     pkg = json.loads(captured.out)
     assert pkg["path"] == str(out) and hashlib.sha256(out.read_bytes()).hexdigest() == pkg["sha256"]
 
-    report = verify(out)
+    report = verify(out, public_pem(load_existing(data_dir(config))))
     assert report.ok, report.problems
     import zipfile
 

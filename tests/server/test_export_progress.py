@@ -14,7 +14,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,14 +27,16 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
-from review_server.app import CONFIG, create_app
+from review_server.app import create_app
 from review_server.config import ServerConfig
 from review_server.export import ExportProgress, exports_dir, run_export
 from review_server.models import AuditEvent
 from review_server.package import MANIFEST, PUBLIC_KEY, SIGNATURE, SUMS, verify
 from review_server.storage import LocalStorage
+from review_server.web import CONFIG
+from scripts.harness.fmp4_bytes import init_bytes, media_bytes
+from scripts.harness.ports import free_port as _free_port
 
-from ..fmp4_bytes import init_bytes, media_bytes
 from .archive_helpers import CPR, ROOT, add_schedule, checklist, events, link_attempt, post_marks
 from .conftest import Api, World
 
@@ -69,6 +70,7 @@ async def _media_request(world: World, fragments: int, size: int, seed: int) -> 
     """Attempt A1 on S1 with one recording of an init and `fragments` media fragments (fMP4-shaped, random
     payload), marked; an export request selecting it. Returns (request id, media bytes)."""
     ids = add_schedule(world)
+    world.schedule("A1")
     rnd = random.Random(seed)
     client, total = world.api.client, 0
     for seq in range(fragments + 1):
@@ -142,7 +144,8 @@ async def test_progress_while_running_then_download_verifies(gated: tuple[World,
         body = await got.read()
         assert got.status == 200 and hashlib.sha256(body).hexdigest() == st["sha256"] == got.headers["X-Content-SHA256"]
     (tmp_path / "p.zip").write_bytes(body)
-    report = verify(tmp_path / "p.zip")
+    published = await (await client.get("/api/export-key")).read()
+    report = verify(tmp_path / "p.zip", published)
     assert report.ok, report.problems
     with zipfile.ZipFile(tmp_path / "p.zip") as zf:  # files counted: every entry, the envelope's included
         assert len(zf.namelist()) == final["files_total"]
@@ -169,7 +172,8 @@ STALLING_SERVER = """
 import sys, time
 from pathlib import Path
 from aiohttp import web
-from review_server.app import CONFIG, create_app
+from review_server.app import create_app
+from review_server.web import CONFIG
 from review_server.config import ServerConfig
 from review_server.storage import LocalStorage
 
@@ -187,12 +191,6 @@ cfg = ServerConfig(database_url=sys.argv[1], media_dir=Path(sys.argv[2]), insecu
 web.run_app(create_app(cfg, storage=Stalling(cfg.media_dir)), host="127.0.0.1", port=int(sys.argv[4]),
             print=lambda *_: print("serving", flush=True))
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _http(method: str, url: str, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
@@ -240,7 +238,7 @@ async def test_server_killed_mid_export_then_resumed(world: World, config: Serve
     body = await (await client.get(done["url"], headers=arch)).read()
     assert hashlib.sha256(body).hexdigest() == done["sha256"]
     (tmp_path / "r.zip").write_bytes(body)
-    assert verify(tmp_path / "r.zip").ok
+    assert verify(tmp_path / "r.zip", await (await client.get("/api/export-key")).read()).ok
     assert (await client.post(f"/api/exports/{pkg['id']}/resume", headers=arch)).status == 409  # done
     assert (await client.post("/api/exports/999999/resume", headers=arch)).status == 404
     resumed = world.api.run(

@@ -8,8 +8,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from review_server.app import ApiError
 from review_server.routes.marks import EVENT_FIELDS, parse_event
+from review_server.web import ApiError
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),

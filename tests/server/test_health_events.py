@@ -6,10 +6,20 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pytest
+
 from review_server.models import Station
 from review_server.station_health import events_between
 
 from .conftest import Api, World
+
+
+@pytest.fixture
+def world(world: World) -> World:
+    """The attempts these tests name, on the schedule: a station sends only for its own scheduled attempts."""
+    world.schedule("A1")
+    return world
+
 
 URL = "/api/stations/S1/health-events"
 

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from sqlalchemy import String, Text, func, select
 
-from review_server.app import CONFIG, STORAGE
 from review_server.models import Attempt, Base, Fragment, MarkEvent, Recording, Station
+from review_server.web import CONFIG, STORAGE
+from scripts.harness.fmp4_bytes import media_bytes
 
-from ..fmp4_bytes import media_bytes
 from .conftest import World
 
 SQL = "x'); DROP TABLE users; --"
@@ -335,7 +335,8 @@ FORMS: list[tuple[str, str, str, Any, list[tuple[str, ...]], set[str]]] = [
         {"events": [mark_event()]},
         [("events", 0, k) for k in ("attempt_id", "station_id", "examiner", "kind", "checklist_hash", "wall_time")]
         + [("events", 0, "reason")],
-        {"attempt_id", "station_id", "kind", "checklist_hash", "wall_time"},
+        # the examiner is an account's login (who signed the mark on the tablet), not free text
+        {"attempt_id", "station_id", "examiner", "kind", "checklist_hash", "wall_time"},
     ),
     (
         "POST",
@@ -370,6 +371,8 @@ async def submit_everywhere(world: World, value: str, free_text_ok: bool) -> Non
     for method, path, who, valid, fields, identifiers in FORMS:
         for field in fields:
             body = with_value(valid, field, value)
+            if path == "/api/marks":  # as the station's agent sends them: signed by the examiner's tablet key
+                body = {"events": world.sign(body["events"])}
             resp = await world.api.client.request(method, path, json=body, headers=world.headers(who))
             reply = await resp.json()
             name = str(field[-1])
@@ -441,6 +444,7 @@ async def test_malformed_forms_are_400(world: World, content_type: str, body: by
 
 
 async def test_conflicting_attempt_is_refused_before_any_byte_is_stored(world: World) -> None:
+    world.schedule("att1", "att2")
     first = media_bytes(64, seed=1)
     assert (
         await put_fragment(world, "/api/recordings/rec1/tracks/cam1/fragments/1?attempt_id=att1", first)

@@ -9,8 +9,8 @@ import uuid
 from pathlib import Path
 
 from checklists.loader import DATA_DIR, load_checklist
-from review_server.app import CONFIG
 from review_server.live import LIVE_HUB
+from review_server.web import CONFIG
 
 from .conftest import World
 
@@ -18,7 +18,7 @@ CPR = load_checklist(DATA_DIR / "01_basic_cpr_adult.yaml")
 BP = load_checklist(DATA_DIR / "03_blood_pressure.yaml")
 
 
-def _day(world: World, tmp_path: Path, started_s_ago: float) -> None:
+def _day(world: World, tmp_path: Path, started_s_ago: float, imported: bool = True) -> None:
     start = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=started_s_ago)
     attempts = [{"attempt_id": f"S1-{i}", "candidate": f"26110{i}", "station_id": "S1",
                  "checklist": "01_basic_cpr_adult",
@@ -27,6 +27,8 @@ def _day(world: World, tmp_path: Path, started_s_ago: float) -> None:
     path = tmp_path / "day.json"
     path.write_text(json.dumps({"attempts": attempts}), encoding="utf-8")
     world.api.app[CONFIG].schedule_file = path
+    if imported:  # into the database too (osce server schedule import)
+        world.schedule(*(a["attempt_id"] for a in attempts))
 
 
 def _event(attempt: str, seq: int, **kw: object) -> dict[str, object]:
@@ -36,7 +38,7 @@ def _event(attempt: str, seq: int, **kw: object) -> dict[str, object]:
 
 
 async def test_the_attempt_in_progress_with_its_checklist_and_my_sheet(world: World, tmp_path: Path) -> None:
-    _day(world, tmp_path, started_s_ago=30)
+    _day(world, tmp_path, started_s_ago=30, imported=False)
     client, examiner = world.api.client, world.headers("examiner")
     r = await client.get("/api/live/S1/attempt", headers=examiner)
     body = await r.json()
@@ -49,8 +51,10 @@ async def test_the_attempt_in_progress_with_its_checklist_and_my_sheet(world: Wo
     assert body["checklist"]["items"][0]["presentation"] in ("Выполнить", "Сказать", "Выполнить/Сказать")
     assert body["sheet"] == {"marks": {}, "finalised": False, "next_seq": 1} and body["can_mark"] is True
 
-    # The station's event makes the attempt known; a mark from the room joins the same sheet.
-    r = await client.post("/api/marks", json={"events": [_event("S1-0", 1)]}, headers=world.headers("station"))
+    # The day's import makes the attempt known; the station's mark and one from the room join the same sheet.
+    world.schedule("S1-0", "S1-1")
+    r = await client.post("/api/marks", json={"events": world.sign([_event("S1-0", 1)])},
+                          headers=world.headers("station"))
     assert r.status == 200
     mark = _event("S1-0", 2, item=3, done=False, reason="комната наблюдения")
     for name in ("examiner", "attempt_id", "station_id"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from checklists.marks import MarkEvent as WireEvent
@@ -12,6 +13,15 @@ from review_server import audit
 from review_server.models import AuditEvent, MarkEvent
 
 from .conftest import World
+
+
+@pytest.fixture
+def world(world: World) -> World:
+    """The attempts these tests name, on the schedule: a station sends only for its own scheduled attempts."""
+    world.schedule("att1")
+    world.schedule("att2", station="S2")
+    return world
+
 
 CHECKLIST = "ab" * 32
 
@@ -34,7 +44,8 @@ def event(seq: int, kind: str = "mark", **fields: Any) -> dict[str, Any]:
 
 async def send(world: World, *events: dict[str, Any], token: str | None = None):  # type: ignore[no-untyped-def]
     headers = {"Authorization": f"Bearer {token}"} if token else world.headers("station")
-    return await world.api.client.post("/api/marks", json={"events": list(events)}, headers=headers)
+    signed = world.sign(list(events), token)  # as the station's agent sends them
+    return await world.api.client.post("/api/marks", json={"events": signed}, headers=headers)
 
 
 def audit_actions(world: World) -> list[str]:
@@ -72,6 +83,7 @@ async def test_same_event_id_with_other_content_is_409_and_the_batch_is_refused(
 
 
 async def test_every_finalisation_and_every_correction_after_it_is_audited(world: World) -> None:
+    world.sign([event(1)])  # the examiner's tablet credential is issued (and audited) before the count starts
     before = len(audit_actions(world))
     plain = event(1)
     final = event(2, "finalise")
@@ -147,7 +159,7 @@ async def test_examiner_corrects_and_finalises_on_the_server(world: World) -> No
 
 
 async def test_examiner_cannot_mark_an_unassigned_station(world: World) -> None:
-    other = {**event(1), "station_id": "S2", "attempt_id": "att2"}
+    other = {**event(1), "station_id": "S2", "attempt_id": "att2", "examiner": "examiner2"}  # S2's examiner
     assert (await send(world, other, token=world.other_station_token)).status == 200
     fix = {"event_id": str(uuid.uuid4()), "kind": "mark", "item": 1, "done": False, "reason": "r"}
     fix |= {"checklist_hash": CHECKLIST, "wall_time": "2026-06-01T10:00:00Z", "seq": 2}
@@ -181,4 +193,22 @@ async def test_one_attempt_one_checklist_version(world: World) -> None:
     other = {**event(2), "checklist_hash": "cd" * 32}
     resp = await send(world, other)
     assert resp.status == 409 and (await resp.json())["where"] == "events[0].checklist_hash"
+    assert stored(world) == 1
+
+
+async def test_unsigned_station_marks_only_during_an_upgrade_and_only_for_an_assigned_examiner(world: World) -> None:
+    """accept_unsigned_station_marks (for agents not yet upgraded to signed marks): off, a station's unsigned mark
+    is refused and audited; on, it is accepted when the named examiner is assigned to the station, audited."""
+    from review_server.web import CONFIG
+
+    headers = world.headers("station")
+    unsigned = event(1)
+    refused = await world.api.client.post("/api/marks", json={"events": [unsigned]}, headers=headers)
+    assert refused.status == 403 and (await refused.json())["where"] == "events[0].proof"
+    assert audit_actions(world)[-1] == "marks.refused" and stored(world) == 0
+    world.api.app[CONFIG].accept_unsigned_station_marks = True
+    ok = await world.api.client.post("/api/marks", json={"events": [unsigned]}, headers=headers)
+    assert ok.status == 200 and audit_actions(world)[-1] == "marks.unsigned_accepted"
+    stranger = {**event(2), "examiner": "observer"}  # not an examiner assigned to S1
+    assert (await world.api.client.post("/api/marks", json={"events": [stranger]}, headers=headers)).status == 403
     assert stored(world) == 1

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
 from sqlalchemy import func, select
 
 from review_server import audit
-from review_server.app import STORAGE
 from review_server.models import AuditEvent, Fragment, Recording
+from review_server.web import STORAGE
+from scripts.harness.fmp4_bytes import init_bytes, media_bytes
 
-from ..fmp4_bytes import init_bytes, media_bytes
 from .conftest import World
+
+
+@pytest.fixture
+def world(world: World) -> World:
+    """The attempts these tests name, on the schedule: a station sends only for its own scheduled attempts."""
+    world.schedule("att1")
+    return world
 
 
 def frag_url(key: str = "rec1", track: str = "cam1", seq: int = 1) -> str:

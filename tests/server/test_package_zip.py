@@ -16,10 +16,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from review_server.package import CHUNK, MANIFEST, SUMS, PackageSink, PackageWriter, pieces, verify
+from review_server.signing import public_pem
 from review_server.zipwriter import STORED, ZipWriter
 
 UNZIP = shutil.which("unzip")
 DATE = (2026, 7, 1, 10, 30, 42)
+KEY = Ed25519PrivateKey.generate()  # the "centre's" key: packages are checked against it, not their own
 
 
 def unzip(*args: str) -> str:
@@ -48,7 +50,7 @@ def write(path: Path, members: list[tuple[str, object]]) -> dict[str, bytes]:
                 assert isinstance(what, io.BytesIO)
                 expected[name] = what.getvalue()
                 pw.add_stream(name, what)
-        pw.finish(Ed25519PrivateKey.generate(), {"request": {"number": "1"}})
+        pw.finish(KEY, {"request": {"number": "1"}})
         sink.close()
         assert sink.size == path.stat().st_size
         assert sink.sha.hexdigest() == hashlib.sha256(path.read_bytes()).hexdigest()
@@ -86,7 +88,7 @@ def test_package_reads_back_in_zipfile_and_unzip(tmp_path: Path) -> None:
     assert (out / "attempts/A1/cam0/000001.m4s").read_bytes() == big.read_bytes()
     sums = subprocess.run(["sha256sum", "--quiet", "-c", SUMS], cwd=out, capture_output=True, text=True)
     assert sums.returncode == 0, sums.stdout + sums.stderr
-    assert verify(pkg).ok
+    assert verify(pkg, public_pem(KEY)).ok
 
 
 def test_a_name_twice_is_refused(tmp_path: Path) -> None:

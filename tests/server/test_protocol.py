@@ -26,6 +26,8 @@ URL = "/api/protocols?day=2026-06-01&specialty=NURSE"
 
 async def _setup(world: World) -> None:
     ids = add_schedule(world, store_checklists=False)
+    world.schedule("P0C", "P1C", "P2C", "P9C")
+    world.schedule("P0I", "P1I", "P2I", station="S2")
     admin = world.headers("admin")
     client = world.api.client
     for task, path in (("CPR", CPR), ("INJ", INJECTION)):

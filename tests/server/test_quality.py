@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
+from html import unescape
 from typing import Any
 
 import numpy as np
@@ -58,16 +59,17 @@ def test_borderline_regression_by_hand() -> None:
 
 async def test_quality_report_by_hand(world: World) -> None:
     ids = add_schedule(world)
-    # A1: exA all 19 (rating 5); exB all but item 1 (18/19, rating 4). Item 1 marked at 12.7 s and 15.2 s.
-    # A2: exA and exB items 1..10 (10/19, both rating 2).  A3: exA alone, items 1..14 (rating 3).
-    # A5: exA, not finalised: left out.
+    world.schedule("A1", "A2", "A3", "A5")
+    # A1: exa all 19 (rating 5); exb all but item 1 (18/19, rating 4). Item 1 marked at 12.7 s and 15.2 s.
+    # A2: exa and exb items 1..10 (10/19, both rating 2).  A3: exa alone, items 1..14 (rating 3).
+    # A5: exa, not finalised: left out.
     evs = (
-        sheet("A1", "exA", ALL, 5, offsets={1: 12.7})
-        + sheet("A1", "exB", ALL - {1}, 4, offsets={1: 15.2})
-        + sheet("A2", "exA", set(range(1, 11)), 2)
-        + sheet("A2", "exB", set(range(1, 11)), 2)
-        + sheet("A3", "exA", set(range(1, 15)), 3)
-        + sheet("A5", "exA", ALL, 5, final=False)
+        sheet("A1", "exa", ALL, 5, offsets={1: 12.7})
+        + sheet("A1", "exb", ALL - {1}, 4, offsets={1: 15.2})
+        + sheet("A2", "exa", set(range(1, 11)), 2)
+        + sheet("A2", "exb", set(range(1, 11)), 2)
+        + sheet("A3", "exa", set(range(1, 15)), 3)
+        + sheet("A5", "exa", ALL, 5, final=False)
     )
     await post_marks(world, evs)
     for i, a in enumerate(("A1", "A2", "A3", "A5")):
@@ -82,7 +84,7 @@ async def test_quality_report_by_hand(world: World) -> None:
     assert task["task"] == "CPR" and task["checklist"]["sha256"] == CL.content_hash
     assert (task["attempts"], task["sheets"], task["sheets_not_final"], task["double_marked_attempts"]) == (4, 5, 1, 2)
     items = {it["item"]: it for it in task["items"]}
-    # item 1: yes on A1 exA, A2 exA+exB, A3 exA = 4 of 5; pairs (yes,no) and (yes,yes): 50 %, kappa 0
+    # item 1: yes on A1 exa, A2 exa+exb, A3 exa = 4 of 5; pairs (yes,no) and (yes,yes): 50 %, kappa 0
     assert (items[1]["done"], items[1]["sheets"], items[1]["done_share"]) == (4, 5, 0.8)
     assert items[1]["pairs"] == 2 and items[1]["agreement_percent"] == 50.0
     assert items[1]["kappa"] == pytest.approx(0.0)
@@ -90,12 +92,12 @@ async def test_quality_report_by_hand(world: World) -> None:
     assert items[11]["done_share"] == pytest.approx(0.6) and items[11]["kappa"] == pytest.approx(1.0)
     # item 15: yes on A1 only (both) = 2 of 5
     assert items[15]["done_share"] == pytest.approx(0.4) and items[15]["agreement_percent"] == 100.0
-    # exA-exB over all 38 item pairs: 37 agree; yes 29 and 28 → kappa (37/38 − 902/1444) / (1 − 902/1444)
+    # exa-exb over all 38 item pairs: 37 agree; yes 29 and 28 → kappa (37/38 − 902/1444) / (1 − 902/1444)
     [pair] = task["examiner_pairs"]
-    assert pair["examiners"] == ["exA", "exB"] and pair["kappa"] == pytest.approx(504 / 542)
+    assert pair["examiners"] == ["exa", "exb"] and pair["kappa"] == pytest.approx(504 / 542)
     # one discrepancy: A1 item 1, at the earlier of the two marks (12.7 s)
     [d] = task["discrepancies"]
-    assert (d["attempt_id"], d["kind"], d["item"], d["marks"]) == ("A1", "item", 1, {"exA": True, "exB": False})
+    assert (d["attempt_id"], d["kind"], d["item"], d["marks"]) == ("A1", "item", 1, {"exa": True, "exb": False})
     assert d["accreditation_number"] == "261100" and d["link"] == "/attempts/A1?t=12"
     # cut score: finalised rated sheets (5, 100), (4, 1800/19), (2, 1000/19) twice, (3, 1400/19)
     x = [5, 4, 2, 2, 3]
@@ -122,7 +124,7 @@ async def test_quality_report_by_hand(world: World) -> None:
     assert page.status == 200 and 'href="/attempts/A1?t=12"' in html and "Каппа Коэна" in html
     assert f"{intercept + 3 * slope:.1f} %" in html and "261100" in html
     en = await client.get("/reports/quality?exam_day=2026-06-01&specialty=NURSE&lang=en", headers=arch)
-    assert "Cohen's kappa" in await en.text()
+    assert "Cohen's kappa" in unescape(await en.text())  # autoescaped: Cohen&#39;s
     assert (await client.get("/reports/quality", headers=world.headers("examiner"))).status == 403
     views = world.api.run(
         lambda s: s.scalars(select(AuditEvent.details).where(AuditEvent.action == "report.quality.view")).all()
@@ -144,12 +146,14 @@ async def test_quality_report_bad_input(world: World) -> None:
         resp = await client.get(f"/api/reports/quality?{query}", headers=arch)
         assert resp.status == status and (await resp.json())["where"] == where, query
     page = await client.get("/reports/quality?exam_day=2026-06-01&specialty=NOPE", headers=arch)
-    assert page.status == 404 and "no specialty &#x27;NOPE&#x27; (query specialty)" in await page.text()
+    # escaped, as markupsafe writes a quote
+    assert page.status == 404 and "no specialty &#39;NOPE&#39; (query specialty)" in await page.text()
 
 
 async def test_finalise_refreshes_the_stored_result(world: World) -> None:
     """POST /api/attempts/{id}/finalise updates `scores` (protocol and archive search read it)."""
     ids = add_schedule(world)
+    world.schedule("F1")
     await post_marks(world, events("F1", "S1", CL, {1, 2, 3}, finalise=False))  # 3 of 19, not signed
     link_attempt(world, "F1", "2611090", ids, "CPR")
     client, arch = world.api.client, world.headers("archivist")

@@ -14,8 +14,8 @@ from review_server import audit
 from review_server.config import ServerConfig
 from review_server.models import AuditEvent, Recording
 from review_server.storage import LocalStorage
+from scripts.harness.fmp4_bytes import init_bytes, media_bytes
 
-from ..fmp4_bytes import init_bytes, media_bytes
 from .archive_helpers import add_schedule, link_attempt
 from .conftest import World
 
@@ -38,10 +38,11 @@ async def test_retention_run_respects_policy_and_holds(
     world: World, config: ServerConfig, tmp_path: Path, capsys
 ) -> None:  # type: ignore[no-untyped-def]
     ids = add_schedule(world)
+    world.schedule("R1", "R2", "R3")
     shared = init_bytes(seed=1)
     r1 = await _upload(world, "rec-R1", "R1", [shared, media_bytes(800, seed=1)])
     r2 = await _upload(world, "rec-R2", "R2", [init_bytes(seed=2), media_bytes(800, seed=2)])
-    await _upload(world, "rec-R3", "R3", [shared])  # not scheduled: its period runs from today
+    await _upload(world, "rec-R3", "R3", [shared])  # on no exam day: its period runs from today
     link_attempt(world, "R1", "2611001", ids, "CPR")
     link_attempt(world, "R2", "2611002", ids, "CPR")
     client = world.api.client
@@ -99,6 +100,7 @@ async def test_retention_run_respects_policy_and_holds(
 
 async def test_selecting_for_a_request_holds_the_attempt(world: World) -> None:
     ids = add_schedule(world)
+    world.schedule("H1")
     await _upload(world, "rec-H1", "H1", [init_bytes(seed=5)])
     link_attempt(world, "H1", "2611005", ids, "CPR")
     client, arch = world.api.client, world.headers("archivist")

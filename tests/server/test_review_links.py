@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from review_server.models import AuditEvent, ReviewLink
+from scripts.harness.browser import CHROMIUM_ARGS, chromium_executable
+from scripts.harness.fmp4_bytes import init_bytes, media_bytes
 
-from ..fmp4_bytes import init_bytes, media_bytes
 from .archive_helpers import (
     CPR,
     add_schedule,
@@ -28,6 +28,7 @@ from .conftest import World
 
 async def test_review_link_shows_video_and_marks_until_it_expires(world: World) -> None:
     ids = add_schedule(world)
+    world.schedule("V1")
     cl = checklist(CPR)
     client = world.api.client
     blobs = [init_bytes(), media_bytes(350, seed=1), media_bytes(350, seed=2)]
@@ -95,6 +96,7 @@ async def test_review_page_plays_in_chromium(world: World, recording: Path) -> N
     from playwright.async_api import async_playwright
 
     ids = add_schedule(world)
+    world.schedule("W1")
     cl = checklist(CPR)
     await upload_recording(world, recording, "rec-W1", "W1")
     await post_marks(world, events("W1", "S1", cl, set(cl.item_numbers[:10])))
@@ -103,13 +105,12 @@ async def test_review_page_plays_in_chromium(world: World, recording: Path) -> N
         "/api/attempts/W1/review-links", json={"reviewer": "Комиссия", "minutes": 10}, headers=world.headers("admin")
     )
     url = str(world.api.client.make_url((await resp.json())["url"]))
-    executable = os.environ.get("OSCE_CHROMIUM", "/usr/bin/chromium")
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=executable, args=["--no-sandbox", "--disable-gpu"])
+        browser = await p.chromium.launch(executable_path=chromium_executable(), args=CHROMIUM_ARGS)
         try:
             page = await browser.new_page()
             await page.goto(url)
-            await page.wait_for_function("document.querySelector('video').readyState >= 1", timeout=20_000)
+            await page.wait_for_function("() => document.querySelector('video').readyState >= 1", timeout=20_000)
             size = await page.evaluate(
                 "[document.querySelector('video').videoWidth, document.querySelector('video').videoHeight]"
             )
@@ -117,7 +118,7 @@ async def test_review_page_plays_in_chromium(world: World, recording: Path) -> N
             await page.evaluate(
                 "const v = document.querySelector('video'); v.muted = true; v.playbackRate = 4; v.play()"
             )
-            await page.wait_for_function("document.querySelector('video').ended", timeout=30_000)
+            await page.wait_for_function("() => document.querySelector('video').ended", timeout=30_000)
             duration = await page.evaluate("document.querySelector('video').currentTime")
             body = await page.inner_text("body")
         finally:

@@ -66,6 +66,10 @@ EXPECTED: dict[tuple[str, str], frozenset[str | None]] = {
     ("GET", "/api/stations/{code}/schedule"): frozenset({STATION}),
     ("PUT", "/api/stations/{code}/health-events"): frozenset({STATION}),
     ("GET", "/api/stations/{code}/marks"): frozenset({STATION}),
+    ("GET", "/api/stations/{code}/roster"): frozenset({STATION}),
+    ("POST", "/api/stations/{code}/tablet-credentials"): frozenset({ADMIN}),
+    ("GET", "/api/stations/{code}/tablet-credentials"): frozenset({ADMIN}),
+    ("DELETE", "/api/tablet-credentials/{key_id}"): frozenset({ADMIN}),
     ("GET", "/api/live/{station}/attempt"): VIEWERS,
     ("OPTIONS", "/api/tus"): frozenset({STATION}),
     ("POST", "/api/tus"): frozenset({STATION}),
@@ -102,6 +106,9 @@ EXPECTED: dict[tuple[str, str], frozenset[str | None]] = {
     ("GET", "/attempts/{attempt_id}"): frozenset({EXAMINER, ARCHIVIST}),  # attempt page: video and marks
     ("GET", "/attempts/{attempt_id}/recordings/{key}/{track}"): frozenset({EXAMINER, ARCHIVIST}),
     ("GET", "/archive"): frozenset({ARCHIVIST}),
+    # The pages' shared CSS and JS (no inline script or style under the CSP); public: the login and review-link
+    # pages have no session, and the files are the repository's own.
+    ("GET", "/static/{name}"): EVERYONE,
 }
 
 # Values for the URL's variable parts: well-formed, naming nothing that exists (so nothing is changed).
@@ -121,6 +128,7 @@ PLACEHOLDERS = {
     "link_id": "999999",
     "token": "A" * 43,
     "upload_id": "0" * 32,
+    "key_id": "0" * 32,
     "station": "S1",
     "camera": "cam0",
     "name": "live.js",
@@ -151,6 +159,7 @@ async def test_every_route_is_in_the_table_and_declares_a_permission(world: Worl
         ("GET", "/login"),
         ("POST", "/login"),
         ("GET", "/api/export-key"),
+        ("GET", "/static/{name}"),
         ("GET", "/review/{token}"),
         ("GET", "/review/{token}/recordings/{key}/{track}"),
     }

@@ -171,6 +171,7 @@ async def test_examiner_filter_follows_marks_and_later_scheduling(world: World) 
     from .archive_helpers import CPR, add_schedule, checklist, events, link_attempt, post_marks
 
     ids = add_schedule(world)
+    world.schedule("E1", "E2")
     cl = checklist(CPR)
     await post_marks(world, events("E1", "S1", cl, {1}, examiner="petrova"))
     await post_marks(world, events("E1", "S1", cl, {1}, examiner="sidorov", finalise=False))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,12 +19,7 @@ from review_server.storage import (
     S3Storage,
     storage_from_config,
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from scripts.harness.ports import free_port as _free_port
 
 
 @pytest.fixture(scope="module")
@@ -163,8 +157,8 @@ async def test_the_app_stores_and_serves_fragments_through_s3(config: ServerConf
     from aiohttp.test_utils import TestClient, TestServer
 
     from review_server.app import create_app
+    from scripts.harness.fmp4_bytes import media_bytes
 
-    from ..fmp4_bytes import media_bytes
     from .conftest import Api, World
 
     store = S3Storage(

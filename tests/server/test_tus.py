@@ -18,13 +18,14 @@ from sqlalchemy import func, select
 from yarl import URL
 
 from review_server import auth
-from review_server.app import CONFIG, DB, STORAGE, create_app
+from review_server.app import create_app
 from review_server.config import ServerConfig
 from review_server.migrations import upgrade
 from review_server.models import Fragment, Recording, Station
 from review_server.storage import LocalStorage
-from review_server.tus import STORED_HEADER, TUS_DIR, add_tus_routes, expire_uploads
-from tests.fmp4_bytes import init_bytes, media_bytes
+from review_server.tus import STORED_HEADER, TUS_DIR, expire_uploads
+from review_server.web import CONFIG, DB, STORAGE
+from scripts.harness.fmp4_bytes import init_bytes, media_bytes
 
 CHEAP_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_kib": 8, "argon2_parallelism": 1}
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -68,7 +69,6 @@ def server_config(tmp_path: Path) -> ServerConfig:
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
     config = server_config(tmp_path)
     app = create_app(config, storage=LocalStorage(config.media_dir))
-    add_tus_routes(app)
     token, other = add_station(app, "S1"), add_station(app, "S2")
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
@@ -345,7 +345,6 @@ async def test_state_survives_a_new_server_and_head_finishes_a_complete_upload(e
     # A second server process on the same folders (as after a restart) sees the same offset.
     config = env.app[CONFIG]
     app2 = create_app(config, storage=LocalStorage(config.media_dir))
-    add_tus_routes(app2)
     server2 = TestServer(app2, host="127.0.0.1")
     await server2.start_server()
     try:
@@ -374,7 +373,6 @@ async def test_after_a_restart_the_whole_file_is_hashed_again(env: Env) -> None:
         fh.write(bytes([data[100] ^ 0xFF]))
     config = env.app[CONFIG]
     app2 = create_app(config, storage=LocalStorage(config.media_dir))
-    add_tus_routes(app2)
     server2 = TestServer(app2, host="127.0.0.1")
     await server2.start_server()
     try:
@@ -393,12 +391,28 @@ async def test_old_uploads_expire_at_startup(env: Env) -> None:
     await patch(env, old, 0, data[:500])
     fresh = (await create(env, data, seq=2)).headers["Location"]
     folder = env.app[TUS_DIR]
-    assert expire_uploads(folder, 3600, now=time.time() + 1800) == 0
+    assert len(expire_uploads(folder, 3600, now=time.time() + 1800)) == 0
     old_id = old.rsplit("/", 1)[1]
     info = json.loads((folder / f"{old_id}.json").read_text())
     info["created"] -= 7200
     (folder / f"{old_id}.json").write_text(json.dumps(info))
-    assert expire_uploads(folder, 3600) == 1
+    assert len(expire_uploads(folder, 3600)) == 1
     assert sorted(p.name for p in folder.iterdir()) == [fresh.rsplit("/", 1)[1] + ".json"]
     assert (await head(env, old)).status == 404
     assert (await head(env, fresh)).status == 200
+
+
+async def test_probing_upload_ids_leaves_nothing_in_memory(env: Env) -> None:
+    """Issue 16, case 11: the lock table grew by one entry for every upload id anyone asked about."""
+    import secrets
+
+    from review_server.tus import TUS_HASHES, TUS_LOCKS
+
+    for _ in range(300):
+        loc = f"/api/tus/{secrets.token_hex(16)}"
+        assert (await head(env, loc)).status == 404
+        assert (await patch(env, loc, 0, b"x")).status == 404
+    data = media_bytes(20_000, seed=13)
+    loc = (await create(env, data)).headers["Location"]
+    assert (await patch(env, loc, 0, data)).status == 204  # stored: nothing of it stays in memory either
+    assert env.app[TUS_LOCKS] == {} and env.app[TUS_HASHES] == {}

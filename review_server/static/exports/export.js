@@ -1,33 +1,10 @@
 // The export request page: the request, its attempts, its packages; a running package's progress bar polls
-// GET /api/exports/{id} until the package is written, then shows its download link. Russian first.
+// GET /api/exports/{id} until the package is written, then shows its download link. Russian first; the page
+// (templates/export_request.html) is laid out on the server, the rows are filled here.
 "use strict";
 
-const TEXT = {
-  ru: {
-    title: "Запрос на выгрузку", number_req: "Номер запроса", date: "Дата запроса", requester: "Кто запрашивает",
-    subject: "Что запрошено", created_by: "Записал", attempts: "Выбранные попытки", packages: "Пакеты",
-    attempt: "Попытка", number: "Номер аккредитуемого", day: "Дата", station: "Станция", task: "Задание",
-    package: "Пакет", created: "Создан", state: "Состояние", progress: "Ход выгрузки", action: "Действие",
-    new_export: "Сформировать пакет", resume: "Продолжить", download: "Скачать", none: "Нет пакетов",
-    no_attempts: "Попытки не выбраны", started: "Выгрузка начата", other: "English", other_lang: "en",
-    files: "файлов", of: "из",
-    status: { running: "выгружается", done: "готов", failed: "ошибка", interrupted: "прервана",
-              missing: "файла нет в папке выгрузок" },
-  },
-  en: {
-    title: "Export request", number_req: "Request number", date: "Request date", requester: "Requested by",
-    subject: "What is asked for", created_by: "Recorded by", attempts: "Selected attempts", packages: "Packages",
-    attempt: "Attempt", number: "Accreditation number", day: "Date", station: "Station", task: "Task",
-    package: "Package", created: "Created", state: "State", progress: "Progress", action: "Action",
-    new_export: "Make a package", resume: "Resume", download: "Download", none: "No packages",
-    no_attempts: "No attempts selected", started: "Export started", other: "Русский", other_lang: "ru",
-    files: "files", of: "of",
-    status: { running: "running", done: "done", failed: "failed", interrupted: "interrupted",
-              missing: "file gone from the exports folder" },
-  },
-};
 const LANG = document.documentElement.lang === "en" ? "en" : "ru";
-const T = TEXT[LANG];
+const T = JSON.parse(document.body.dataset.texts); // the server's text catalogue (i18n/), section "export"
 const meta = (name) => (document.querySelector(`meta[name="${name}"]`) || {}).content || "";
 const REQUEST_ID = meta("export-request-id");
 const POLL_MS = 1000;
@@ -62,7 +39,7 @@ const mb = (n) => (n / 1e6).toFixed(1);
 function fillRow(tr, pkg) {
   const p = pkg.progress || { percent: 0, bytes_done: 0, bytes_total: 0, files_done: 0, files_total: 0 };
   tr.dataset.status = pkg.status;
-  tr.querySelector(".state").textContent = T.status[pkg.status] || pkg.status;
+  tr.querySelector(".state").textContent = T[`status.${pkg.status}`] || pkg.status;
   const bar = tr.querySelector("progress");
   bar.value = p.percent;
   bar.textContent = `${p.percent} %`;
@@ -156,18 +133,7 @@ function render(req) {
   for (const pkg of req.packages) packageRow(pkg);
 }
 
-function translate() {
-  document.getElementById("attempts-title").textContent = T.attempts;
-  document.getElementById("packages-title").textContent = T.packages;
-  document.getElementById("new-export").textContent = T.new_export;
-  for (const th of document.querySelectorAll("th[data-t]")) th.textContent = T[th.dataset.t];
-  const sw = document.getElementById("lang-switch");
-  sw.textContent = T.other;
-  sw.href = `?lang=${T.other_lang}`;
-}
-
 async function main() {
-  translate();
   const button = document.getElementById("new-export");
   button.addEventListener("click", () => start(`/api/export-requests/${REQUEST_ID}/exports?background=1`, button));
   try {

@@ -1,6 +1,7 @@
 "use strict";
 // Observation grid: one <video> per station fed through Media Source Extensions from the server's live
-// WebSocket (messages: 1-byte kind I/K/C, 8-byte time, then fMP4 bytes). Russian UI. An examiner marks the
+// WebSocket (messages: 1-byte kind I/K/C, 8-byte time, then fMP4 bytes). Russian first; texts from the server's
+// catalogue (review_server/i18n/, section "live") in the page's data-texts. An examiner marks the
 // station's current attempt beside the enlarged picture: each mark is a mark event (checklists/marks.py) with a
 // client-made event_id, posted to /api/attempts/{id}/marks and retried until the server has it (idempotent).
 
@@ -8,12 +9,15 @@ const LIVE_EDGE_S = 1.0;     // further behind than this: jump to the live edge
 const KEEP_S = 20;           // seconds of buffer kept behind the playhead
 const tiles = new Map();     // station code -> Tile
 let audioCtx = null;
+const T = JSON.parse(document.body.dataset.texts);
+// A catalogue text with its {name} places filled in.
+const fmt = (text, values) => text.replace(/\{(\w+)\}/g, (m, k) => (k in values ? String(values[k]) : m));
 
 function codecsOf(init) {
   // The codec string from the init segment: avc1.PPCCLL from the avcC box, plus AAC if present.
   const text = new TextDecoder("latin1").decode(init);
   const at = text.indexOf("avcC");
-  if (at < 0) throw new Error("нет avcC в init-сегменте");
+  if (at < 0) throw new Error(T.no_avcc);
   const hex = (i) => init[at + i].toString(16).padStart(2, "0");
   const codecs = ["avc1." + hex(5) + hex(6) + hex(7)];
   if (text.includes("mp4a")) codecs.push("mp4a.40.2");
@@ -100,8 +104,8 @@ class Player {
   }
 }
 
-const PHASES = { idle: "нет попытки", scheduled: "ожидание", reading: "ознакомление", performing: "выполнение",
-                 done: "время вышло" };
+const PHASES = Object.fromEntries(["idle", "scheduled", "reading", "performing", "done"].map(
+  (p) => [p, T[`phase.${p}`]]));
 
 function clock(seconds) {
   const s = Math.max(0, Math.ceil(seconds));
@@ -122,8 +126,10 @@ class Tile {
     this.el.dataset.station = station;
     this.el.innerHTML = `<video muted playsinline></video><div class="meter"><div></div></div>
       <div class="info"><span class="name"></span><span class="candidate"></span><span class="phase"></span>
-      <span class="rec" hidden>● ЗАПИСЬ</span><span class="offline" hidden>нет сигнала</span></div>
+      <span class="rec" hidden></span><span class="offline" hidden></span></div>
       <div class="cpr"></div><div class="warnings"></div>`;
+    this.el.querySelector(".rec").textContent = T.rec;
+    this.el.querySelector(".offline").textContent = T.offline;
     this.video = this.el.querySelector("video");
     this.meter = this.el.querySelector(".meter > div");
     this.level = 0;
@@ -136,7 +142,7 @@ class Tile {
     this.cameras = info.cameras.map((c) => c.camera);
     const q = (s) => this.el.querySelector(s);
     q(".name").textContent = info.station_name || info.station;
-    q(".candidate").textContent = info.candidate ? `Кандидат № ${info.candidate}` : "";
+    q(".candidate").textContent = info.candidate ? `${T.candidate} ${info.candidate}` : "";
     const phase = PHASES[info.phase] || info.phase || "";
     const left = typeof info.time_left === "number" && ["reading", "performing"].includes(info.phase)
       ? ` ${clock(info.time_left)}` : "";
@@ -154,11 +160,12 @@ class Tile {
     const c = info.cpr;
     cpr.classList.toggle("none", !!c && !c.estimate);
     if (!c) cpr.textContent = "";
-    else if (!c.estimate) cpr.textContent = "СЛР: нет оценки";
+    else if (!c.estimate) cpr.textContent = T.cpr_none;
     else {
-      cpr.textContent = `СЛР: ${number(c.rate_per_min, 0)} в мин · ${number(c.compressions, 0)} компрессий · ` +
-        `доля компрессий ${c.ccf === null || c.ccf === undefined ? "—" : number(c.ccf * 100, 0) + " %"}` +
-        ` · достоверность ${number((c.confidence || 0) * 100, 0)} %`;
+      cpr.textContent = fmt(T.cpr, {
+        rate: number(c.rate_per_min, 0), compressions: number(c.compressions, 0),
+        ccf: c.ccf === null || c.ccf === undefined ? "—" : number(c.ccf * 100, 0) + " %",
+        confidence: number((c.confidence || 0) * 100, 0) });
     }
     if (!this.player && info.live && this.cameras.length) this.show(this.cameras[0]);
     if (current === this) sheet.title();
@@ -214,7 +221,7 @@ function enlarge(tile) {
   const cams = document.getElementById("big-cameras");
   cams.replaceChildren(...tile.cameras.map((camera, i) => {
     const b = document.createElement("button");
-    b.textContent = `Камера ${i + 1}`;
+    b.textContent = `${T.camera} ${i + 1}`;
     b.setAttribute("aria-pressed", String(tile.player && tile.player.camera === camera));
     b.onclick = (e) => { e.stopPropagation(); tile.show(camera); enlarge(tile); };
     return b;
@@ -300,7 +307,7 @@ const sheet = {
       const phase = PHASES[a.phase] || a.phase || "";
       const left = typeof info.time_left === "number" && ["reading", "performing"].includes(info.phase)
         ? info.time_left : a.time_left_s;
-      text = `Попытка ${a.attempt_id} · кандидат № ${a.candidate || "—"} · ${phase}` +
+      text = fmt(T.attempt_line, { attempt: a.attempt_id, candidate: a.candidate || "—", phase }) +
         (["reading", "performing"].includes(a.phase) && typeof left === "number" ? ` ${clock(left)}` : "");
     }
     document.getElementById("sheet-attempt").textContent = text;
@@ -321,7 +328,7 @@ const sheet = {
       if (body.sheet) this.seq = Math.max(this.seq, body.sheet.next_seq);
       this.render();
     } catch (err) {
-      document.getElementById("sheet-note").textContent = `Нет связи с сервером (${err.message})`;
+      document.getElementById("sheet-note").textContent = `${T.no_server} (${err.message})`;
     }
   },
 
@@ -341,16 +348,16 @@ const sheet = {
     const d = this.data;
     const note = document.getElementById("sheet-note");
     const list = document.getElementById("items");
-    document.getElementById("sheet-title").textContent = d && d.checklist ? d.checklist.title : "Оценочный лист";
+    document.getElementById("sheet-title").textContent = d && d.checklist ? d.checklist.title : T.sheet;
     if (!d || !d.attempt) {
-      note.textContent = "На станции сейчас нет попытки";
+      note.textContent = T.no_attempt;
       list.replaceChildren();
       this.footer();
       return;
     }
-    note.textContent = !d.checklist ? "Оценочный лист этой попытки не найден на сервере"
-      : !d.can_mark ? "Отмечать могут только члены комиссии"
-      : d.sheet && d.sheet.finalised ? "Лист подписан: изменения — только с указанием причины" : "";
+    note.textContent = !d.checklist ? T.no_checklist
+      : !d.can_mark ? T.examiners_only
+      : d.sheet && d.sheet.finalised ? T.signed : "";
     const marks = this.marks();
     const pending = new Set(this.outbox.map((e) => String(e.body.item)));
     this.selected = Math.min(this.selected, Math.max(0, this.items().length - 1));
@@ -360,7 +367,9 @@ const sheet = {
       li.className = (i === this.selected ? "current " : "") + (pending.has(String(item.number)) ? "pending" : "");
       const done = marks[String(item.number)];
       li.innerHTML = `<span class="num"></span><span class="text"><span class="act"></span><span class="how"></span></span>
-        <span class="yn"><button class="yes">Да</button><button class="no">Нет</button></span>`;
+        <span class="yn"><button class="yes"></button><button class="no"></button></span>`;
+      li.querySelector(".yes").textContent = T.yes;
+      li.querySelector(".no").textContent = T.no;
       li.querySelector(".num").textContent = item.number + ".";
       li.querySelector(".act").textContent = item.action + (item.critical ? " *" : "");
       li.querySelector(".how").textContent = item.presentation;
@@ -381,12 +390,12 @@ const sheet = {
     const marks = this.marks(), total = this.items().length;
     const done = Object.values(marks).filter((v) => v === true).length;
     document.getElementById("sheet-count").textContent =
-      total ? `Отмечено ${Object.keys(marks).length} из ${total}, «да»: ${done}` : "";
+      total ? fmt(T.count, { marked: Object.keys(marks).length, total, done }) : "";
     const sync = document.getElementById("sheet-sync");
     sync.className = this.lastError ? "error" : "";
     sync.textContent = this.outbox.length
-      ? `Отправляется: ${this.outbox.length}${this.lastError ? ` (${this.lastError}; повтор)` : ""}`
-      : this.lastError || (this.saved ? `Сохранено на сервере: ${this.saved}` : "");
+      ? fmt(T.sending, { n: this.outbox.length }) + (this.lastError ? ` (${this.lastError}; ${T.retry})` : "")
+      : this.lastError || (this.saved ? fmt(T.saved, { n: this.saved }) : "");
   },
 
   move(step) {
@@ -401,7 +410,7 @@ const sheet = {
     if (!d || !d.attempt || !d.checklist || !d.can_mark || !item) return;
     let reason = null;  // a mark before the sheet is signed is an ordinary mark; after it, a correction
     if (d.sheet && d.sheet.finalised) {
-      reason = window.prompt("Лист подписан. Причина исправления:", "");
+      reason = window.prompt(T.reason, "");
       if (!reason || !reason.trim()) return;
       reason = reason.trim();
     }
@@ -435,13 +444,13 @@ const sheet = {
           this.lastError = "";
         } else if (!r || r.status >= 500 || r.status === 404) {
           // No network, or the attempt is not on the server yet (its first upload is on the way): same event later.
-          this.lastError = r ? answer.error || `HTTP ${r.status}` : "нет связи";
+          this.lastError = r ? answer.error || `HTTP ${r.status}` : T.offline_short;
           this.footer();
           await new Promise((res) => setTimeout(res, 2000));
           continue;
         } else {
           this.outbox.shift();   // refused for good: say what and where
-          this.lastError = `Не сохранено: ${answer.error || r.status}${answer.where ? ` (${answer.where})` : ""}`;
+          this.lastError = `${T.not_saved}: ${answer.error || r.status}${answer.where ? ` (${answer.where})` : ""}`;
         }
         this.render();
       }
@@ -481,9 +490,9 @@ async function refresh() {
       }
       tile.update(info);
     }
-    status.textContent = stations.length ? "" : "Нет станций в эфире";
+    status.textContent = stations.length ? "" : T.none_live;
   } catch (err) {
-    status.textContent = `Нет связи с сервером (${err.message})`;
+    status.textContent = `${T.no_server} (${err.message})`;
   }
 }
 

@@ -8,7 +8,7 @@
 (function () {
   const master = document.querySelector("video.master");
   const slaves = Array.from(document.querySelectorAll("video.slave"));
-  const labels = JSON.parse(document.getElementById("labels").textContent);
+  const labels = JSON.parse(document.body.dataset.texts); // from the server's text catalogue (i18n/)
   const timeline = document.querySelector(".timeline");
   const duration = timeline ? Number(timeline.dataset.duration) : 0;
   const playButton = document.getElementById("play");
@@ -84,6 +84,13 @@
         if (master.paused) master.play().catch(() => {}); else master.pause();
       });
     }
+  }
+
+  // Marks, gaps, pauses and ticks sit along the lanes where the server placed them (data-left, data-width:
+  // no inline style, which the pages' Content-Security-Policy forbids).
+  for (const el of document.querySelectorAll("[data-left]")) {
+    el.style.left = el.dataset.left;
+    if (el.dataset.width) el.style.width = el.dataset.width;
   }
 
   // Every mark point, gap and history entry with a time seeks the players there.

@@ -3,7 +3,8 @@ cameras and microphones), each agent talking to the server through its own TCP p
 Two examiners per station mark through the agent's tablet API while the attempts run and sign off; one
 correction per station goes through the server's API. Faults come from a seeded schedule.
 
-Used by tests/examday/test_examday.py (short, in CI) and bench/examday.py (long; prints the README table).
+Used by tests/examday/test_examday.py (short, in CI), bench/examday.py (long; prints the README table) and
+bench/centre_load.py.
 Checks at the end, from the server's database and API against what the stations hold and what the
 examiners were told was stored: recordings complete, no fragment or mark lost or doubled, scores,
 protocol and export right.
@@ -20,7 +21,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -36,14 +36,16 @@ from sqlalchemy import func, select
 from checklists.loader import load_checklist
 from checklists.scoring import score
 from media.manifest import MANIFEST_NAME, read_manifest
-from tests.agent.daemon_process import build_clock_step_shim, set_clock_step
-from tests.agent.test_network_cut import CutProxy
+
+from .agent import build_clock_step_shim, set_clock_step
+from .netcut import CutProxy
+from .ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 OSCE = [sys.executable, "-m", "osce_cli"]
 STEMS = ["01_basic_cpr_adult", "02_im_injection_gluteal", "03_blood_pressure"]
 PASSWORD = "examday-" + uuid.uuid4().hex[:8]
-PINS = {"examiner1": "1111", "examiner2": "2222"}
+EXAMINERS = ("examiner1", "examiner2")  # the commission of every station; their tablet PINs come from the server
 MEASURE_S = 20.0  # after a fault ends, how long its effects are watched
 FAULT_KINDS = ("agent_kill", "server_kill", "network_cut", "camera_freeze", "mic_silent", "disk_full", "clock_step")
 MARK_OFFSET_TOLERANCE_S = 3.0  # a mark's offset into the recording against when it was made (pre-roll, warm-up)
@@ -52,12 +54,6 @@ MARK_OFFSET_TOLERANCE_S = 3.0  # a mark's offset into the recording against when
 def event_id(key: str) -> str:
     """A UUID4-shaped id derived from the key: a retried mark carries the same id (the idempotency key)."""
     return str(uuid.UUID(bytes=hashlib.sha256(key.encode()).digest()[:16], version=4))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -118,6 +114,7 @@ class Station:
     marking_port: int
     disk_mount: Path | None = None
     clock_file: Path | None = None  # the clock-step shim's file: the agent runs with its system clock steppable
+    pins: dict[str, str] = field(default_factory=dict)  # examiner -> tablet PIN the server issued for this station
     proc: subprocess.Popen[bytes] | None = None
     live: list[float] = field(default_factory=list)  # arrival times of live media messages (harness clock)
     problems: list[tuple[float, str]] = field(default_factory=list)  # (time, the agent's health problems)
@@ -174,7 +171,6 @@ class ExamDay:
                             ("observer", "observer"), ("archivist", "archivist")):
             self.osce("server", "user", "add", login, "--role", role, "--password-file", str(root / "password"),
                       "--config", str(self.cfg))
-        (root / "pins").write_text("".join(f"{k}:{v}\n" for k, v in PINS.items()), encoding="utf-8")
         self.start_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=p.start_in_s)
         self.t0 = time.monotonic()
         for i in range(p.stations):
@@ -203,11 +199,37 @@ class ExamDay:
         (root / "day.json").write_text(json.dumps({"attempts": self.schedule}, indent=1), encoding="utf-8")
         self.osce("server", "schedule", "import", str(root / "day.json"), "--specialty", "nursing",
                   "--specialty-name", "Сестринское дело", "--title", "exam day simulation", "--config", str(self.cfg))
+        self._issue_tablet_pins()
         self._plan_faults()
         if "clock_step" in p.faults:
             self.clock_shim = build_clock_step_shim(root)
         for st in self.stations:
             self._write_agent_config(st)
+
+    def _issue_tablet_pins(self) -> None:
+        """The commission, as an admin sets it up before the day: both examiners assigned to every station, and a
+        tablet PIN per examiner and station for the day, issued by the server (`osce server tablet issue`)."""
+        from review_server.db import Database
+        from review_server.models import ExamDay, ExaminerAssignment, User
+        from review_server.models import Station as StationRow
+
+        db = Database(f"sqlite:///{self.root}/server/osce.db")
+        try:
+            def assign(s):  # type: ignore[no-untyped-def]
+                for login in EXAMINERS:
+                    uid = s.scalar(select(User.id).where(User.login == login))
+                    for st in self.stations:
+                        sid = s.scalar(select(StationRow.id).where(StationRow.code == st.code))
+                        s.add(ExaminerAssignment(user_id=uid, station_id=sid, exam_day_id=None))
+                return s.scalar(select(ExamDay.day).order_by(ExamDay.id.desc()))
+
+            day = db.run(assign)
+        finally:
+            db.dispose()
+        for st in self.stations:
+            issued = self.osce("server", "tablet", "issue", "--station", st.code, "--day", day.isoformat(), "--json",
+                               "--config", str(self.cfg))
+            st.pins = {row["login"]: row["pin"] for row in map(json.loads, issued.splitlines())}
 
     def _plan_faults(self) -> None:
         """One fault of each kind, at seeded moments inside the attempts' performing phases."""
@@ -274,7 +296,7 @@ reserve_mb = 100
 
 [exam]
 checklist = "{ROOT}/checklists/data/{STEMS[st.index % 3]}.yaml"
-pins_file = "{self.root}/pins"
+marking = true
 marking_port = {st.marking_port}
 
 [http]
@@ -490,7 +512,7 @@ silence_s = 3
                 return
         # Examiners mark as the candidate goes: every item by 60 % of the performing time, in checklist order.
         share = min(1.0, (1.0 - float(status.get("remaining_s", 0.0)) / self.plan.performing_s) / 0.6)
-        for examiner, pin in PINS.items():
+        for examiner, pin in st.pins.items():
             async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), timeout=timeout) as http:
                 async with http.post(base + "/api/login", json={"examiner": examiner, "pin": pin}) as r:
                     if r.status != 200:
@@ -681,7 +703,8 @@ silence_s = 3
             db.dispose()
         out = self.root / "export.zip"
         self.osce("server", "export", "--request", str(request_id), "--out", str(out), "--config", str(self.cfg))
-        report = subprocess.run([*OSCE, "verify", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        report = subprocess.run([*OSCE, "verify", str(out), "--config", str(self.cfg)], cwd=ROOT, capture_output=True,
+                                text=True, timeout=300)
         return {"export_bytes": out.stat().st_size, "export_verified": report.returncode == 0,
                 "verify_output": report.stdout[-400:] + report.stderr[-400:]}
 
@@ -726,7 +749,7 @@ async def simulate(root: Path, plan: Plan) -> dict[str, Any]:
         day.stop_all()
 
 
-if __name__ == "__main__":  # python -m tests.examday.harness ROOT
+if __name__ == "__main__":  # python -m scripts.harness.examday ROOT
     r = asyncio.run(simulate(Path(sys.argv[1]), Plan()))
     print(table(r))
     print(json.dumps({k: v for k, v in r.items() if k != "log"}, indent=1, default=str))

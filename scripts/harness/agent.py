@@ -1,4 +1,5 @@
-"""`osce agent run --config FILE` as a real child process, for the daemon, health and lifecycle tests."""
+"""`osce agent run --config FILE` as a real child process (the daemon, health, lifecycle and exam-day tests), its
+config, a short checklist, and the clock-step shim that steps one process's system clock."""
 
 from __future__ import annotations
 
@@ -13,11 +14,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from checklists.loader import DATA_DIR
+
+from .wait import wait_for
+
+__all__ = ["TOKEN", "Daemon", "build_clock_step_shim", "events", "set_clock_step", "short_checklist", "wait_for",
+           "write_config"]
 
 TOKEN = "test-station-token"
 CLOCK_STEP_SHIM = Path(__file__).with_name("clock_step_shim.c")
@@ -142,20 +147,6 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except (OSError, ValueError) as exc:  # a file not there yet, a line being written
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
 
 
 def events(folder: Path) -> list[dict[str, Any]]:
