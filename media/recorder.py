@@ -149,11 +149,13 @@ class Recorder:
                     # The camera's own microphone: its sound goes through the camera's picture clock, and moves
                     # with the camera's calibrated latency (one mapping for the camera's sound and pictures).
                     cam = by_number.get(number)
-                    audio = getattr(cam.source, "microphone", None) if cam is not None else None
-                    if audio is None:
-                        why = "was not opened" if number < len(cfg.videos) else "is not configured"
-                        raise SourceError(f"camera {number} {why}" if cam is None
-                                          else f"camera {number} is not an RTSP camera: it has no sound to give")
+                    if cam is None:
+                        raise SourceError(f"camera {number} "
+                                          + ("was not opened" if number < len(cfg.videos) else "is not configured"))
+                    microphone: AudioSource | None = getattr(cam.source, "microphone", None)
+                    if microphone is None:
+                        raise SourceError(f"camera {number} is not an RTSP camera: it has no sound to give")
+                    audio = microphone
                     audio_clock = FollowerClock(lambda cam=cam: cam.clock)
                     audio_latency_ms += cam.config.latency_ms
                 audio.open()

@@ -97,14 +97,16 @@ class RtspServer:
         config = {"port": self.port, "mounts": self.mounts, "user": self.user, "password": self.password}
         self.process = subprocess.Popen([SYSTEM_PYTHON, str(PROGRAM), json.dumps(config)], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err_pipe = self.process.stdout, self.process.stderr
+        assert out is not None and err_pipe is not None
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.process.stdout], [], [], 0.2)
-            if ready and self.process.stdout.readline().strip() == "ready":
+            ready, _, _ = select.select([out], [], [], 0.2)
+            if ready and out.readline().strip() == "ready":
                 return self
             if self.process.poll() is not None:
                 break
-        err = self.process.stderr.read() if self.process.poll() is not None else "no answer"
+        err = err_pipe.read() if self.process.poll() is not None else "no answer"
         self.stop()
         if "cannot listen" in err:
             raise PortTaken(err)

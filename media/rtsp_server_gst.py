@@ -23,11 +23,11 @@ import json
 import sys
 import threading
 
-import gi
+import gi  # type: ignore[import-not-found]  # Debian's python3-gi, in the system Python only
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+from gi.repository import GLib, Gst, GstRtspServer  # type: ignore[import-not-found]  # noqa: E402
 
 AUDIO = {  # sample rate, encoder, payloader (G.711 in 20 ms packets, as cameras send it)
     "alaw": (8000, "alawenc", "rtppcmapay pt=8 min-ptime=20000000 max-ptime=20000000"),
@@ -77,9 +77,9 @@ def launch(m: dict) -> str:
         parts = [f"videotestsrc is-live=true pattern=smpte ! video/x-raw,{size},{rate} "
                  f"! timeoverlay font-desc=\"Sans 20\" ! videoconvert ! video/x-raw,format=I420 ! {video_encoder(m)}"]
         if m.get("audio"):
-            rate = AUDIO[m["audio"]][0]  # the microphone delivers 20 ms blocks
+            block = int(AUDIO[m["audio"]][0]) // 50  # the microphone delivers 20 ms blocks
             parts.append(audio_branch(m, f"audiotestsrc is-live=true wave=sine freq=440 volume=0.2 "
-                                         f"samplesperbuffer={rate // 50}"))
+                                         f"samplesperbuffer={block}"))
     return "( " + " ".join(parts) + " )"
 
 

@@ -85,7 +85,7 @@ class OpenCVCamera:
             # exist); a stream has the size it was sent with.
             wanted = choose_fourcc(v4l2_formats(self.target))
             if wanted is not None:
-                cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*wanted))
+                cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*wanted))
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
             cap.set(cv2.CAP_PROP_FPS, self.fps)

@@ -29,7 +29,7 @@ import re
 import struct
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -159,12 +159,14 @@ class _AudioPath:
         self.anchor: tuple[int, float] = (0, 0.0)  # (output index, time) of the latest frame's start
         self.fed = 0  # output samples the frames fed to the resampler stand for, in this run
         self.run_index = 0  # output index where this run began
-        self.time_base = float(stream.time_base)
+        self.time_base = float(stream.time_base or 0)
         self.pending: list[np.ndarray] = []  # resampled samples not yet handed out, from pending_index on
         self.pending_index = 0
         self.pending_t = 0.0
 
     def push(self, packet: av.Packet, camera_t: float | None, into: Callable[[AudioBlock], None]) -> None:
+        if packet.pts is None:
+            return
         self.stamps[packet.pts] = camera_t
         if len(self.stamps) > 64:
             del self.stamps[next(iter(self.stamps))]
@@ -189,7 +191,7 @@ class _AudioPath:
                     anchor_index, anchor_t = self.anchor
                     self.pending_t = anchor_t + (self.index - anchor_index) / AUDIO_RATE
                     self.pending_index = self.index
-                samples = np.frombuffer(out.planes[0], dtype=np.float32, count=out.samples).copy()
+                samples = np.frombuffer(memoryview(out.planes[0]), dtype=np.float32, count=out.samples).copy()
                 self.pending.append(samples)
                 self.index += samples.size
             if self.index - self.pending_index >= BLOCK:
@@ -233,7 +235,7 @@ class RtspCamera:
         self.exact_stamps = True  # RTP times are the camera's capture instants: the recorder's stamped clock
         self.microphone = CameraMicrophone(self)
         self._container: av.container.InputContainer | None = None
-        self._packets = None
+        self._packets: Iterator[av.Packet] | None = None
         self._audio: _AudioPath | None = None
         self._logs: list = []
         self._capture: tuple[int, av.logging.Capture] | None = None
@@ -286,8 +288,8 @@ class RtspCamera:
         self._packets = None  # made at the first read: with the sound only if the microphone was opened
         self._started, self._lost, self._offset, self._candidate, self._last_pts = False, 0, None, None, None
         self._audio_offset, self._audio_candidate, self._audio_packets, self._video_packets = None, None, 0, 0
-        self._video_index, self._video_tb = stream.index, float(stream.time_base)
-        self._audio_tb = float(container.streams.audio[0].time_base) if container.streams.audio else 0.0
+        self._video_index, self._video_tb = stream.index, float(stream.time_base or 0)
+        self._audio_tb = float(container.streams.audio[0].time_base or 0) if container.streams.audio else 0.0
         self._live, self._opened_at, self._held = False, clock.now(), []
         self._ready.clear()
         self.timeline += 1
@@ -337,13 +339,14 @@ class RtspCamera:
                     self._count_losses()
                 if not self._live and (arrived - asked >= CAUGHT_UP_WAIT_S or arrived - self._opened_at > BURST_MAX_S):
                     self._live = True  # the reader had to wait for the camera: what comes now is live
-                if packet.pts is None or packet.size == 0:
+                pts = packet.pts
+                if pts is None or packet.size == 0:
                     continue
                 if packet.stream_index != self._video_index:
                     if self._audio is not None:
-                        self._audio.push(packet, self._audio_stamp(packet), self.microphone.put)
+                        self._audio.push(packet, self._audio_stamp(packet, pts * self._audio_tb), self.microphone.put)
                     continue
-                item = self._video(packet, arrived)
+                item = self._video(packet, pts * self._video_tb, arrived)
                 if item is None:
                     continue
                 if not self._live:
@@ -360,11 +363,10 @@ class RtspCamera:
             log.info("%s: %s", self.name, self._why(exc))
             return None
 
-    def _audio_stamp(self, packet: av.Packet) -> float | None:
+    def _audio_stamp(self, packet: av.Packet, stream_t: float) -> float | None:
         """A sound packet's time on the camera's clock. The side data is read for every packet until two in a
         row agree on the camera's offset to the stream time, then every `RECHECK`-th packet (it costs ~0.1 ms)."""
         self._audio_packets += 1
-        stream_t = packet.pts * self._audio_tb
         if self._audio_offset is not None and self._audio_packets % RECHECK:
             return stream_t + self._audio_offset
         camera_t = _prft_seconds(packet)
@@ -383,8 +385,7 @@ class RtspCamera:
             return camera_t - self._offset
         return stream_t
 
-    def _video(self, packet: av.Packet, observed: float) -> EncodedVideo | RawFrame | None:
-        device_t = packet.pts * self._video_tb
+    def _video(self, packet: av.Packet, device_t: float, observed: float) -> EncodedVideo | RawFrame | None:
         self._video_packets += 1
         camera_t = _prft_seconds(packet) if self._offset is None or not self._video_packets % RECHECK else None
         if camera_t is not None:
@@ -410,7 +411,7 @@ class RtspCamera:
         frames = packet.decode()
         if not frames:
             return None
-        image = frames[-1].to_ndarray(format="bgr24")
+        image: np.ndarray = frames[-1].to_ndarray(format="bgr24")
         if (image.shape[1], image.shape[0]) != self.want_size:
             image = cv2.resize(image, self.want_size)
         return RawFrame(image=image, device_t=device_t, observed_t=observed)
