@@ -44,6 +44,7 @@ from media.sources import (
     open_video_source,
 )
 from media.sources.spec import camera_audio_index, masked
+from media.substream import SubStream, live_of
 from media.track import AUDIO_RATE, EncodeSettings, Track
 
 log = logging.getLogger(__name__)
@@ -85,8 +86,9 @@ class RecorderConfig:
     recording_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     attempt_id: str | None = None  # the exam attempt this recording belongs to (the agent sets it)
     encode: EncodeSettings = field(default_factory=EncodeSettings)
-    # Called with each camera's Track before its capture starts: attaches the live view's packet tap.
-    live: Callable[[Track], object] | None = None
+    # Called with each camera's Track before its capture starts: attaches the live view's packet tap. With a
+    # sub-stream (`SourceConfig.live_url`) it is called as live(track, muxer): the sub-stream's live muxer.
+    live: Callable[..., object] | None = None
 
 
 @dataclass
@@ -117,6 +119,7 @@ class Recorder:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._cameras: list[_Camera] = []
+        self._substreams: list[SubStream] = []
         self._audio: AudioSource | None = None
         self._drift: DriftCorrector | None = None
         self.manifest: ManifestWriter | None = None
@@ -192,7 +195,12 @@ class Recorder:
                               template, with_audio=self._audio is not None)
             cam.format = getattr(src, "format", None)
             if cfg.live is not None:
-                cfg.live(cam.track)
+                vc = cam.config
+                sub = None if not vc.live_url else SubStream(vc.live_url, cam.track, self.origin, vc.latency_ms / 1000,
+                                                              vc.transport, vc.user, vc.password)
+                live_of(cam.track, cfg.live, sub)
+                if sub is not None and sub.muxer is not None:
+                    self._substreams.append(sub)
             self._spawn(f"capture-cam{i}", self._capture_video, cam)
             if not src.encoded:
                 self._spawn(f"encode-cam{i}", self._encode_video, cam)
@@ -224,6 +232,8 @@ class Recorder:
         self._stop.set()
         for cam in self._cameras:
             cam.queue.put(None)
+        for sub in self._substreams:
+            sub.stop()
         for thread in self._threads:
             thread.join(timeout=10)
         self._close_sources()

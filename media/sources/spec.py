@@ -15,7 +15,7 @@ from __future__ import annotations
 from media.sources.base import AudioSource, SourceError, VideoSource
 from media.sources.rtsp import masked
 
-__all__ = ["camera_audio_index", "masked", "open_audio_source", "open_video_source"]
+__all__ = ["camera_audio_index", "is_rtsp", "masked", "open_audio_source", "open_video_source"]
 
 RTSP_SCHEMES = ("rtsp://", "rtsps://")
 
@@ -49,6 +49,12 @@ def open_video_source(spec: str, width: int = 1280, height: int = 720, fps: floa
 
     target: int | str = int(spec) if spec.isdigit() else spec
     return OpenCVCamera(target, width=width, height=height, fps=fps)
+
+
+def is_rtsp(spec: str) -> bool:
+    """Is this video spec an RTSP camera (``rtsp://…``, ``copy:rtsp://…``, ``decode:rtsp://…``)?"""
+    spec = spec.strip()
+    return spec.startswith(RTSP_SCHEMES) or spec.partition(":")[2].startswith(RTSP_SCHEMES)
 
 
 def camera_audio_index(spec: str) -> int | None:

@@ -194,3 +194,45 @@ def test_flash_and_beep_through_rtsp_in_sync_without_calibration_and_a_second_ca
     for folder in ("first", "second"):
         assert osce("verify-recording", str(tmp_path / folder)).returncode == 0
         assert decode_errors(tmp_path / folder, "cam0") == "" and decode_errors(tmp_path / folder, "cam1") == ""
+
+
+def test_the_live_view_sends_the_sub_stream_by_copy_with_the_rooms_sound(tmp_path: Path) -> None:
+    from media.live import Chunk
+    from media.recorder import Recorder, RecorderConfig, SourceConfig
+
+    calls: list[tuple[str, bool]] = []
+    chunks: dict[str, list[Chunk]] = {}
+
+    def live(track, muxer=None) -> None:  # noqa: ANN001 - as the agent's LivePublisher.attach
+        from media.live import attach
+
+        calls.append((track.id, muxer is not None))
+        chunks[track.id] = []
+        (muxer or attach(track)).listen(chunks[track.id].append)
+
+    mounts = {"main": {"video": "h265", "audio": "alaw", "width": 640, "height": 360, "key_int": 25},
+              "sub": {"width": 320, "height": 180, "key_int": 25, "bitrate_kbps": 300}}
+    with RtspServer(mounts) as cams:
+        recorder = Recorder(RecorderConfig(
+            out_dir=tmp_path / "rec", audio=SourceConfig("camera:0"), live=live,
+            videos=[SourceConfig("copy:" + cams.url("main"), live_url=cams.url("sub")),
+                    SourceConfig("copy:" + cams.url("main"), live_url=cams.url("no-such-sub"))]))
+        recorder.start()
+        time.sleep(7)
+        recorder.stop()
+    assert calls == [("cam0", True), ("cam1", False)]  # cam1's sub-stream does not open: the recorded stream
+    sub = b"".join(c.data for c in chunks["cam0"])
+    assert mp4box.codecs(chunks["cam0"][0].data).startswith("avc1.") and b"mp4a" in chunks["cam0"][0].data
+    assert mp4box.codecs(chunks["cam1"][0].data).startswith("hvc1.")
+    (tmp_path / "live.mp4").write_bytes(sub)
+    check = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(tmp_path / "live.mp4"), "-f", "null", "-"],
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0 and check.stderr == "", check.stderr[-500:]
+    with av.open(str(tmp_path / "live.mp4")) as container:
+        video = container.streams.video[0]
+        assert (video.codec_context.width, video.codec_context.height) == (320, 180)
+        frames = sum(1 for _ in container.decode(video))
+    with av.open(str(tmp_path / "live.mp4")) as container:
+        sound = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(container.streams.audio[0])])
+    assert frames >= 3 * 25 and abs(dominant_hz(sound[-AUDIO_RATE:]) - 440) < 5  # the room's sound beside it
+    assert read_manifest(tmp_path / "rec").header["tracks"][0]["video"]["width"] == 640  # the main stream recorded
