@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from media import mp4box
 
-from .. import audit
+from .. import audit, renditions
 from ..models import Fragment, Recording
 from ..storage import MediaStorage, NotFound
 from ..web import STORAGE, ApiError, db_run
@@ -76,6 +76,19 @@ def _spec(text: str) -> tuple[int | None, int | None]:
             raise Unsatisfiable
         return None, int(last_s)
     return int(first_s), int(last_s) if last_s else None
+
+
+def rendition_pieces(s: Session, rec: Recording, track: str) -> list[Piece]:
+    """The pieces of a track's H.264 rendition (review_server/renditions.py), served as the original's are."""
+    pieces = renditions.pieces_of(s, rec.id, track)
+    if not pieces:
+        raise ApiError(404, "no rendition of this track (yet)", "query rendition")
+    return [Piece(int(str(p["size"])), str(p["sha256"]), start=_float(p.get("start")), end=_float(p.get("end")),
+                  kind=str(p["kind"])) for p in pieces]
+
+
+def _float(value: object) -> float | None:
+    return None if value is None else float(str(value))
 
 
 def byte_range(header: str | None, total: int) -> tuple[int, int] | None:
