@@ -9,9 +9,10 @@ stimulus file played in real time), encoded to H.264 or H.265 and sent as RTP, p
 client gets the same encoder's output, as from a camera. RTSP over TCP (interleaved) and over UDP both work.
 
 Mount keys: video ("h264" | "h265" | "mjpeg"), width, height, fps, bitrate_kbps, key_int (frames), audio ("alaw" |
-"mulaw" | "aac" | "opus" | null), stimulus (a media file to serve instead of the test picture and tone: its audio
-is kept as PCM until the camera's encoder), drop_every (lose every N-th video RTP packet before it leaves). Server keys:
-address (127.0.0.1), port, user and password (basic authentication for every mount, as a camera has one login).
+"mulaw" | "aac" | "opus" | null), sound ("tone": 440 Hz, the default; "ticks": a click a second), stimulus (a
+media file to serve instead of the test picture and sound: its audio is kept as PCM until the camera's encoder),
+drop_every (lose every N-th video RTP packet before it leaves). Server keys: address (127.0.0.1), port, user and
+password (basic authentication for every mount, as a camera has one login).
 
 Commands on stdin, one JSON object a line: {"cmd": "audio", "mount": "main", "on": false} stops (or restarts) a
 mount's audio packets while its video goes on. "ready" is printed on stdout when the server listens.
@@ -78,8 +79,8 @@ def launch(m: dict) -> str:
                  f"! timeoverlay font-desc=\"Sans 20\" ! videoconvert ! video/x-raw,format=I420 ! {video_encoder(m)}"]
         if m.get("audio"):
             block = int(AUDIO[m["audio"]][0]) // 50  # the microphone delivers 20 ms blocks
-            parts.append(audio_branch(m, f"audiotestsrc is-live=true wave=sine freq=440 volume=0.2 "
-                                         f"samplesperbuffer={block}"))
+            wave = "ticks volume=0.5" if m.get("sound") == "ticks" else "sine freq=440 volume=0.2"
+            parts.append(audio_branch(m, f"audiotestsrc is-live=true wave={wave} samplesperbuffer={block}"))
     return "( " + " ".join(parts) + " )"
 
 
