@@ -45,6 +45,15 @@ def clip_command(out: str, seconds: float = 30.0, width: int = 1280, height: int
     return stream.compile(cmd=ffmpeg_exe())
 
 
+def stimulus_command(out: str, seconds: float, width: int = 640, height: int = 360, fps: int = 25) -> list[str]:
+    """The signal as a file for the RTSP camera stand-in to serve (media/rtsp_server.py): Matroska with the sound as
+    PCM, because AAC's priming delay would move the beep by 21 ms before the camera's own encoder ever sees it."""
+    video, audio = _inputs(width, height, fps, seconds, realtime=False)
+    stream = ffmpeg.output(video, audio, out, format="matroska", vcodec="libx264", preset="ultrafast", crf=18,
+                           g=fps, pix_fmt="yuv420p", acodec="pcm_s16le").overwrite_output()
+    return stream.global_args("-loglevel", "error").compile(cmd=ffmpeg_exe())
+
+
 def live_command(udp_url: str, pulse_sink: str, width: int = 1280, height: int = 720, fps: int = 25,
                  seconds: float | None = None) -> list[str]:
     """The signal as a live camera (MPEG-TS over UDP) plus its sound played into a PulseAudio sink.

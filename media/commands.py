@@ -14,8 +14,11 @@ from media.manifest import ManifestError, verify_recording
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("record", help="record one attempt from cameras and a microphone")
     p.add_argument("--video", action="append", required=True, metavar="SRC",
-                   help="synthetic[:skew_ppm=..,jitter_ms=..,latency_ms=..], a device index, a URL, or copy:URL")
-    p.add_argument("--audio", metavar="SRC", help="synthetic[:...], a PortAudio device index or name")
+                   help="synthetic[:skew_ppm=..,jitter_ms=..,latency_ms=..], a device index, a URL (rtsp:// copies "
+                        "H.264/H.265 and decodes the rest), copy:URL, or decode:rtsp://… (always decode and encode)")
+    p.add_argument("--audio", metavar="SRC",
+                   help="synthetic[:...], a PortAudio device index or name, or camera:N (camera N's own microphone, "
+                        "N counted from 0 in --video order; `camera` is camera:0)")
     p.add_argument("--seconds", type=float, required=True)
     p.add_argument("--out", type=Path, required=True, help="folder for the recording (created)")
     p.add_argument("--size", default="1280x720", help="WIDTHxHEIGHT (default 1280x720)")
@@ -24,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--video-latency-ms", type=float, action="append", default=[], metavar="MS",
                    help="per --video, in order: its capture latency (from calibration)")
     p.add_argument("--audio-latency-ms", type=float, default=0.0, metavar="MS")
+    p.add_argument("--transport", action="append", default=[], choices=("tcp", "udp"),
+                   help="per --video, in order: an RTSP camera's transport (default tcp, interleaved)")
     p.set_defaults(func=cmd_record)
 
     p = sub.add_parser("sync-check", help="A/V offset of a recording from its flash-and-beep markers (JSON)")
@@ -58,6 +63,7 @@ def _size(text: str) -> tuple[int, int]:
 def cmd_record(args: argparse.Namespace) -> int:
     from media.recorder import RecorderConfig, SourceConfig, record
     from media.sources import SourceError
+    from media.sources.spec import masked
 
     width, height = _size(args.size)
     if args.seconds <= 0:
@@ -65,15 +71,22 @@ def cmd_record(args: argparse.Namespace) -> int:
     if len(args.video_latency_ms) > len(args.video):
         raise SystemExit("osce record: more --video-latency-ms than --video")
     latencies = args.video_latency_ms + [0.0] * (len(args.video) - len(args.video_latency_ms))
+    if len(args.transport) > len(args.video):
+        raise SystemExit("osce record: more --transport than --video")
+    transports = args.transport + ["tcp"] * (len(args.video) - len(args.transport))
     config = RecorderConfig(
-        out_dir=args.out, videos=[SourceConfig(s, lat) for s, lat in zip(args.video, latencies, strict=True)],
+        out_dir=args.out, videos=[SourceConfig(s, lat, transport=tr)
+                                  for s, lat, tr in zip(args.video, latencies, transports, strict=True)],
         audio=SourceConfig(args.audio, args.audio_latency_ms) if args.audio else None,
         width=width, height=height, fps=args.fps, station=args.station)
     try:
         recorder, stats = record(config, args.seconds)
     except SourceError as exc:
-        print(f"osce record: {exc}", file=sys.stderr)
+        print(f"osce record: {masked(str(exc))}", file=sys.stderr)
         return 2
+    if recorder.stop_reason == "source_changed":
+        print("osce record: a camera came back with another stream; the recording stopped there (the station "
+              "agent goes on in a new part)", file=sys.stderr)
     print(json.dumps({"out": str(args.out), "reason": recorder.stop_reason, "stats": stats},
                      ensure_ascii=False, indent=2))
     return 1 if recorder.failures else 0

@@ -10,9 +10,10 @@ own. A crash loses only the fragment still inside the muxer.
 from __future__ import annotations
 
 import io
-import struct
 from collections.abc import Callable
 from pathlib import Path
+
+from media import mp4box
 
 INIT_BOXES = {b"ftyp", b"moov"}
 SKIPPED_BOXES = {b"styp", b"sidx", b"mfra", b"free", b"prft"}
@@ -43,13 +44,9 @@ class BoxSplitter(io.RawIOBase):
         return len(data)
 
     def _drain(self) -> None:
-        while len(self._buf) >= 8:
-            size, kind = struct.unpack(">I4s", self._buf[:8])
-            if size == 1:
-                if len(self._buf) < 16:
-                    return
-                size = struct.unpack(">Q", self._buf[8:16])[0]
-            elif size == 0:
+        while (head := mp4box.header(self._buf)) is not None:
+            kind, _header, size = head
+            if size == 0:
                 return  # "to end of file": only a trailer uses it, and we skip trailers
             if len(self._buf) < size:
                 return

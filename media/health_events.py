@@ -6,8 +6,9 @@ import the other, and because what it reports is the station's recording: camera
 ``PUT /api/stations/{station}/health-events`` with ``{"events": [event, ...]}``, at most `MAX_EVENTS` a request::
 
     {"id": "3f2a…",                          # the station's id for the event: the idempotency key
-     "code": "camera_frozen",                # camera_lost, camera_frozen, camera_black, mic_lost, mic_silent,
-                                             # disk_full, disk_low, upload_backlog, upload_failed, agent_started
+     "code": "camera_frozen",                # camera_lost, camera_frozen, camera_black, camera_slow, mic_lost,
+                                             # mic_silent, disk_full, disk_low, upload_backlog, upload_failed,
+                                             # agent_started
      "text": "Камера cam0: изображение застыло (3.0 с)",   # what the station showed, at most MAX_TEXT characters
      "attempt_id": "st1-007",                # the attempt then running, or null
      "started_at": "2026-07-01T09:00:05.000+00:00",         # the station's wall clock, UTC (as marks' wall_time)

@@ -26,6 +26,7 @@ from fractions import Fraction
 
 import av
 
+from media import mp4box
 from media.fragments import BoxSplitter
 from media.track import Track
 
@@ -64,37 +65,12 @@ class Chunk:
 
 def moof_samples(moof: bytes) -> list[tuple[int, int]]:
     """(track_ID, sample count) of each traf in a moof box (the bytes start with the moof header)."""
-    out = []
-    pos, end = 8, len(moof)
-    while pos + 8 <= end:
-        size, kind = struct.unpack_from(">I4s", moof, pos)
-        if size < 8:
-            break
-        if kind == b"traf":
-            track, count, sub = 0, 0, pos + 8
-            while sub + 8 <= pos + size:
-                ssize, skind = struct.unpack_from(">I4s", moof, sub)
-                if ssize < 8:
-                    break
-                if skind == b"tfhd":
-                    track = struct.unpack_from(">I", moof, sub + 12)[0]
-                elif skind == b"trun":
-                    count += struct.unpack_from(">I", moof, sub + 12)[0]
-                sub += ssize
-            out.append((track, count))
-        pos += size
-    return out
+    return mp4box.fragment_tracks(moof, mp4box.walk(moof)[0])
 
 
 def codecs_of_init(init: bytes) -> str:
-    """The MSE codec string of an init segment: `avc1.PPCCLL` from its avcC, plus `mp4a.40.2` if it has AAC."""
-    at = init.find(b"avcC")
-    if at < 0 or at + 8 > len(init):
-        raise ValueError("init segment has no avcC box")
-    codecs = ["avc1." + init[at + 5:at + 8].hex()]
-    if b"mp4a" in init:
-        codecs.append("mp4a.40.2")
-    return ", ".join(codecs)
+    """The MSE codec string of an init segment: `avc1.PPCCLL` (or `hvc1.…`), plus `mp4a.40.2` if it has AAC."""
+    return mp4box.codecs(init)
 
 
 class LiveMuxer:
@@ -184,6 +160,8 @@ class LiveMuxer:
                                      "max_interleave_delta": "1"})
         self._streams[id(video)] = self._out.add_stream_from_template(video)
         self._streams[id(video)].time_base = video.time_base
+        if video.codec_context.codec.canonical_name == "hevc":  # as recorded: parameter sets in the init (hvc1)
+            self._streams[id(video)].codec_context.codec_tag = "hvc1"
         if self._src_audio is not None:
             audio = self._out.add_stream_from_template(self._src_audio)
             audio.time_base = self._src_audio.time_base

@@ -14,6 +14,7 @@ was written stays intact and listed in the manifest.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import math
 import queue
@@ -28,7 +29,7 @@ from typing import Any, TypeVar
 import cv2
 
 from media import clock
-from media.clock import DeviceClock
+from media.clock import DeviceClock, FollowerClock
 from media.durable import DiskFullError
 from media.manifest import ManifestWriter
 from media.resample import DriftCorrector
@@ -42,12 +43,14 @@ from media.sources import (
     open_audio_source,
     open_video_source,
 )
+from media.sources.spec import camera_audio_index, masked
+from media.substream import SubStream, live_of
 from media.track import AUDIO_RATE, EncodeSettings, Track
 
 log = logging.getLogger(__name__)
 
 STALL_S = 2.0  # no frames for this long: the camera is reported lost and reopened
-RETRY_S = 2.0
+RETRY_S = 1.0  # a lost source is tried again this often (a camera back from a reboot records within 5 s)
 DAMAGE_NOTE_S = 10.0  # a network camera losing packets is noted in the manifest at most this often
 # Media from the first moments after opening is not recorded: the device clocks are still
 # settling (see DeviceClock) and a network stream flushes its backlog. Measured here: without
@@ -59,6 +62,16 @@ WARMUP_S = 1.5
 class SourceConfig:
     spec: str
     latency_ms: float = 0.0  # the device's capture-to-delivery delay, measured by calibration
+    # An RTSP camera's: transport, and a login given apart from the URL (the station config's password_file).
+    transport: str = "tcp"
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    live_url: str | None = None  # a camera's sub-stream for live view (the agent's live publisher uses it)
+
+    @property
+    def shown(self) -> str:
+        """The spec as it may be printed: any password masked."""
+        return masked(self.spec)
 
 
 @dataclass
@@ -73,8 +86,9 @@ class RecorderConfig:
     recording_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     attempt_id: str | None = None  # the exam attempt this recording belongs to (the agent sets it)
     encode: EncodeSettings = field(default_factory=EncodeSettings)
-    # Called with each camera's Track before its capture starts: attaches the live view's packet tap.
-    live: Callable[[Track], object] | None = None
+    # Called with each camera's Track before its capture starts: attaches the live view's packet tap. With a
+    # sub-stream (`SourceConfig.live_url`) it is called as live(track, muxer): the sub-stream's live muxer.
+    live: Callable[..., object] | None = None
 
 
 @dataclass
@@ -88,6 +102,11 @@ class _Camera:
     damaged: int = 0  # stream copy: packets the demuxer marked corrupt (a network camera's lost packets)
     damaged_noted_t: float = -math.inf
     lost: bool = False
+    format: Any = None  # a copied stream's StreamFormat: another one after a reconnect needs a new part
+    timeline: int = 0  # the source's device timeline the clock was learnt on (an RTSP camera: one per session)
+    first_t: float | None = None  # recording time of the first and the latest item: the delivered rate
+    last_t: float = 0.0
+    items: int = 0
 
 
 class Recorder:
@@ -100,6 +119,7 @@ class Recorder:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._cameras: list[_Camera] = []
+        self._substreams: list[SubStream] = []
         self._audio: AudioSource | None = None
         self._drift: DriftCorrector | None = None
         self.manifest: ManifestWriter | None = None
@@ -110,21 +130,41 @@ class Recorder:
         cfg = self.config
         out = Path(cfg.out_dir)
         out.mkdir(parents=True, exist_ok=True)
+        by_number: dict[int, _Camera] = {}
         for i, vc in enumerate(cfg.videos):
             try:
-                source = open_video_source(vc.spec, cfg.width, cfg.height, cfg.fps, label=cfg.station)
+                source = open_video_source(vc.spec, cfg.width, cfg.height, cfg.fps, label=cfg.station,
+                                           transport=vc.transport, user=vc.user, password=vc.password)
                 source.open()
             except SourceError as exc:
-                self._fail(f"video {i} ({vc.spec}): {exc}")
+                self._fail(f"video {i} ({vc.shown}): {masked(str(exc))}")
                 continue
-            self._cameras.append(_Camera(config=vc, source=source))
+            by_number[i] = _Camera(config=vc, source=source)
+            self._cameras.append(by_number[i])
+        audio_clock: FollowerClock | None = None
+        audio_latency_ms = cfg.audio.latency_ms if cfg.audio is not None else 0.0
         if cfg.audio is not None:
             try:
-                audio = open_audio_source(cfg.audio.spec)
+                number = camera_audio_index(cfg.audio.spec)
+                if number is None:
+                    audio = open_audio_source(cfg.audio.spec)
+                else:
+                    # The camera's own microphone: its sound goes through the camera's picture clock, and moves
+                    # with the camera's calibrated latency (one mapping for the camera's sound and pictures).
+                    cam = by_number.get(number)
+                    if cam is None:
+                        raise SourceError(f"camera {number} "
+                                          + ("was not opened" if number < len(cfg.videos) else "is not configured"))
+                    microphone: AudioSource | None = getattr(cam.source, "microphone", None)
+                    if microphone is None:
+                        raise SourceError(f"camera {number} is not an RTSP camera: it has no sound to give")
+                    audio = microphone
+                    audio_clock = FollowerClock(lambda cam=cam: cam.clock)
+                    audio_latency_ms += cam.config.latency_ms
                 audio.open()
                 self._audio = audio
             except SourceError as exc:
-                self._fail(f"audio ({cfg.audio.spec}): {exc}")
+                self._fail(f"audio ({cfg.audio.shown}): {masked(str(exc))}")
         if not self._cameras:
             self._close_sources()
             raise SourceError("no camera could be opened: " + "; ".join(self.failures))
@@ -132,13 +172,16 @@ class Recorder:
         tracks = []
         for i, cam in enumerate(self._cameras):
             src = cam.source
-            tracks.append({"id": f"cam{i}", "source": cam.config.spec, "description": src.description,
+            fmt = getattr(src, "format", None)
+            tracks.append({"id": f"cam{i}", "source": cam.config.shown, "description": masked(src.description),
                            "latency_ms": cam.config.latency_ms,
-                           "video": {"codec": "h264", "width": src.width, "height": src.height,
-                                     "fps": src.fps, "copy": src.encoded},
+                           "video": {"codec": fmt.codec if src.encoded and fmt is not None else "h264",
+                                     "width": src.width, "height": src.height,
+                                     "fps": src.fps, "fps_requested": cfg.fps, "copy": src.encoded},
                            "audio": None if self._audio is None or cfg.audio is None else
                            {"codec": "aac", "rate": AUDIO_RATE, "channels": 1,
-                            "source": cfg.audio.spec, "latency_ms": cfg.audio.latency_ms}})
+                            "source": cfg.audio.shown, "description": masked(self._audio.description),
+                            "latency_ms": audio_latency_ms}})
         self.manifest = ManifestWriter(out, {
             "recording_id": cfg.recording_id, "attempt_id": cfg.attempt_id, "station": cfg.station,
             "started_wall": datetime.now(UTC).isoformat(timespec="milliseconds"),
@@ -150,14 +193,23 @@ class Recorder:
             template = getattr(src, "stream", None) if src.encoded else None
             cam.track = Track(out, f"cam{i}", self.manifest, cfg.encode, src.width, src.height, src.fps,
                               template, with_audio=self._audio is not None)
+            cam.format = getattr(src, "format", None)
             if cfg.live is not None:
-                cfg.live(cam.track)
+                vc = cam.config
+                sub = None if not vc.live_url else SubStream(vc.live_url, cam.track, self.origin, vc.latency_ms / 1000,
+                                                              vc.transport, vc.user, vc.password)
+                live_of(cam.track, cfg.live, sub)
+                if sub is not None and sub.muxer is not None:
+                    self._substreams.append(sub)
             self._spawn(f"capture-cam{i}", self._capture_video, cam)
             if not src.encoded:
                 self._spawn(f"encode-cam{i}", self._encode_video, cam)
         if self._audio is not None and cfg.audio is not None:
-            self._drift = DriftCorrector(AUDIO_RATE, self.origin, cfg.audio.latency_ms / 1000.0)
+            self._drift = DriftCorrector(AUDIO_RATE, self.origin, audio_latency_ms / 1000.0, clock=audio_clock)
             self._spawn("capture-audio", self._capture_audio, self._audio)
+        # What the imports made lives as long as the process: out of the collector's way, so that the many small
+        # objects of a recording (packets, frames, blocks) do not make it walk them all again and again.
+        gc.freeze()
         log.info("recording %s into %s: %d camera(s), audio %s", cfg.recording_id, out,
                  len(self._cameras), "yes" if self._audio else "no")
 
@@ -180,6 +232,8 @@ class Recorder:
         self._stop.set()
         for cam in self._cameras:
             cam.queue.put(None)
+        for sub in self._substreams:
+            sub.stop()
         for thread in self._threads:
             thread.join(timeout=10)
         self._close_sources()
@@ -201,7 +255,9 @@ class Recorder:
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {"failures": list(self.failures)}
         for i, cam in enumerate(self._cameras):
+            span = cam.last_t - cam.first_t if cam.first_t is not None else 0.0
             out[f"cam{i}"] = {"frames": cam.track.frames if cam.track else 0, "dropped": cam.dropped,
+                              "fps_delivered": round((cam.items - 1) / span, 2) if span > 0 else None,
                               "damaged_packets": cam.damaged,
                               "drift_ppm": round(cam.clock.drift_ppm, 2) if cam.clock.ready else None,
                               "bytes": cam.track.bytes_written if cam.track else 0,
@@ -220,6 +276,7 @@ class Recorder:
             self._audio.close()
 
     def _fail(self, message: str) -> None:
+        message = masked(message)  # a camera URL in an error may hold its password
         log.error(message)
         self.failures.append(message)
 
@@ -242,7 +299,7 @@ class Recorder:
             try:
                 item = src.read(timeout=0.5) if not cam.lost else None
             except SourceError as exc:
-                self._fail(str(exc))
+                self._fail(masked(str(exc)))
                 item = None
             now = clock.now()
             if item is None:
@@ -257,10 +314,16 @@ class Recorder:
                     last_seen = clock.now()
                 continue
             last_seen = now
+            timeline = getattr(src, "timeline", 0)
+            if timeline != cam.timeline:  # the source's times now count on another clock: learn it afresh
+                cam.clock, cam.timeline = _clock_of(src), timeline
             cam.clock.observe(item.device_t, item.observed_t)
             t = cam.clock.to_shared(item.device_t) - cam.config.latency_ms / 1000.0 - self.origin
             if t < 0:
                 continue
+            if cam.first_t is None:
+                cam.first_t = t
+            cam.last_t, cam.items = t, cam.items + 1
             if isinstance(item, EncodedVideo):
                 if item.packet.is_corrupt:
                     self._note_damage(cam, t)
@@ -289,9 +352,21 @@ class Recorder:
         try:
             cam.source.open()
         except SourceError as exc:
-            log.info("still waiting for %s: %s", cam.track.id, exc)
+            log.info("still waiting for %s: %s", cam.track.id, masked(str(exc)))
             return False
-        cam.clock = DeviceClock()  # a reopened stream starts a new device timeline
+        # A reopened stream starts a new device timeline.
+        cam.clock, cam.timeline = _clock_of(cam.source), getattr(cam.source, "timeline", 0)
+        fmt = getattr(cam.source, "format", None)
+        if cam.format is not None and fmt != cam.format:
+            # Copied packets of another codec, size or parameter sets cannot go on in this track (its init
+            # segment describes the old stream): the recording stops here and the agent starts a new part.
+            what = fmt.describe() if fmt is not None else "another stream"
+            msg = f"{cam.track.id}: {cam.source.name} came back as {what} (was {cam.format.describe()})"
+            log.warning("%s: a new part starts", msg)
+            self._event("source_changed", track=cam.track.id, message=msg)
+            self.stop_reason = "source_changed"
+            self._stop.set()
+            return False
         self._event("source_back", track=cam.track.id, message=f"{cam.source.name} delivers again")
         return True
 
@@ -305,8 +380,9 @@ class Recorder:
             frame, t = job
             assert isinstance(frame, RawFrame)
             image = frame.image
-            if image.shape[0] != cam.source.height or image.shape[1] != cam.source.width:
-                image = cv2.resize(image, (cam.source.width, cam.source.height))
+            width, height = track.video.codec_context.width, track.video.codec_context.height
+            if image.shape[0] != height or image.shape[1] != width:  # a camera back with another size
+                image = cv2.resize(image, (width, height))
             self._guard(track, track.add_frame, image, t)
 
     def _capture_audio(self, source: AudioSource) -> None:
@@ -314,6 +390,8 @@ class Recorder:
         assert drift is not None  # made with the audio source
         silent_since = clock.now()
         reported = False
+        # A camera's sound starts with its first RTCP sender report, which may come seconds after the pictures.
+        allowed = getattr(source, "startup_s", STALL_S)
         while not self._stop.is_set():
             try:
                 block = source.read(timeout=0.5)
@@ -322,13 +400,15 @@ class Recorder:
                 self._event("source_lost", track="audio", message=str(exc))
                 return
             if block is None:
-                if not reported and clock.now() - silent_since > STALL_S:
+                if not reported and clock.now() - silent_since > allowed:
                     reported = True
                     msg = f"audio: {source.name} stopped delivering samples"
                     self._fail(msg)
                     self._event("source_lost", track="audio", message=msg)
                 continue
-            silent_since, reported = clock.now(), False
+            if reported:
+                self._event("source_back", track="audio", message=f"audio: {source.name} delivers again")
+            silent_since, reported, allowed = clock.now(), False, STALL_S
             pts, samples = drift.push(block)
             for cam in self._cameras:
                 if cam.track is not None and cam.track.error is None:
@@ -345,15 +425,22 @@ class Recorder:
             self._fatal(f"{track.id}: {exc}")
         except Exception as exc:  # noqa: BLE001 - keep the other tracks recording
             track.error = exc
-            self._fail(f"{track.id}: {exc}")
-            self._event("track_failed", track=track.id, message=str(exc))
+            self._fail(f"{track.id}: {masked(str(exc))}")
+            self._event("track_failed", track=track.id, message=masked(str(exc)))
 
     def _event(self, event: str, **fields: Any) -> None:
+        if "message" in fields:
+            fields["message"] = masked(str(fields["message"]))
         if self.manifest is not None:
             try:
                 self.manifest.event(event, clock.now() - self.origin, **fields)
             except OSError as exc:
                 log.error("manifest: %s", exc)
+
+
+def _clock_of(source: VideoSource) -> DeviceClock:
+    """A camera's clock mapping: the stamped kind when the camera stamps its pictures itself (RTSP)."""
+    return DeviceClock.stamped() if getattr(source, "exact_stamps", False) else DeviceClock()
 
 
 def record(config: RecorderConfig, seconds: float) -> tuple[Recorder, dict[str, Any]]:

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from media.clock import DeviceClock
+from media.clock import DeviceClock, FollowerClock
 from media.sources.base import AudioBlock
 
 STEER_TAU_S = 0.5
@@ -23,11 +23,15 @@ RESYNC_S = 0.1  # beyond this error we jump instead of steering (samples were lo
 
 
 class DriftCorrector:
-    def __init__(self, rate: int, origin: float, latency_s: float = 0.0) -> None:
+    """`clock`: the device's own (a microphone: learnt from the blocks' arrival) or a `FollowerClock` (a camera's
+    microphone: the blocks' `capture_t` is the camera's clock, mapped by the camera's picture clock)."""
+
+    def __init__(self, rate: int, origin: float, latency_s: float = 0.0,
+                 clock: DeviceClock | FollowerClock | None = None) -> None:
         self.rate = rate
         self.origin = origin
         self.latency_s = latency_s
-        self.clock = DeviceClock()
+        self.clock = clock if clock is not None else DeviceClock()
         self.resyncs = 0
         self._buf = np.zeros(0, dtype=np.float32)
         self._base = 0  # device index of _buf[0]
@@ -42,6 +46,8 @@ class DriftCorrector:
     def push(self, block: AudioBlock) -> tuple[int, np.ndarray]:
         """Take a device block; return (pts of the first output sample, output samples)."""
         self.clock.observe(block.first_index / self.rate, block.capture_t)
+        if not self.clock.ready:
+            return 0, np.zeros(0, dtype=np.float32)  # a camera's sound before its pictures have mapped its clock
         if self._j is None and self.clock.to_shared((block.first_index + block.samples.size) / self.rate) \
                 - self.latency_s < self.origin:
             # Still warming up: learn the clock, keep nothing. Starting the output on an unsettled

@@ -23,6 +23,7 @@ from media.manifest import MANIFEST_NAME, read_manifest
 BEEP_HZ = 1000.0
 BEEP_S = 0.100
 PAIR_WINDOW_S = 0.5
+FLASH_PERIOD_S = 1.0
 
 
 def _track_inputs(path: Path) -> dict[str, Any]:
@@ -123,6 +124,8 @@ def beep_times(audio: np.ndarray, start: float, rate: int = 48000) -> list[float
         e = s
         while e < above.size and above[e]:
             e += 1
+        if e >= above.size:
+            continue  # cut off by the end of the recording: its centre would be early by what is missing
         length = (e - s) / rate
         if not (0.5 * BEEP_S <= length <= 2.0 * BEEP_S):
             continue
@@ -134,14 +137,21 @@ def beep_times(audio: np.ndarray, start: float, rate: int = 48000) -> list[float
 
 
 def pair_offsets(videos: list[float], audios: list[float]) -> list[tuple[float, float]]:
-    """(video instant, audio - video) for each flash with a beep within half a second."""
-    if not audios:
+    """(video instant, audio - video) for each flash with a beep within half a second of the usual offset.
+
+    Flashes and beeps come once a second, so an offset is known only modulo a second: the pairs are centred on
+    the offsets' circular mean, so that an offset near half a second (two cameras of one room started apart, a
+    very late camera) is not split between the beep before the flash and the beep after it."""
+    if not audios or not videos:
         return []
     a = np.asarray(audios)
+    nearest = np.asarray([a[int(np.argmin(np.abs(a - v)))] - v for v in videos])
+    angle = float(np.angle(np.mean(np.exp(2j * np.pi * nearest / FLASH_PERIOD_S))))
+    centre = angle * FLASH_PERIOD_S / (2 * np.pi)
     pairs = []
     for v in videos:
-        k = int(np.argmin(np.abs(a - v)))
-        if abs(a[k] - v) < PAIR_WINDOW_S:
+        k = int(np.argmin(np.abs(a - v - centre)))
+        if abs(a[k] - v - centre) < PAIR_WINDOW_S:
             pairs.append((v, float(a[k] - v)))
     return pairs
 

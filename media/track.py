@@ -1,5 +1,9 @@
-"""One camera's output: H.264 video (encoded here, or copied from the camera) plus the room's
+"""One camera's output: H.264 video encoded here, or H.264 / H.265 copied from the camera, plus the room's
 AAC audio, muxed into CMAF fragments that are made durable one by one.
+
+A copied H.265 stream gets the `hvc1` sample entry (the parameter sets in the init's hvcC, as Apple's players and
+HLS require; libavformat's default `hev1` leaves them to the stream). The camera repeats them before each key
+frame too, and they stay there: every fragment then decodes on its own.
 
 Timestamps are the shared clock's, relative to the recording's origin, in a 1/90000 time
 base, so several cameras of a station play side by side in sync and variable frame timing is
@@ -86,6 +90,8 @@ class Track:
             stream.codec_context.time_base = VIDEO_TB
         else:
             stream = self._out.add_stream_from_template(template)
+            if template.codec_context.codec.canonical_name == "hevc":
+                stream.codec_context.codec_tag = "hvc1"
         stream.time_base = VIDEO_TB
         self.video = stream
         self.audio = None
@@ -151,7 +157,10 @@ class Track:
             self.frames += 1
 
     def add_packet(self, packet: av.Packet, t: float, dts_lead: float) -> None:
-        """Mux a copied H.264 packet presented at recording time t (dts = t - dts_lead)."""
+        """Mux a copied H.264/H.265 packet presented at recording time t (dts = t - dts_lead). The track starts at
+        a key frame: the pictures before it refer to one it does not have."""
+        if self.frames == 0 and not packet.is_keyframe:
+            return
         pts = max(round(t / VIDEO_TB), self._last_pts + 1)
         packet.stream = self.video
         packet.time_base = VIDEO_TB

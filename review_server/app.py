@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from . import auth
 from .config import ServerConfig
 from .db import Database
+from .renditions import RenditionMaker
 from .roles import PUBLIC, allowed, permission_of
 from .routes import setup_routes
 from .storage import MediaStorage, storage_from_config
@@ -36,6 +37,7 @@ from .web import (
     DB,
     FORM_TYPES,
     IDENTITY,
+    RENDITIONS,
     STORAGE,
     THROTTLE,
     ApiError,
@@ -190,11 +192,13 @@ def create_app(config: ServerConfig, storage: MediaStorage | None = None) -> web
     app[STORAGE] = storage if storage is not None else storage_from_config(config)
     app[THROTTLE] = LoginThrottle(config.login_max_failures_per_account, config.login_max_failures_per_ip,
                                   config.login_window_s, config.login_delay_s)
+    app[RENDITIONS] = RenditionMaker(app[DB], app[STORAGE])
     app.on_response_prepare.append(security_headers)
     setup_templates(app)
     setup_routes(app)
 
     async def _close(app: web.Application) -> None:
+        app[RENDITIONS].close()
         app[DB].dispose()
 
     app.on_cleanup.append(_close)

@@ -29,8 +29,12 @@ from checklists.marks import MarkEvent as WireEvent
 
 from .i18n import section
 from .models import Attempt, Candidate, CprFigures, ExamDay, Fragment, MarkEvent, Recording, Station, Task
+from .renditions import PENDING
+from .renditions import State as RenditionState
+from .renditions import states as rendition_states
 from .scores import Outcome, attempt_outcome
 from .station_health import events_between
+from .storage import MediaStorage
 from .validate import parse_utc
 
 TEMPLATE = "attempt.html"
@@ -74,6 +78,11 @@ class PageData:
     shift: float = 0.0  # seconds from the marks' zero to this recording's media time 0
     span: tuple[float, float] | None = None  # one part of several: marks outside it belong to another part
     health: list[dict[str, Any]] = field(default_factory=list)  # station health events; t0/t1: media times
+    renditions: dict[str, RenditionState] = field(default_factory=dict)  # tracks the browser cannot decode
+
+    @property
+    def rendition_pending(self) -> bool:
+        return any(r.state == PENDING for r in self.renditions.values())
 
     def media_t(self, ev: Any) -> float | None:
         """Where a mark is on this recording's media clock (None: no offset, or made during another part)."""
@@ -158,8 +167,9 @@ def cpr_timeline(report: dict[str, Any], shift: float = 0.0) -> dict[str, Any]:
     return out
 
 
-def gather(s: Session, att: Attempt, recording_key: str | None) -> PageData:
-    """Everything the page shows about one attempt (accreditation number only, never a name)."""
+def gather(s: Session, att: Attempt, recording_key: str | None, storage: MediaStorage | None = None) -> PageData:
+    """Everything the page shows about one attempt (accreditation number only, never a name). With `storage`, the
+    tracks the browser cannot decode are found and their renditions asked for (review_server/renditions.py)."""
     cand = s.get(Candidate, att.candidate_id) if att.candidate_id else None
     station = s.get(Station, att.station_id)
     task = s.get(Task, att.task_id) if att.task_id else None
@@ -205,6 +215,7 @@ def gather(s: Session, att: Attempt, recording_key: str | None) -> PageData:
         shift=shift,
         span=(-1.0, end_s + 1.0) if origin and len(recs) > 1 else None,
         health=health,
+        renditions=rendition_states(s, storage, chosen) if chosen is not None and storage is not None else {},
     )
 
 

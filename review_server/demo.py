@@ -4,9 +4,12 @@ Prepares a folder (default ./demo-data, emptied first): a review server on SQLit
 demo accounts (one random password for all, in <dir>/password), three stations with tokens, examiners
 assigned to every station, the exam day's schedule (three candidates rotating through CPR, an intramuscular
 injection and blood pressure) and one agent configuration per station (synthetic cameras and microphone; the
-CPR room has a second camera from above and CPR analysis). Then it runs ``osce server run`` and three
-``osce agent run`` as child processes (logs in <dir>/*.log), prints the URLs and logins, and stops them all
-on Ctrl-C (agents first, so that they close their recordings; then the server).
+CPR room has a second camera from above and CPR analysis). The injection room films with a real RTSP camera when
+GStreamer's RTSP server is installed (`--rtsp` insists, `--no-rtsp` declines): the stand-in of media/rtsp_server.py
+sends an H.265 main stream, recorded by stream copy, its own A-law microphone, the station's sound, and an H.264
+sub-stream that the observation room plays. Then it runs ``osce server run`` and three ``osce agent run`` as child
+processes (logs in <dir>/*.log), prints the URLs and logins, and stops them all on Ctrl-C (agents first, so that
+they close their recordings; then the server; the camera last).
 
 The server and the agents are separate programs: this module only writes their configuration files and
 starts them; it imports nothing of station_agent.
@@ -14,6 +17,7 @@ starts them; it imports nothing of station_agent.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime as dt
 import json
@@ -34,6 +38,7 @@ from typing import Any
 from sqlalchemy import select
 
 from checklists.loader import DATA_DIR
+from media.rtsp_server import RtspServer, available, free_tcp_port
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIONS = (  # code, name, checklist, candidate order offset
@@ -42,6 +47,8 @@ STATIONS = (  # code, name, checklist, candidate order offset
     ("st3", "Станция 3 — измерение АД", "03_blood_pressure"),
 )
 CANDIDATES = ("2611001", "2611002", "2611003")
+RTSP_STATION = "st2"  # the room that films with an RTSP camera when the stand-in can run
+CAMERA_LOGIN = ("operator", "demo-camera")  # the stand-in camera's login (a demo value, in the agent's password file)
 ACCOUNTS = (("admin", "admin"), ("examiner1", "examiner"), ("examiner2", "examiner"), ("observer", "observer"),
             ("archivist", "archivist"))
 STOP_WAIT_S = 15.0
@@ -64,6 +71,7 @@ class DemoSettings:
     # Extra synthetic-source parameters per station code for its first camera, e.g. {"st3": "freeze_after_s=6"}
     # (media/sources/synthetic.py faults): to show the grid's health warnings.
     camera_faults: dict[str, str] = field(default_factory=dict)
+    rtsp: bool | None = None  # the injection room on a real RTSP camera; None: when GStreamer's server is installed
 
 
 @dataclass
@@ -89,12 +97,15 @@ class Demo:
     agents: list[AgentInfo]
     day: list[dict[str, Any]]
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    camera: RtspServer | None = None  # the RTSP room's camera (started before the agents, stopped after them)
     restarts: list[tuple[str, int]] = field(default_factory=list)  # (child, exit status) of each restart
     stopping: bool = False
 
     # -- running ---------------------------------------------------------------------------------
     def start(self, wait_s: float = 60.0) -> None:
-        """Start the server, wait until it answers, then the agents."""
+        """Start the server (and the RTSP room's camera), wait until it answers, then the agents."""
+        if self.camera is not None:
+            self.camera.start()
         self._spawn("server", ["server", "run", "--config", str(self.folder / "server.toml")])
         deadline = time.monotonic() + wait_s
         while not self._healthy():
@@ -166,6 +177,8 @@ class Demo:
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait(5)
+        if self.camera is not None:
+            self.camera.stop()
 
     def banner(self) -> str:
         s = self.settings
@@ -184,6 +197,9 @@ class Demo:
             f"  room clock pages:                       {clocks}",
             f"The first attempts start at {first} (in about {s.start_in_s:.0f} s); each attempt: reading "
             f"{s.reading_s} s, performing {s.performing_s} s. Recordings upload to the server as they are made.",
+            *([f"  {RTSP_STATION} films with a real RTSP camera (GStreamer's server as the stand-in, "
+               f"{self.camera.url(RTSP_STATION + '-main')}): H.265 recorded by copy, its own microphone as the "
+               "room's sound, its H.264 sub-stream in the observation room."] if self.camera is not None else []),
             "Ctrl-C stops everything.",
         ])
 
@@ -206,9 +222,18 @@ def _toml_str(value: str | Path) -> str:
     return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a valid TOML basic string
 
 
-def _agent_toml(n: int, code: str, name: str, checklist: str, folder: Path, s: DemoSettings, url: str) -> str:
+def _agent_toml(n: int, code: str, name: str, checklist: str, folder: Path, s: DemoSettings, url: str,
+                camera: RtspServer | None = None) -> str:
     fault = f",{s.camera_faults[code]}" if code in s.camera_faults else ""
     cameras = [f"synthetic:skew_ppm=40,jitter_ms=3,label={code}{fault}"]
+    microphone = f"synthetic:skew_ppm=200,jitter_ms=3,seed={n}"
+    camera_keys = ""
+    if camera is not None:  # a ceiling IP camera: its login from a file, its sub-stream for the live view
+        (folder / "camera-password").write_text(CAMERA_LOGIN[1] + "\n", encoding="utf-8")
+        (folder / "camera-password").chmod(0o600)
+        cameras, microphone = [camera.url(f"{code}-main")], "camera:0"
+        camera_keys = (f'user = {_toml_str(CAMERA_LOGIN[0])}\npassword_file = {_toml_str(folder / "camera-password")}'
+                       f'\nsub_stream = {_toml_str(camera.url(f"{code}-sub"))}\n')
     cpr = ""
     if checklist == "01_basic_cpr_adult":
         # The CPR room: a second camera from above over a manikin's chest pushed at 110/min in cycles of 30 with
@@ -217,7 +242,8 @@ def _agent_toml(n: int, code: str, name: str, checklist: str, folder: Path, s: D
         cameras.append(f"synthetic:skew_ppm=-30,jitter_ms=3,seed=9,label={code} top,cpr_rate=110,cpr_pause_s=2.5,"
                        "noise=2")
         cpr = "\n[cpr]\nanalysis = true\nlive = true\ncamera = 1\n"
-    cams = "".join(f"[[cameras]]\nsource = {_toml_str(c)}\n\n" for c in cameras)
+    cams = "".join(f"[[cameras]]\nsource = {_toml_str(c)}\n{camera_keys if i == 0 else ''}\n"
+                   for i, c in enumerate(cameras))
     return f"""[station]
 id = {_toml_str(code)}
 name = {_toml_str(name)}
@@ -227,7 +253,7 @@ url = {_toml_str(url)}
 token_file = {_toml_str(folder / "token")}
 
 {cams}[microphone]
-source = "synthetic:skew_ppm=200,jitter_ms=3,seed={n}"
+source = {_toml_str(microphone)}
 
 [video]
 width = {s.width}
@@ -258,6 +284,7 @@ def prepare(s: DemoSettings) -> Demo:
     from .tablet_credentials import issue_for_assigned
 
     folder = s.folder.resolve()
+    camera = _rtsp_camera(s)
     if folder.exists():
         shutil.rmtree(folder)
     (folder / "server").mkdir(parents=True)
@@ -310,7 +337,8 @@ argon2_memory_kib = {s.argon2_memory_kib}
                 (agent_dir / "token").write_text(token + "\n", encoding="utf-8")
                 (agent_dir / "token").chmod(0o600)
                 (agent_dir / "agent.toml").write_text(
-                    _agent_toml(n, code, name, checklist, agent_dir, s, url), encoding="utf-8")
+                    _agent_toml(n, code, name, checklist, agent_dir, s, url,
+                                camera if code == RTSP_STATION else None), encoding="utf-8")
                 agents.append(AgentInfo(code, name, agent_dir, f"http://127.0.0.1:{s.agent_ports[n - 1]}/",
                                         f"http://127.0.0.1:{s.marking_ports[n - 1]}/"))
             # the day, its candidates, tasks and checklist versions: the protocol and scores see the attempts
@@ -327,7 +355,22 @@ argon2_memory_kib = {s.argon2_memory_kib}
     pins.touch(mode=0o600)  # the PINs are never readable by others, not even for a moment
     pins.write_text("".join(f"{a.station} {login} {pin}\n" for a in agents for login, pin in a.pins.items()),
                     encoding="utf-8")
-    return Demo(s, folder, password, url, agents, day)
+    return Demo(s, folder, password, url, agents, day, camera=camera)
+
+
+def _rtsp_camera(s: DemoSettings) -> RtspServer | None:
+    """The injection room's camera (not started yet), or None when the demo runs without one."""
+    reason = available() if s.rtsp is not False else "not asked for"
+    if reason is not None:
+        if s.rtsp:
+            raise RuntimeError(f"osce demo --rtsp: {reason}")
+        return None
+    main = {"video": "h265", "audio": "alaw", "sound": "ticks", "width": s.width, "height": s.height,
+            "key_int": 25, "bitrate_kbps": 1200}
+    sub = {"width": 320, "height": 180, "key_int": 25, "bitrate_kbps": 300}
+    mounts: dict[str, dict[str, Any]] = {f"{RTSP_STATION}-main": main, f"{RTSP_STATION}-sub": sub}
+    # A fixed port: its URL is written into the agent's configuration now, so a start retry must not move it.
+    return RtspServer(mounts, port=free_tcp_port(), user=CAMERA_LOGIN[0], password=CAMERA_LOGIN[1])
 
 
 def register(sub: Any) -> None:
@@ -344,9 +387,12 @@ def register(sub: Any) -> None:
     p.add_argument("--reading", type=int, default=d.reading_s, help="reading phase, seconds")
     p.add_argument("--performing", type=int, default=d.performing_s, help="performing phase, seconds")
     p.add_argument("--changeover", type=int, default=d.changeover_s, help="between attempts, seconds")
+    p.add_argument("--rtsp", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"{RTSP_STATION} on a real RTSP camera (GStreamer's RTSP server as the stand-in); default: "
+                        "when it is installed")
     p.set_defaults(func=lambda a: run(DemoSettings(
         folder=a.dir, port=a.port, agent_ports=a.agent_ports, marking_ports=a.marking_ports, start_in_s=a.start_in,
-        reading_s=a.reading, performing_s=a.performing, changeover_s=a.changeover)))
+        reading_s=a.reading, performing_s=a.performing, changeover_s=a.changeover, rtsp=a.rtsp)))
 
 
 def _three(text: str) -> tuple[int, int, int]:

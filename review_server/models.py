@@ -188,6 +188,24 @@ class Fragment(Base):
     recording: Mapped[Recording] = relationship(back_populates="fragments")
 
 
+class Rendition(Base):
+    """A browser-playable copy (H.264) of a stored track whose codec the review page's browser cannot decode (H.265
+    in Chromium on Linux), made once by the server in the background at low priority (review_server/renditions.py).
+    The original stays what is archived and exported; this is a view of it, deleted with its recording."""
+
+    __tablename__ = "renditions"
+    __table_args__ = (UniqueConstraint("recording_id", "track", name="uq_renditions_recording_track"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"), index=True)
+    track: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))  # pending | done | failed
+    source_fragments: Mapped[int] = mapped_column(Integer, default=0)  # media fragments of the original it covers
+    pieces: Mapped[str] = mapped_column(Text, default="[]")  # JSON [{kind, sha256, size, start, end}], init first
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    done_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
 class MarkEvent(Base):
     """Append-only mark events (format owned by checklists/marks.py); event_id is the idempotency key."""
 

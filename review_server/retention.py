@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from . import audit
+from . import audit, renditions
 from .db import Database
 from .models import (
     Attempt,
@@ -31,6 +31,7 @@ from .models import (
     Fragment,
     LegalHold,
     Recording,
+    Rendition,
     RetentionPolicy,
     Specialty,
     Station,
@@ -176,14 +177,17 @@ def delete_recording(s: Session, rec: Recording, actor: str, reason: str, extra:
         return Deletion(holds=holds)
     frags: list[dict[str, Any]] = [{"track": f.track, "seq": f.seq, "sha256": f.sha256, "size": f.size}
                                    for f in rec.fragments]
+    copies = renditions.rendition_hashes(s, rec.id)  # the review copies go with their originals
     key = rec.key
     for f in list(rec.fragments):
         s.delete(f)
+    s.execute(delete(Rendition).where(Rendition.recording_id == rec.id))
     s.delete(rec)
     s.flush()
-    hashes = sorted({f["sha256"] for f in frags})
+    hashes = sorted({f["sha256"] for f in frags} | set(copies))
     orphans = [h for h in hashes if not s.scalar(select(func.count()).where(Fragment.sha256 == h))]
-    audit.append(s, actor, audit.DELETE, key, {"reason": reason, "fragments": frags, **extra})
+    details = {"reason": reason, "fragments": frags, **({"renditions": copies} if copies else {}), **extra}
+    audit.append(s, actor, audit.DELETE, key, details)
     return Deletion(orphans=orphans)
 
 

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from . import auth, i18n, nav
 from .config import ServerConfig
 from .db import Database
+from .renditions import RenditionMaker
 from .storage import MediaStorage
 from .throttle import LoginThrottle
 
@@ -37,6 +38,7 @@ CONFIG = web.AppKey("config", ServerConfig)
 DB = web.AppKey("db", Database)
 STORAGE = web.AppKey("storage", MediaStorage)
 THROTTLE = web.AppKey("throttle", LoginThrottle)
+RENDITIONS = web.AppKey("renditions", RenditionMaker)
 IDENTITY = web.RequestKey("identity", auth.Identity)
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")

@@ -3,7 +3,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(libportaudio2 pulseaudio pulseaudio-utils chromium postgresql fonts-dejavu-core unzip gcc libc6-dev)
+APT_PACKAGES=(libportaudio2 pulseaudio pulseaudio-utils chromium postgresql fonts-dejavu-core unzip gcc libc6-dev
+  # The IP camera stand-in (media/rtsp_server.py): GStreamer's RTSP server for the system Python, with
+  # x264/x265 (ugly, bad), G.711/JPEG/RTP (good), AAC (libav), Opus (base).
+  python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-x)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -15,6 +15,8 @@ from checklists.examiner_keys import MIN_PIN_DIGITS, PIN_RE
 from checklists.loader import DATA_DIR
 from media.configspec import ConfigError, ConfigSpec, Source, derived, setting
 from media.recorder import SourceConfig
+from media.sources import SourceError
+from media.sources.spec import camera_audio_index, is_rtsp
 
 __all__ = ["AgentConfig", "CameraConfig", "ConfigError", "SECTIONS", "SPEC", "load_config", "parse_pins"]
 
@@ -27,9 +29,19 @@ class CameraConfig(SourceConfig):
     """One `[[cameras]]` table: a video source for the recorder."""
 
     spec: str = setting("source", help='a source spec, as for `osce record --video`: "synthetic", "/dev/video0", '
-                        '"rtsp://…", "copy:rtsp://…"')
+                        '"rtsp://…" (H.264 and H.265 recorded by stream copy, anything else decoded), '
+                        '"copy:rtsp://…", "decode:rtsp://…"; a password in the URL is masked wherever it is shown')
     latency_ms: float = setting("latency_ms", 0.0, "the camera's capture-to-delivery delay, measured by calibration "
                                 "(`osce sync-check`)")
+    transport: str = setting("transport", "tcp", "an RTSP camera's transport: tcp (interleaved in the RTSP "
+                             "connection: through any switch and firewall) or udp", choices=("tcp", "udp"))
+    user: str | None = setting("user", None, "an RTSP camera's login, when it is not in the URL")
+    password: str | None = derived(None, repr=False)  # from password_file
+    live_url: str | None = setting("sub_stream", None, "the camera's sub-stream (rtsp://…, H.264) for the "
+                                   "observation room, sent on by stream copy; none: the recorded stream",
+                                   pattern=r"^rtsps?://", pattern_help="an rtsp:// URL")
+    password_file: Path | None = setting("password_file", None, "a file whose first line is that login's password "
+                                         "(never the password in this file)", must_exist=True)
 
 
 @dataclass
@@ -49,7 +61,8 @@ class AgentConfig:
                                           default_factory=lambda: [CameraConfig("synthetic")],
                                           shown_default='one `source = "synthetic"`')
     microphone_source: str = setting("microphone.source", "synthetic",
-                                     'a source spec, as for `osce record --audio`; "none" or "": no sound')
+                                     'a source spec, as for `osce record --audio`; "camera:N": the sound of camera '
+                                     'N\'s RTSP session (its built-in microphone); "none" or "": no sound')
     microphone_latency_ms: float = setting("microphone.latency_ms", 0.0, "the microphone's delay beyond what "
                                            "PortAudio reports")
     width: int = setting("video.width", 1280, "picture width of every camera", minimum=16)
@@ -139,8 +152,30 @@ def _finish(cfg: AgentConfig, src: Source) -> None:
     if cfg.server_url is not None and cfg.token is None:
         raise src.error("server.token_env", f"a server is set but there is no token: set ${cfg.token_env} or "
                                             "token_file")
-    for camera in cfg.cameras:
+    for i, camera in enumerate(cfg.cameras):
         camera.spec = camera.spec.strip()
+        if camera.password_file is not None:
+            try:
+                lines = camera.password_file.read_text(encoding="utf-8").splitlines()
+            except OSError as exc:
+                raise src.error(f"cameras[{i}].password_file",
+                                f"cannot read {camera.password_file}: {exc.strerror}") from None
+            camera.password = lines[0].strip() if lines and lines[0].strip() else None
+            if camera.password is None:
+                raise src.error(f"cameras[{i}].password_file", f"{camera.password_file} is empty")
+        if (camera.user is not None or camera.password_file is not None or camera.live_url is not None) \
+                and not is_rtsp(camera.spec):
+            raise src.error(f"cameras[{i}]", "user, password_file and sub_stream are for rtsp:// cameras")
+    try:
+        number = camera_audio_index(cfg.microphone_source)
+    except SourceError as exc:
+        raise src.error("microphone.source", str(exc)) from None
+    if number is not None:
+        if number >= len(cfg.cameras):
+            raise src.error("microphone.source", f"camera {number} is not configured ({len(cfg.cameras)} "
+                                                 "[[cameras]], counted from 0)")
+        if not is_rtsp(cfg.cameras[number].spec):
+            raise src.error("microphone.source", f"camera {number} is not an rtsp:// camera: it has no sound to give")
     if not cfg.data_dir.is_absolute():  # the default: beside the file (or in the working folder without one)
         cfg.data_dir = src.base / cfg.data_dir
     try:

@@ -21,6 +21,7 @@ import math
 import shutil
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,10 +57,15 @@ def dbfs(mean_square: float) -> float:
     return -120.0 if mean_square <= 1e-12 else max(-120.0, 10.0 * math.log10(mean_square))
 
 
+SLOW_RATIO = 0.8  # a camera delivering under this share of its requested rate is warned about
+RATE_WINDOW_S = 5.0  # ... measured over this long (a one-second count would flicker)
+
+
 @dataclass
 class CameraWatch:
     track: str
     source: str
+    fps_requested: float | None = None  # what the camera was asked for (a copied stream: what it says it sends)
     frames: int = 0
     damaged: int = 0
     latest: np.ndarray | None = None
@@ -72,11 +78,17 @@ class CameraWatch:
     _reference: np.ndarray | None = None  # that first picture, grey
     _counted: int = 0
     _sampled_t: float | None = None
+    _history: deque[tuple[float, int]] = field(default_factory=deque)  # (time, frames) of the last samples
 
     def sample(self, now: float, frozen_s: float) -> dict[str, Any]:
         if self._sampled_t is not None and now > self._sampled_t:
             self.fps = (self.frames - self._counted) / (now - self._sampled_t)
         self._counted, self._sampled_t = self.frames, now
+        self._history.append((now, self.frames))
+        while now - self._history[0][0] > RATE_WINDOW_S:
+            self._history.popleft()
+        first_t, first_frames = self._history[0]
+        rate = (self.frames - first_frames) / (now - first_t) if now - first_t >= RATE_WINDOW_S - 1.5 else None
         image = self.latest
         if image is not None:
             picture = grey(image)
@@ -89,14 +101,19 @@ class CameraWatch:
                 self.frozen_since = now
         arriving = self.last_item_t is not None and now - self.last_item_t < STALE_S
         frozen_for = now - self.frozen_since if self.frozen_since is not None else 0.0
+        slow = arriving and rate is not None and bool(self.fps_requested) \
+            and rate < SLOW_RATIO * (self.fps_requested or 0.0)
         return {"track": self.track, "source": self.source, "state": "recording", "arriving": arriving,
                 "frames": self.frames, "damaged_packets": self.damaged, "fps": round(self.fps, 1),
-                "frozen": frozen_for >= frozen_s, "frozen_for_s": round(frozen_for, 1), "black": self.black}
+                "fps_delivered": None if rate is None else round(rate, 1), "fps_requested": self.fps_requested,
+                "slow": slow, "frozen": frozen_for >= frozen_s, "frozen_for_s": round(frozen_for, 1),
+                "black": self.black}
 
 
 @dataclass
 class MicWatch:
     source: str
+    camera: int | None = None  # the sound of this camera's RTSP session ("camera:N"), not a microphone of its own
     blocks: int = 0
     last_item_t: float | None = None
     level_dbfs: float | None = None
@@ -113,7 +130,7 @@ class MicWatch:
                 self.quiet_since = now
         quiet_for = now - self.quiet_since if self.quiet_since is not None else 0.0
         arriving = self.last_item_t is not None and now - self.last_item_t < STALE_S
-        return {"source": self.source, "state": "recording", "arriving": arriving,
+        return {"source": self.source, "camera": self.camera, "state": "recording", "arriving": arriving,
                 "level_dbfs": None if self.level_dbfs is None else round(self.level_dbfs, 1),
                 "silent": quiet_for >= silence_s, "silent_for_s": round(quiet_for, 1)}
 
@@ -165,6 +182,11 @@ def disk_status(path: Path, reserve_bytes: int) -> dict[str, Any]:
             "warning": free < 2 * reserve_bytes, "stop": free < reserve_bytes}
 
 
+def camera_number(track: str) -> str:
+    """"cam2" -> "2": how a technician counts the cameras ([[cameras]] entries, from 0)."""
+    return track[3:] if track.startswith("cam") and track[3:].isdigit() else track
+
+
 def problems(report: dict[str, Any]) -> list[str]:
     """Plain-language problems found in a health report (empty when all is well)."""
     out = []
@@ -174,6 +196,9 @@ def problems(report: dict[str, Any]) -> list[str]:
         name = f"{cam['track']} ({cam['source']})"
         if not cam["arriving"]:
             out.append(f"{name}: no frames arriving")
+        if cam.get("slow"):
+            out.append(f"camera {camera_number(cam['track'])} delivers {cam['fps_delivered']:g} fps of "
+                       f"{cam['fps_requested']:g} requested")
         if cam["frozen"]:
             out.append(f"{name}: picture frozen for {cam['frozen_for_s']} s")
         if cam["black"]:
@@ -181,7 +206,8 @@ def problems(report: dict[str, Any]) -> list[str]:
     mic = report.get("microphone")
     if mic and mic.get("state") == "recording":
         if not mic["arriving"]:
-            out.append(f"microphone ({mic['source']}): no sound arriving")
+            out.append(f"no sound from camera {mic['camera']}" if mic.get("camera") is not None
+                       else f"microphone ({mic['source']}): no sound arriving")
         if mic["silent"]:
             out.append(f"microphone ({mic['source']}): silent for {mic['silent_for_s']} s")
     disk = report.get("disk", {})

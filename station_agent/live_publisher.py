@@ -133,9 +133,10 @@ class LivePublisher:
         self._lock = threading.Lock()
 
     # -- from the recorder (any thread) ------------------------------------------------------------
-    def attach(self, track: Track) -> LiveMuxer:
-        """Tap a camera's Track (use as `RecorderConfig.live`)."""
-        muxer = attach(track)
+    def attach(self, track: Track, muxer: LiveMuxer | None = None) -> LiveMuxer:
+        """Tap a camera's Track (use as `RecorderConfig.live`), or send `muxer`: the camera's sub-stream, which the
+        recorder copies from the camera for the live view (media/substream.py)."""
+        muxer = muxer or attach(track)
         with self._lock:
             feed = self.feeds.get(track.id)
             if feed is None:

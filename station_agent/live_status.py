@@ -1,7 +1,8 @@
 """What the observation room's grid shows beside a station's picture, sent as the live publisher's meta every
 couple of seconds: the attempt (id and checklist version, so that examiners can mark beside the picture),
 phase and seconds left, and health warnings as ``{"code", "text"}`` (Russian text; codes for the page's badges):
-camera_lost, camera_frozen, camera_black, mic_lost, mic_silent, disk_full, disk_low, upload_backlog, upload_failed.
+camera_lost, camera_frozen, camera_black, camera_slow (fewer pictures a second than asked for), mic_lost (also a
+camera's own sound), mic_silent, disk_full, disk_low, upload_backlog, upload_failed.
 """
 
 from __future__ import annotations
@@ -40,10 +41,13 @@ def warnings_of(report: dict[str, Any]) -> list[dict[str, str]]:
             add("camera_frozen", f"{name}: изображение застыло ({cam.get('frozen_for_s', '?')} с)")
         if cam.get("black"):
             add("camera_black", f"{name}: чёрный кадр")
+        if cam.get("slow"):
+            add("camera_slow", f"{name}: {cam.get('fps_delivered')} к/с из {cam.get('fps_requested')}")
     mic = report.get("microphone") or {}
     if mic.get("state") == "recording":
         if not mic.get("arriving", True):
-            add("mic_lost", "Микрофон: нет звука")
+            add("mic_lost", f"Нет звука с камеры {mic['camera']}" if mic.get("camera") is not None
+                else "Микрофон: нет звука")
         elif mic.get("silent"):
             add("mic_silent", f"Микрофон: тишина ({mic.get('silent_for_s', '?')} с)")
     disk = report.get("disk") or {}

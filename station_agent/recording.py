@@ -21,6 +21,7 @@ from media import clock as media_clock
 from media.manifest import close_cut, read_manifest
 from media.recorder import Recorder, RecorderConfig, tap_sources
 from media.sources import SourceError
+from media.sources.spec import camera_audio_index
 
 from . import station_clock
 from .config import AgentConfig
@@ -36,6 +37,13 @@ log = logging.getLogger(__name__)
 
 RETRY_S = 5.0  # after a recorder failed to start or stopped by itself
 QUEUE_FEED_S = 5.0
+
+
+def requested_fps(track: dict[str, Any]) -> float | None:
+    """The rate a camera's delivery is held to: what it was asked for, or for a copied stream what it announces."""
+    video = track.get("video") or {}
+    value = video.get("fps") if video.get("copy") else video.get("fps_requested", video.get("fps"))
+    return float(value) if value else None
 
 
 class Recording:
@@ -96,9 +104,15 @@ class Recording:
             return
         media_from = station_clock.now() + timedelta(seconds=recorder.origin - media_clock.now())
         tracks = read_manifest(part).header["tracks"]
-        watch = SourceWatch({t["id"]: CameraWatch(t["id"], t["source"]) for t in tracks})
+        watch = SourceWatch({t["id"]: CameraWatch(t["id"], t["source"], fps_requested=requested_fps(t))
+                             for t in tracks})
+        mic = cfg.microphone
         if tracks and tracks[0]["audio"] is not None:
-            watch.mic = MicWatch(tracks[0]["audio"]["source"])
+            watch.mic = MicWatch(tracks[0]["audio"]["source"], camera=camera_audio_index(mic.spec) if mic else None)
+        elif mic is not None and camera_audio_index(mic.spec) is not None:
+            # The camera's session has no sound (or the camera did not open): watched, never fed, so the health
+            # report says "no sound from camera N" for as long as this part records.
+            watch.mic = MicWatch(mic.shown, camera=camera_audio_index(mic.spec))
         tap_sources(recorder, watch.observe)
         if self.cpr is not None:
             self.cpr.recording_started(recorder, attempt, self.clock.offset_s)
@@ -150,8 +164,8 @@ class Recording:
         """The health report's recording, cameras, microphone and recorder failures."""
         mic = self.cfg.microphone
         if self.recorder is None:
-            return {"recording": None, "cameras": [{"source": c.spec, "state": "idle"} for c in self.cfg.cameras],
-                    "microphone": {"source": mic.spec, "state": "idle"} if mic else None, "failures": []}
+            return {"recording": None, "cameras": [{"source": c.shown, "state": "idle"} for c in self.cfg.cameras],
+                    "microphone": {"source": mic.shown, "state": "idle"} if mic else None, "failures": []}
         return {"recording": {"part": self.part}, "cameras": self.sample["cameras"],
                 "microphone": self.sample["microphone"] if mic else None,
                 "failures": list(self.recorder.failures[-5:])}

@@ -13,6 +13,7 @@ import av
 
 from media import clock
 from media.sources.base import EncodedVideo, SourceError
+from media.sources.rtsp import masked
 
 
 class StreamCopyCamera:
@@ -20,7 +21,7 @@ class StreamCopyCamera:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.name = f"camera {url} (stream copy)"
+        self.name = f"camera {masked(url)} (stream copy)"
         self.description = self.name
         self.width = self.height = 0
         self.fps = 25.0
@@ -33,7 +34,7 @@ class StreamCopyCamera:
         try:
             container = av.open(self.url, options=options, timeout=(5.0, 2.0))
         except (av.error.FFmpegError, OSError) as exc:
-            raise SourceError(f"{self.name}: cannot open ({exc})") from exc
+            raise SourceError(f"{self.name}: cannot open ({masked(str(exc))})") from None
         if not container.streams.video:
             container.close()
             raise SourceError(f"{self.name}: the stream has no video")

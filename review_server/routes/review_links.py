@@ -22,7 +22,7 @@ from ..i18n import lang_of
 from ..models import Attempt, Recording, ReviewLink
 from ..roles import PUBLIC, requires
 from ..validate import CODE_RE, Fields, path_ident, path_int
-from ..web import ApiError, db_run, identity, read_json, render
+from ..web import RENDITIONS, STORAGE, ApiError, db_run, identity, read_json, render
 from . import track_file
 
 routes = web.RouteTableDef()
@@ -112,13 +112,15 @@ async def page(request: web.Request) -> web.Response:
         att = s.get(Attempt, link.attempt_id)
         assert att is not None
         try:
-            data = attempt_view.gather(s, att, rec)
+            data = attempt_view.gather(s, att, rec, request.app[STORAGE])
         except attempt_view.RecordingNotFound as exc:
             raise ApiError(404, str(exc), "query rec") from None
         audit.append(s, _actor(link, request), VIEW, att.id, {"link_id": link.id, "ip": request.remote})
         return data, link.expires_at.strftime("%d.%m.%Y %H:%M")
 
     data, until = await db_run(request, q)
+    if data.rendition_pending:
+        request.app[RENDITIONS].kick()
     context = attempt_view.context(data, lang, f"/review/{token}/recordings", until)
     return render(request, attempt_view.TEMPLATE, context)
 
@@ -135,7 +137,8 @@ async def track(request: web.Request) -> web.StreamResponse:
         rec = s.scalar(select(Recording).where(Recording.key == key, Recording.attempt_id == link.attempt_id))
         if rec is None:
             raise ApiError(404, "no such recording for this attempt", "URL key")
-        pieces = track_file.track_pieces(s, rec, track_id)
+        pieces = (track_file.rendition_pieces if request.query.get("rendition") == "1" else track_file.track_pieces)(
+            s, rec, track_id)
         details = {"link_id": link.id, "track": track_id, "range": request.headers.get("Range", "")[:100]}
         audit.append(s, _actor(link, request), MEDIA, key, details)
         return pieces

@@ -27,7 +27,9 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .. import audit
+from media import mp4box
+
+from .. import audit, renditions
 from ..models import Fragment, Recording
 from ..storage import MediaStorage, NotFound
 from ..web import STORAGE, ApiError, db_run
@@ -74,6 +76,19 @@ def _spec(text: str) -> tuple[int | None, int | None]:
             raise Unsatisfiable
         return None, int(last_s)
     return int(first_s), int(last_s) if last_s else None
+
+
+def rendition_pieces(s: Session, rec: Recording, track: str) -> list[Piece]:
+    """The pieces of a track's H.264 rendition (review_server/renditions.py), served as the original's are."""
+    pieces = renditions.pieces_of(s, rec.id, track)
+    if not pieces:
+        raise ApiError(404, "no rendition of this track (yet)", "query rendition")
+    return [Piece(int(str(p["size"])), str(p["sha256"]), start=_float(p.get("start")), end=_float(p.get("end")),
+                  kind=str(p["kind"])) for p in pieces]
+
+
+def _float(value: object) -> float | None:
+    return None if value is None else float(str(value))
 
 
 def byte_range(header: str | None, total: int) -> tuple[int, int] | None:
@@ -136,46 +151,18 @@ def new_viewing(app: web.Application, viewing: Viewing, first: int) -> bool:
 # -- the index -----------------------------------------------------------------------------------------------
 
 
-def _boxes(data: bytes, start: int = 0, end: int | None = None) -> list[tuple[str, int, int]]:
-    """(type, payload start, box end) of the boxes in data[start:end]; ValueError if they do not add up."""
-    end = len(data) if end is None else end
-    out, i = [], start
-    while i < end:
-        if i + 8 > end:
-            raise ValueError("truncated box header")
-        size, kind = struct.unpack(">I4s", data[i : i + 8])
-        head = 8
-        if size == 1:
-            size, head = struct.unpack(">Q", data[i + 8 : i + 16])[0], 16
-        if size < head or i + size > end:
-            raise ValueError("box size out of range")
-        out.append((kind.decode("latin-1"), i + head, i + size))
-        i += size
-    return out
-
-
 @functools.lru_cache(maxsize=256)
 def init_streams(init: bytes) -> tuple[tuple[int, int], ...]:
     """(track_ID, timescale) of each stream an init file (ftyp + moov) declares."""
-    top = _boxes(init)
-    if [k for k, _, _ in top] != ["ftyp", "moov"]:
+    top = mp4box.walk(init)
+    if [b.kind for b in top] != ["ftyp", "moov"]:
         raise ValueError("not an init file of ftyp and moov")
-    streams = []
-    for kind, lo, hi in _boxes(init, top[1][1], top[1][2]):
-        if kind != "trak":
-            continue
-        inner = {k: (a, b) for k, a, b in _boxes(init, lo, hi)}
-        tkhd = inner["tkhd"][0]
-        track_id = struct.unpack(">I", init[tkhd + (20 if init[tkhd] == 1 else 12) :][:4])[0]
-        mdia = {k: (a, b) for k, a, b in _boxes(init, *inner["mdia"])}
-        mdhd = mdia["mdhd"][0]
-        timescale = struct.unpack(">I", init[mdhd + (20 if init[mdhd] == 1 else 12) :][:4])[0]
-        if timescale == 0:
-            raise ValueError("timescale 0")
-        streams.append((track_id, timescale))
+    streams = tuple((t.track_id, t.timescale) for t in mp4box.tracks(init, top[1]))
     if not streams:
         raise ValueError("no tracks")
-    return tuple(streams)
+    if any(timescale == 0 for _, timescale in streams):
+        raise ValueError("timescale 0")
+    return streams
 
 
 def sidx_boxes(streams: tuple[tuple[int, int], ...], media: list[Piece]) -> bytes:

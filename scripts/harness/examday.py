@@ -36,6 +36,7 @@ from sqlalchemy import func, select
 from checklists.loader import load_checklist
 from checklists.scoring import score
 from media.manifest import MANIFEST_NAME, read_manifest
+from media.rtsp_server import RtspServer
 
 from .agent import build_clock_step_shim, set_clock_step
 from .netcut import CutProxy
@@ -48,6 +49,8 @@ PASSWORD = "examday-" + uuid.uuid4().hex[:8]
 EXAMINERS = ("examiner1", "examiner2")  # the commission of every station; their tablet PINs come from the server
 MEASURE_S = 20.0  # after a fault ends, how long its effects are watched
 FAULT_KINDS = ("agent_kill", "server_kill", "network_cut", "camera_freeze", "mic_silent", "disk_full", "clock_step")
+SYNTHETIC_FAULTS = ("camera_freeze", "mic_silent")  # made by the synthetic sources' configuration
+CAMERA_USER, CAMERA_PASSWORD = "operator", "Kam3ra:room"
 MARK_OFFSET_TOLERANCE_S = 3.0  # a mark's offset into the recording against when it was made (pre-roll, warm-up)
 
 
@@ -71,6 +74,10 @@ class Plan:
     faults: tuple[str, ...] = FAULT_KINDS
     fault_s: float = 8.0  # how long a cut, a silence, a frozen picture or a full disk lasts
     viewers: int = 1  # observers watching each station's live picture
+    # The first N stations film with a real RTSP camera (GStreamer's server, media/rtsp_server.py): an H.265 main
+    # stream recorded by copy, its A-law microphone as the station's sound, an H.264 sub-stream for the live view,
+    # a login from a password file. The frozen-camera and silent-microphone faults go to synthetic stations.
+    rtsp_stations: int = 0
 
     @property
     def slot_s(self) -> int:
@@ -138,6 +145,7 @@ class ExamDay:
         self.start_at = dt.datetime.now(dt.UTC)
         self.log_lines: list[str] = []
         self.checklists = {stem: load_checklist(ROOT / "checklists" / "data" / f"{stem}.yaml") for stem in STEMS}
+        self.cameras: RtspServer | None = None  # the RTSP stations' cameras
 
     # ------------------------------------------------------------------ setup
 
@@ -171,6 +179,14 @@ class ExamDay:
                             ("observer", "observer"), ("archivist", "archivist")):
             self.osce("server", "user", "add", login, "--role", role, "--password-file", str(root / "password"),
                       "--config", str(self.cfg))
+        if p.rtsp_stations:  # before the day's clock starts: the stand-in takes a couple of seconds to come up
+            mounts: dict[str, dict[str, Any]] = {}
+            for code in (f"st{i + 1}" for i in range(p.rtsp_stations)):
+                mounts[f"{code}-main"] = {"video": "h265", "audio": "alaw", "width": p.width, "height": p.height,
+                                          "fps": p.fps, "key_int": p.fps, "bitrate_kbps": 400}
+                mounts[f"{code}-sub"] = {"width": 320, "height": 180, "fps": p.fps, "key_int": p.fps,
+                                         "bitrate_kbps": 200}
+            self.cameras = RtspServer(mounts, user=CAMERA_USER, password=CAMERA_PASSWORD).start()
         self.start_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=p.start_in_s)
         self.t0 = time.monotonic()
         for i in range(p.stations):
@@ -238,6 +254,8 @@ class ExamDay:
         spread = [k for k in p.faults if k != "clock_step"]
         for n, kind in enumerate(p.faults):  # spread over the day, one station at a time
             station = -1 if kind == "server_kill" else n % p.stations
+            if kind in SYNTHETIC_FAULTS and 0 <= station < p.rtsp_stations < p.stations:
+                station = p.rtsp_stations + station % (p.stations - p.rtsp_stations)
             # the clock step goes mid-day, into an attempt that other faults may also hit
             slot = spread.index(kind) * slots // len(spread) if kind in spread else slots // 2
             # early enough in performing that the station is still recording when the fault is over
@@ -252,6 +270,13 @@ class ExamDay:
         p = self.plan
         cam = f"synthetic:label={st.code},seed={st.index + 1}"
         mic = f"synthetic:seed={st.index + 1}"
+        camera_extra = ""
+        if st.index < p.rtsp_stations:
+            assert self.cameras is not None
+            (st.folder / "camera.pw").write_text(CAMERA_PASSWORD + "\n", encoding="utf-8")
+            cam, mic = self.cameras.url(f"{st.code}-main"), "camera:0"
+            camera_extra = (f'user = "{CAMERA_USER}"\npassword_file = "camera.pw"\n'
+                            f'sub_stream = "{self.cameras.url(f"{st.code}-sub")}"\n')
         for f in self.faults:
             if f.station == st.index and f.kind == "camera_freeze":
                 cam += f",freeze_after_s={f.into_s:.1f},freeze_for_s={f.duration_s:.1f}"
@@ -281,7 +306,7 @@ token_file = "token"
 
 [[cameras]]
 source = "{cam}"
-
+{camera_extra}
 [microphone]
 source = "{mic}"
 
@@ -349,6 +374,8 @@ silence_s = 3
         for st in self.stations:
             if st.disk_mount is not None:
                 subprocess.run(["umount", "-l", str(st.disk_mount)], capture_output=True)
+        if self.cameras is not None:
+            self.cameras.stop()
 
     # ------------------------------------------------------------------ the day
 
@@ -597,11 +624,19 @@ silence_s = 3
         finally:
             db.dispose()
         local, lost_frags, lost_bytes, media_s, lost_list = 0, 0, 0, 0.0, []
+        rtsp: dict[str, dict[str, Any]] = {}  # what the RTSP stations recorded: codec, sound, parts
         for st in self.stations:
             data_dir = st.disk_mount or st.folder / "data"
             for manifest in data_dir.rglob(MANIFEST_NAME):
                 m = read_manifest(manifest.parent)
                 key = m.header.get("recording_id")
+                if st.index < self.plan.rtsp_stations:
+                    seen = rtsp.setdefault(st.code, {"parts": 0, "codecs": set(), "audio": set(), "problems": []})
+                    track = m.header["tracks"][0]
+                    seen["parts"] += 1
+                    seen["codecs"].add(track["video"]["codec"])
+                    seen["audio"].add((track["audio"] or {}).get("source"))
+                    seen["problems"] += [e["message"] for e in m.events if e["event"] != "source_damaged"]
                 for frag in m.fragments:
                     local += 1
                     if server_frags.get((key, frag.track, frag.seq)) != frag.sha256:
@@ -654,6 +689,8 @@ silence_s = 3
             "gaps_logged_s": round(gaps_s, 1),
             "expected_attempt_s": expected_s,
             "faults": [f.__dict__ for f in self.faults],
+            "rtsp_stations": {code: {**v, "codecs": sorted(v["codecs"]), "audio": sorted(map(str, v["audio"]))}
+                              for code, v in rtsp.items()},
         }
 
     async def check_results(self) -> dict[str, Any]:

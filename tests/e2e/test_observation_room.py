@@ -157,5 +157,11 @@ def test_demo_writes_each_program_its_own_configuration(demo: Demo) -> None:
     cpr = [a for a in demo.agents if "[cpr]" in (a.folder / "agent.toml").read_text(encoding="utf-8")]
     assert [a.station for a in cpr] == ["st1"]  # one CPR station, with a second camera
     assert (Path(cpr[0].folder) / "agent.toml").read_text(encoding="utf-8").count("[[cameras]]") == 2
+    # The injection room films with a real RTSP camera (GStreamer's server is installed here, as setup.sh does):
+    # H.265 recorded by copy, the camera's microphone as the sound, its sub-stream in the live grid.
+    assert demo.camera is not None
+    rtsp = (next(a for a in demo.agents if a.station == "st2").folder / "agent.toml").read_text(encoding="utf-8")
+    assert 'source = "rtsp://127.0.0.1:' in rtsp and 'source = "camera:0"' in rtsp and "sub_stream" in rtsp
+    assert "password_file" in rtsp and "demo-camera" not in rtsp  # the camera's password is in a file of its own
     assert oct((demo.folder / "password").stat().st_mode & 0o777) == "0o600"
     assert oct((demo.folder / "tablet-pins").stat().st_mode & 0o777) == "0o600"

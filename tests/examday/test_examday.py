@@ -13,7 +13,8 @@ from scripts.harness.examday import Plan, simulate, table
 
 @pytest.mark.timeout(600)
 async def test_an_exam_day_under_faults_loses_nothing(tmp_path: Path) -> None:
-    result = await simulate(tmp_path, Plan(stations=3, candidates=3, reading_s=4, performing_s=24, changeover_s=6))
+    result = await simulate(tmp_path, Plan(stations=3, candidates=3, reading_s=4, performing_s=24, changeover_s=6,
+                                           rtsp_stations=1))
     print(table(result))
     assert result["fragments_local"] > 0 and result["marks_acknowledged"] > 0
     assert result["fragments_lost"] == 0 and result["bytes_lost"] == 0, result
@@ -23,6 +24,9 @@ async def test_an_exam_day_under_faults_loses_nothing(tmp_path: Path) -> None:
     assert result["attempts_off_duration"] == {}, result["attempts_off_duration"]
     assert result["protocol_wrong"] == {} and result["attempts_scored"] == result["attempts"], result
     assert result["export_verified"], result["verify_output"]
+    # Station 1 filmed with a real RTSP camera: H.265 by stream copy, its own microphone as the sound.
+    assert result["rtsp_stations"]["st1"]["codecs"] == ["hevc"], result["rtsp_stations"]
+    assert result["rtsp_stations"]["st1"]["audio"] == ["camera:0"], result["rtsp_stations"]
     by_kind = {f["kind"]: f for f in result["faults"]}
     assert set(by_kind) == {"agent_kill", "server_kill", "network_cut", "camera_freeze", "mic_silent", "disk_full",
                             "clock_step"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +47,37 @@ def pulse_microphone() -> str:
     assert info.returncode == 0 and "room" in info.stdout, (
         "PulseAudio with the null sink 'room' is not running: run `eval \"$(bash scripts/services.sh)\"`")
     return "pulse"
+
+
+def rtsp_stand_in() -> None:
+    """GStreamer's RTSP server (the IP camera stand-in) must run here: under CI its absence fails the test."""
+    from media.rtsp_server import available
+
+    reason = available()
+    if reason is not None:
+        if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def stimulus_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The flash-and-beep clip for the RTSP stand-in to serve (90 s, 640x360, PCM sound)."""
+    from media.rtsp_server import write_stimulus
+
+    return write_stimulus(tmp_path_factory.mktemp("stimulus") / "flash-beep.mkv", 90)
+
+
+def decodes_fragment_by_fragment(folder: Path, track: str) -> list[str]:
+    """Errors decoding each media fragment of a track on its own (init + that fragment), as HLS plays it."""
+    manifest = read_manifest(folder)
+    files = manifest.track_files(track)
+    init = (folder / files[0].file).read_bytes()
+    problems = []
+    for frag in files[1:]:
+        data = init + (folder / frag.file).read_bytes()
+        result = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", "pipe:0", "-f", "null", "-"],
+                                input=data, capture_output=True, timeout=60)
+        if result.returncode != 0 or result.stderr.strip():
+            problems.append(f"{frag.file}: {result.stderr.decode(errors='replace').strip()[:300]}")
+    return problems
