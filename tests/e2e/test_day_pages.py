@@ -37,9 +37,8 @@ from scripts.harness.browser import chromium
 from scripts.harness.candidate_files import HEADER, csv_bytes, rows_for, xlsx_bytes
 from scripts.harness.fmp4_bytes import init_bytes, media_bytes
 from scripts.harness.review import add_station, cheap_config, migrated_database
+from scripts.harness.server_thread import ServerThread
 from scripts.harness.wait import wait_for
-
-from .server_thread import ServerThread
 
 PASSWORD = "correct horse battery"
 HOSTILE = "<script>alert(1)</script>\"'><img src=x onerror=alert(1)>"

@@ -30,10 +30,10 @@ from review_server.storage import LocalStorage
 from review_server.web import DB, RENDITIONS, STORAGE
 from scripts.harness.browser import CHROMIUM_VIDEO_ARGS as CHROMIUM_ARGS
 from scripts.harness.browser import chromium_executable
+from scripts.harness.server_thread import ServerThread
 from tests.media.conftest import rtsp_stand_in
 from tests.server.archive_helpers import ROOT
 
-from .server_thread import ServerThread
 from .test_review_page import _request
 
 
