@@ -7,7 +7,10 @@ made through the server's own rules and, where a station or an examiner would ac
 - a real recording (`osce record`, synthetic camera and microphone) of today's first CPR attempt, uploaded through
   the fragment route with the station's token; marks by both examiners from the observation-room route, one sheet
   signed, one not; a station health warning still open; tablet PINs issued;
-- a retention period, an appeal hold, a Ministry request.
+- a retention period, an appeal hold, a Ministry request;
+- tomorrow's day planned in the admin's pages (stations with their tasks, a candidate list, slots made);
+- a readiness run: st1 reports a healthy test (its test recording not uploaded: the act shows that item red),
+  st2 refuses (an attempt under way), st3 has not answered.
 
 Station status reports: `report_status()` sends each station's report once as its agent would (PUT with its token,
 the wire format of media/station_status.py), `keep_reporting()` every few seconds from a thread. This stands in for
@@ -37,7 +40,7 @@ from review_server import auth, ministry, retention, tablet_credentials
 from review_server.app import create_app
 from review_server.config import ServerConfig
 from review_server.day_import import import_day
-from review_server.models import ExaminerAssignment, RetentionPolicy, Specialty, Station, User
+from review_server.models import ExamDay, ExaminerAssignment, RetentionPolicy, Specialty, Station, User
 from review_server.storage import LocalStorage
 from review_server.web import DB
 
@@ -88,6 +91,9 @@ class Centre:
         self._marks()
         self._warnings()
         self.report_status()
+        self.planned_day, self.planned_slot = self._plan_tomorrow()
+        self.today_day = int(self.run(lambda s: s.scalar(select(ExamDay.id).where(ExamDay.day == self.today))))
+        self.readiness_run = self._readiness()
 
     # -- HTTP as the stations and the people ---------------------------------------------------------------------
     def session(self, login: str) -> tuple[str, str]:
@@ -162,6 +168,48 @@ class Centre:
                               actor="user:archivist").id
 
         self.run(make)
+
+    def _plan_tomorrow(self) -> tuple[int, int]:
+        """Tomorrow's day as the admin's pages make it (review_server/day_plan.py): (day id, its first slot's id)."""
+        from review_server import day_plan
+        from review_server.candidate_list import Listed
+        from review_server.circuits import Timing
+        from review_server.models import DaySlot
+
+        def make(s: Any) -> tuple[int, int]:
+            day = day_plan.create_day(s, self.today + dt.timedelta(days=1), "Первичная аккредитация, поток 3",
+                                      "nursing", "", Timing(30, 510, 60), "09:00", "user:admin")
+            day_plan.set_stations(s, day.id, [(code, stem) for code, _, stem in STATIONS], "user:admin")
+            upload = day_plan.store_upload(s, day.id, "список.csv", "номер\n2611004\n2611005\n".encode(),
+                                           "user:admin")
+            listed = [Listed(row=i + 2, number=n, stream="1", time="09:00", names=None)
+                      for i, n in enumerate(("2611004", "2611005"))]
+            day_plan.import_candidates(s, day.id, upload.id, listed, {"number": 1}, "user:admin")
+            day_plan.generate_slots(s, day.id, TIMEZONE, "user:admin")
+            slot = s.scalar(select(DaySlot.id).where(DaySlot.exam_day_id == day.id).order_by(DaySlot.id))
+            return day.id, int(slot)
+
+        return self.run(make)  # type: ignore[no-any-return]
+
+    def _readiness(self) -> int:
+        """A readiness run answered over HTTP as the agents would (FAKE agents: tests/agent/test_readiness.py runs
+        the real one): st1 a healthy report, st2 a refusal, st3 nothing."""
+        from media.readiness_report import CameraResult, DiskResult, MicrophoneResult, Refusal, Report, SyncResult
+        from review_server import readiness
+
+        run_id = self.run(lambda s: readiness.start_run(s, "user:admin", None, 10).id)
+        now = dt.datetime.now(dt.UTC)
+        healthy = Report(agent_time=now, seconds=10.0, cameras=(CameraResult(
+            "synthetic", "cam0", frames=250, fps=25.0, requested_fps=25.0, luma=96.0, arriving=True),),
+            microphone=MicrophoneResult("pulse", arriving=True, level_dbfs=-32.0, peak_dbfs=-20.0),
+            sync=SyncResult("cam0", pairs=9, median_ms=1.5, max_abs_ms=3.0, suggested_latency_ms=-1.5),
+            disk=DiskResult(free_bytes=40 * 2**30, reserve_bytes=500 * 2**20, recorded_bytes=2**20,
+                            planned_s=36 * 540.0, planned_attempts=36))
+        refused = Report(agent_time=now, refused=Refusal("attempt_running", "d2-st2-1", "performing", 312.0))
+        for code, report in (("st1", healthy), ("st2", refused)):
+            check = self.http("GET", f"/api/stations/{code}/readiness/next", station=code)["check"]
+            self.http("POST", f"/api/stations/{code}/readiness/{check['id']}/report", report.to_json(), station=code)
+        return int(run_id)
 
     def _upload(self, rec: Path, attempt_id: str, station: str) -> None:
         manifest = read_manifest(rec)

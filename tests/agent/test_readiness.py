@@ -107,7 +107,7 @@ def test_a_green_check_and_a_refusal_during_an_attempt(tmp_path: Path, stack: St
         assert (check["state"], check["ok"], reds(check)) == ("done", True, {})
         seen = results(check)
         assert seen["Камера 0 · synthetic"]["value"].startswith(("25 кадр/с", "24,"))
-        assert "порог тишины комнаты -60 дБFS" in seen["Микрофон synthetic"]["value"]
+        assert "порог тишины комнаты -60 дБ" in seen["Микрофон synthetic"]["value"]
         # The synthetic camera and microphone flash and beep on one clock: the sync is measured, near zero.
         assert seen["Синхронизация звука и видео cam0"]["ok"] is True
         assert "пар меток" in seen["Синхронизация звука и видео cam0"]["value"]
@@ -167,7 +167,7 @@ def test_each_source_fault_is_red_with_its_reason(tmp_path: Path, stack: Stack) 
     assert found["Камера 1 · /dev/video7"] == ["камера не открылась"]
     assert "/dev/video7" in results(check)["Камера 1 · /dev/video7"]["detail"]
     assert found[f"Камера 2 · {copy}"][0].startswith("чёрное изображение (яркость ")
-    assert found["Микрофон synthetic:mute_after_s=0"][0].startswith("тишина: уровень -120 дБFS ниже порога")
+    assert found["Микрофон synthetic:mute_after_s=0"][0].startswith("тишина: уровень -120 дБ ниже порога")
     assert results(check)["Загрузка на сервер"]["ok"] is True and results(check)["Тестовая запись"]["ok"] is True
 
 

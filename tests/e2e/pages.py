@@ -41,10 +41,19 @@ PAGES: tuple[Page, ...] = (
     Page("station-tokens", "/admin/stations", ("admin",)),
     Page("retention", "/admin/retention", ("admin",)),
     Page("audit", "/admin/audit", ("admin",)),
+    Page("readiness", "/admin/readiness", ("admin",), readme=True),
+    Page("readiness-act", "/admin/readiness/runs/{run_id}", ("admin",)),
+    Page("days", "/admin/days", ("admin",)),
+    Page("day", "/admin/days/{day_id}", ("admin",), readme=True),
+    Page("day-candidates", "/admin/days/{day_id}/candidates", ("admin",)),
+    Page("day-slot", "/admin/days/{day_id}/slots/{slot_id}", ("admin",)),
+    Page("day-completeness", "/days/{today_id}/completeness", ("admin", "archivist")),
 )
 
 # GET routes that answer HTML but are not pages of their own: parts of a page fetched again by its script.
-NOT_PAGES = frozenset({"/admin/board", "/requests/rows", "/examiner/stations"})
+# PDF documents (printed forms) are not pages either.
+NOT_PAGES = frozenset({"/admin/board", "/requests/rows", "/examiner/stations",
+                       "/admin/readiness/runs/{run_id}/act.pdf", "/admin/days/{day_id}/route-sheets/{kind}.pdf"})
 
 
 def values(centre: Any) -> dict[str, str]:
@@ -52,7 +61,9 @@ def values(centre: Any) -> dict[str, str]:
     link = centre.http("POST", f"/api/attempts/{centre.attempts[0]}/review-links",
                        {"reviewer": "Апелляционная комиссия", "minutes": 120}, login="admin")
     return {"attempt_id": centre.attempts[0], "token": link["url"].rsplit("/", 1)[1],
-            "request_id": str(centre.request_id), "yesterday": centre.yesterday.isoformat()}
+            "request_id": str(centre.request_id), "yesterday": centre.yesterday.isoformat(),
+            "run_id": str(centre.readiness_run), "day_id": str(centre.planned_day),
+            "slot_id": str(centre.planned_slot), "today_id": str(centre.today_day)}
 
 
 def url(page: Page, filled: dict[str, str], lang: str) -> str:

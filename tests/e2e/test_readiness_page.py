@@ -170,7 +170,7 @@ def test_readiness_from_the_page_green_then_each_red(tmp_path: Path, audio_lock:
             expect(section(page, "st1").locator("p.verdict")).to_contain_text("✓ Готова")
             st1 = section(page, "st1").locator("table.items")
             expect(st1.locator("tr.bad")).to_have_count(0)
-            expect(st1).to_contain_text("порог тишины комнаты -60 дБFS")
+            expect(st1).to_contain_text("порог тишины комнаты -60 дБ")
             expect(st1).to_contain_text("не измерено: метки калибровочного ролика не найдены")
             expect(st1).to_contain_text("SHA-256 каждого совпал на сервере")
             for code, reason in {"st2": "камера не открылась", "st3": "мало места: свободно",
@@ -188,8 +188,8 @@ def test_readiness_from_the_page_green_then_each_red(tmp_path: Path, audio_lock:
             tone.wait(timeout=10)
             time.sleep(1)
             run_from_page(page, "button.run[data-stations=st1]", ["st1"])
-            expect(section(page, "st1").locator("tr.bad")).to_contain_text("тишина: уровень -120 дБFS ниже порога "
-                                                                           "тишины комнаты -60 дБFS")
+            expect(section(page, "st1").locator("tr.bad")).to_contain_text("тишина: уровень -120 дБ ниже порога "
+                                                                           "тишины комнаты -60 дБ")
             section(page, "st1").screenshot(path=str(out / "readiness-silent-microphone.png"))
 
             # An attempt is running in st2: the agent refuses, and says which.
