@@ -29,6 +29,7 @@ def _entry(key: str, href: str, *roles: str) -> Entry:
 NAV: tuple[Entry, ...] = (
     _entry("examiner", "/examiner", EXAMINER),
     _entry("live", "/live", EXAMINER, OBSERVER),
+    _entry("flags", "/flags", ADMIN, EXAMINER, OBSERVER),  # the day's flags from the observation room
     _entry("requests", "/requests", ARCHIVIST),
     _entry("archive", "/archive", ARCHIVIST),
     _entry("board", "/admin", ADMIN),

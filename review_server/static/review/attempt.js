@@ -108,5 +108,11 @@
       seek(((ev.clientX - box.left) / box.width) * duration);
     });
   }
+  // `#t=SECONDS` (a link from the day's flags): open at that moment.
+  const asked = /^#t=([0-9]+(?:\.[0-9]+)?)$/.exec(location.hash);
+  if (asked && master) {
+    if (master.readyState >= 1) seek(Number(asked[1]));
+    else master.addEventListener("loadedmetadata", () => seek(Number(asked[1])), { once: true });
+  }
   showTime();
 })();
