@@ -1,9 +1,10 @@
 """Flags made in the observation room (rules in review_server/flags.py), their lists and the day's page.
 
 - ``POST /api/live/{station}/flags`` (flags.make: observers, examiners of the station, admins): ``{"kind",
-  "text"?, "camera"?, "media_t"?}``: the moment of the station's live picture `camera` at its recording-clock time
-  `media_t` (what the page's player showed), or, with neither, the moment the server got it. The attempt is the
-  one running at the station (its live meta, else the day's schedule: routes/live_attempt.py). 201 with the flag.
+  "text"?, "camera"?, "media_t"?, "attempt_id"?}``: the moment of the station's live picture `camera` at its
+  recording-clock time `media_t` (what the page's player showed), or, with neither, the moment the server got it.
+  The attempt is the one named (it must be the station's), else the one running at the station (its live meta,
+  else the day's schedule: routes/live_attempt.py). 201 with the flag.
 - ``POST /api/flags/{flag_id}/withdraw`` (flags.make) ``{"reason"}``: its author only (403 for anyone else).
 - ``GET /api/attempts/{attempt_id}/flags``, ``GET /api/flags?day=YYYY-MM-DD[&mine=1]`` (flags.view).
 - ``GET /flags?day=YYYY-MM-DD`` (flags.view): the day's flags for the commission's chair, linked to the attempt
@@ -68,7 +69,8 @@ def _running_attempt(request: web.Request, station: str) -> str | None:
 async def add_flag(request: web.Request) -> web.Response:
     station = path_ident(request, "station", NAME_RE)
     who = identity(request)
-    f = Fields(await read_json(request), allowed={"kind", "text", "camera", "media_t"})
+    f = Fields(await read_json(request), allowed={"kind", "text", "camera", "media_t", "attempt_id"})
+    asked_attempt = f.ident("attempt_id", required=False)
     kind = f.choice("kind", flags.KINDS)
     text = f.name("text", required=False, max_len=flags.TEXT_MAX)
     text = text.strip() if text is not None else None
@@ -90,13 +92,15 @@ async def add_flag(request: web.Request) -> web.Response:
             at = flags.moment_seen(media_t, *edge)
         except flags.FlagError as exc:
             raise _refused(exc) from None
-    attempt_id = _running_attempt(request, station)
+    attempt_id = asked_attempt or _running_attempt(request, station)
 
     def q(s: Session) -> dict[str, Any]:
         st = s.scalar(select(Station).where(Station.code == station))
         if st is None or not examiner_may(s, who, st.id, None):
             raise ApiError(404, f"no station {station!r}", "URL station")
         att = s.get(Attempt, attempt_id) if attempt_id else None
+        if asked_attempt is not None and (att is None or att.station_id != st.id):
+            raise ApiError(422, f"no attempt {asked_attempt!r} at station {station}", "attempt_id")
         known = attempt_id if att is None or att.station_id == st.id else None  # never another station's attempt
         flag = flags.add(s, station=st, attempt_id=known, camera=camera, media_t=media_t, at=at, kind=kind,
                          text=text, actor=who.actor, ip=request.remote)

@@ -7,7 +7,9 @@ made through the server's own rules and, where a station or an examiner would ac
 - a real recording (`osce record`, synthetic camera and microphone) of today's first CPR attempt, uploaded through
   the fragment route with the station's token; marks by both examiners from the observation-room route, one sheet
   signed, one not; a station health warning still open; tablet PINs issued;
-- a retention period, an appeal hold, a Ministry request.
+- a retention period, an appeal hold, a Ministry request;
+- two observers' flags on today's first CPR attempt (one withdrawn with a reason), as the observation room makes
+  them (without a live picture: at the moment the server got them).
 
 Station status reports: `report_status()` sends each station's report once as its agent would (PUT with its token,
 the wire format of media/station_status.py), `keep_reporting()` every few seconds from a thread. This stands in for
@@ -86,6 +88,7 @@ class Centre:
         if media:
             self._upload(record_clip(folder / "clip"), self.attempts[0], "st1")
         self._marks()
+        self._flags()
         self._warnings()
         self.report_status()
 
@@ -191,6 +194,13 @@ class Centre:
             if sign:
                 self.http("POST", f"/api/attempts/{attempt}/finalise", {
                     "event_id": _uuid(login, attempt, 0), "checklist_hash": checklist.content_hash}, login=login)
+
+    def _flags(self) -> None:
+        first = self.attempts[0]
+        self.http("POST", "/api/live/st1/flags", {"kind": "outsider", "attempt_id": first}, login="observer")
+        flag = self.http("POST", "/api/live/st1/flags", {"kind": "other", "text": "аккредитуемый вышел из кадра",
+                                                         "attempt_id": first}, login="examiner1")
+        self.http("POST", f"/api/flags/{flag['id']}/withdraw", {"reason": "вернулся через секунду"}, login="examiner1")
 
     def _warnings(self) -> None:
         started = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=2)

@@ -76,6 +76,7 @@ async def test_an_observer_flags_the_moment_seen_and_it_is_listed_and_audited(wo
 
 
 async def test_examiners_flag_only_their_stations_and_other_roles_not_at_all(world: World) -> None:
+    world.schedule("S2-0", station="S2")
     _live(world, "S2", None)
     body = {"kind": "outsider", "camera": "cam0", "media_t": 99.0}
     status, answer = await _post(world, "/api/live/S2/flags", body, "examiner")
@@ -87,6 +88,11 @@ async def test_examiners_flag_only_their_stations_and_other_roles_not_at_all(wor
         assert status == code, who
     status, answer = await _post(world, "/api/live/NOPE/flags", {"kind": "prompt"}, "admin")
     assert status == 404
+    # Another station's attempt is refused by name (and never taken from the live meta).
+    status, answer = await _post(world, "/api/live/S1/flags", {"kind": "prompt", "attempt_id": "S2-0"}, "examiner")
+    assert status == 422 and answer["where"] == "attempt_id"
+    status, answer = await _post(world, "/api/live/S2/flags", {"kind": "prompt", "attempt_id": "S2-0"}, "admin")
+    assert status == 201 and answer["attempt_id"] == "S2-0"
     # The examiner does not see S2's flags either.
     r = await world.api.client.get("/api/flags", headers=world.headers("examiner"))
     assert (await r.json())["flags"] == []
@@ -142,7 +148,8 @@ async def test_refusals_name_what_and_where(world: World) -> None:
         ({"kind": "prompt", "media_t": 99.0}, "camera"),
         ({"kind": "prompt", "camera": "cam3", "media_t": 99.0}, "camera"),  # no live picture there
         ({"kind": "prompt", "camera": "../cam0", "media_t": 99.0}, "camera"),
-        ({"kind": "prompt", "attempt_id": "S2-0"}, "attempt_id"),  # the server says which attempt
+        ({"kind": "prompt", "attempt_id": "S2-0"}, "attempt_id"),  # not an attempt of this station
+        ({"kind": "prompt", "attempt_id": "../S1-0"}, "attempt_id"),
     ]
     for body, where in cases:
         status, answer = await _post(world, "/api/live/S1/flags", body, "observer")
