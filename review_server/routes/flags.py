@@ -190,8 +190,9 @@ def _seek_href(flag: dict[str, Any], starts: dict[str, dt.datetime | None], lang
     if attempt_id is None or attempt_id not in starts:
         return None
     t = flags.place(flag, starts[attempt_id])
-    return (f"/attempts/{attempt_id}" + ("?lang=en" if lang == "en" else "")
-            + (f"#t={max(t, 0.0):.1f}" if t is not None else ""))
+    query = [f"t={max(t, 0.0):.1f}"] if t is not None else []
+    query += ["lang=en"] if lang == "en" else []
+    return f"/attempts/{attempt_id}" + ("?" + "&".join(query) if query else "")
 
 
 @routes.get("/flags", allow_head=False)

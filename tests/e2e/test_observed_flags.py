@@ -92,9 +92,23 @@ def test_a_flag_from_the_room_is_on_the_attempts_timeline_at_the_moment_seen_and
         page.on("pageerror", lambda e: errors.append(str(e)))
         flag_id, seen = _flag_in_the_room(page, centre.url)
 
-        # The author's own flags: listed in the room, and the day's page lists it by accreditation number.
-        page.locator("#flag-bar .flag-mine-open").click()
-        expect(page.locator(f'#flag-mine-list li[data-flag="{flag_id}"]')).to_contain_text("Подсказка")
+        # From the grid: the tile's own control, "other…" with the observer's words; then withdrawn from "my flags"
+        # with a reason (kept, struck through), and the first one still in force.
+        page.keyboard.press("Escape")
+        expect(page.locator("#overlay")).to_be_hidden()
+        page.locator('#grid .tile[data-station="st1"] .flag-open').click()
+        page.locator('#grid .tile[data-station="st1"] .flag-menu button[data-kind="other"]').click()
+        page.fill("#flag-other-text", "дверь открыта")
+        page.locator("#flag-other button[type=submit]").click()
+        expect(page.locator("#flag-status")).to_contain_text("дверь открыта")
+        other_id = json.loads(page.evaluate("() => document.body.dataset.lastFlag"))["id"]
+        page.locator("header .flag-mine-open").click()
+        item = page.locator(f'#flag-mine-list li[data-flag="{other_id}"]')
+        item.locator("input").fill("ошиблась станцией")
+        item.locator("button").click()
+        expect(item.locator("del")).to_contain_text("дверь открыта")
+        expect(item).to_contain_text("ошиблась станцией")
+        expect(page.locator(f'#flag-mine-list li[data-flag="{flag_id}"] form')).to_be_visible()
         assert errors == []
 
         key = f"{attempt_id}-live"
@@ -123,6 +137,18 @@ def test_a_flag_from_the_room_is_on_the_attempts_timeline_at_the_moment_seen_and
         print(f"\nflag seen at {seen['t']:.3f} s, on the timeline at {at:.3f} s, player at {shown['t']:.3f} s; "
               f"picture difference there {same:.1f}, a second later {moved:.1f} (grey levels)")
         assert same < moved / 2, (same, moved)
+
+        # The chair's list of the day: by accreditation number, the withdrawn one struck through, each linked to the
+        # attempt page at its moment.
+        review.goto(f"{centre.url}/flags")
+        row = review.locator(f'tr[data-flag="{flag_id}"]')
+        expect(row).to_contain_text("подсказка")
+        expect(row).to_contain_text("2611001")
+        expect(review.locator(f'tr[data-flag="{other_id}"] del')).to_be_visible()
+        row.locator("a").click()
+        review.wait_for_url(f"**/attempts/{attempt_id}?t=*")
+        review.wait_for_function(f"""() => {{ const v = document.querySelector('{master}');
+            return v && v.readyState >= 1 && Math.abs(v.currentTime - {at}) < 0.5; }}""", timeout=15000)
     finally:
         observer.close()
         examiner.close()

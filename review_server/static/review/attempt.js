@@ -108,11 +108,12 @@
       seek(((ev.clientX - box.left) / box.width) * duration);
     });
   }
-  // `#t=SECONDS` (a link from the day's flags): open at that moment.
-  const asked = /^#t=([0-9]+(?:\.[0-9]+)?)$/.exec(location.hash);
-  if (asked && master) {
-    if (master.readyState >= 1) seek(Number(asked[1]));
-    else master.addEventListener("loadedmetadata", () => seek(Number(asked[1])), { once: true });
+  // `?t=SECONDS` (links from the day's flags and the quality report): open at that moment.
+  const asked = /^[0-9]{1,6}(\.[0-9]{1,3})?$/.test(new URLSearchParams(location.search).get("t") || "")
+    ? Number(new URLSearchParams(location.search).get("t")) : null;
+  if (asked !== null && master) {
+    if (master.readyState >= 1) seek(asked);
+    else master.addEventListener("loadedmetadata", () => seek(asked), { once: true });
   }
   showTime();
 })();
