@@ -71,6 +71,9 @@ def _flag_in_the_room(page: Page, base: str) -> tuple[int, dict[str, object]]:
     tile.locator("video").click()  # enlarge
     expect(page.locator("#flag-bar")).to_be_visible()
     expect(page.locator("#flag-bar .keys")).to_contain_text("Shift+1")
+    sizes = page.evaluate("""() => [...document.querySelectorAll('#flag-bar button, .tile .flag-open')]
+        .map((b) => { const r = b.getBoundingClientRect(); return [b.textContent, r.width, r.height]; })""")
+    assert len(sizes) >= 7 and all(w >= 44 and h >= 44 for _, w, h in sizes), sizes  # a tablet's finger
     page.wait_for_timeout(700)  # the enlarged picture settles at the live edge again
     seen = page.evaluate(THUMB, '#big-slot .tile[data-station="st1"] video')
     page.keyboard.press("Shift+Digit1")
@@ -172,3 +175,9 @@ def test_a_flag_from_the_room_is_on_the_attempts_timeline_at_the_moment_seen_and
     assert flags[flag_id]["kind"] == "prompt" and flags[flag_id]["author"] == "observer"
     assert abs(flags[flag_id]["media_t"] - seen["t"]) <= 0.5
     assert any(e["action"] == "flag.add" and e["target"] == f"flag:{flag_id}" for e in audit_lines)
+
+    # And the day's results protocol carries them in its notes (withdrawn ones with the reason).
+    proto = centre.http("GET", f"/api/protocols?day={centre.today.isoformat()}&specialty=nursing", login="admin")
+    notes = "\n".join(proto["notes"])
+    assert "подсказка (observer)" in notes and "дверь открыта (observer); отозвана: ошиблась станцией" in notes, notes
+    assert "2611001" in notes
