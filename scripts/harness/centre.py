@@ -7,9 +7,7 @@ made through the server's own rules and, where a station or an examiner would ac
 - a real recording (`osce record`, synthetic camera and microphone) of today's first CPR attempt, uploaded through
   the fragment route with the station's token; marks by both examiners from the observation-room route, one sheet
   signed, one not; a station health warning still open; tablet PINs issued;
-- a retention period, an appeal hold, a Ministry request;
-- two observers' flags on today's first CPR attempt (one withdrawn with a reason), as the observation room makes
-  them (without a live picture: at the moment the server got them).
+- a retention period, an appeal hold, a Ministry request.
 
 Station status reports: `report_status()` sends each station's report once as its agent would (PUT with its token,
 the wire format of media/station_status.py), `keep_reporting()` every few seconds from a thread. This stands in for
@@ -196,6 +194,8 @@ class Centre:
                     "event_id": _uuid(login, attempt, 0), "checklist_hash": checklist.content_hash}, login=login)
 
     def _flags(self) -> None:
+        """Two flags on today's first CPR attempt (one withdrawn with a reason), as the observation room makes them
+        (without a live picture: at the moment the server got them)."""
         first = self.attempts[0]
         self.http("POST", "/api/live/st1/flags", {"kind": "outsider", "attempt_id": first}, login="observer")
         flag = self.http("POST", "/api/live/st1/flags", {"kind": "other", "text": "аккредитуемый вышел из кадра",
