@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from checklists.marks import MarkEvent as WireEvent
 
+from . import flags as observer_flags
 from .i18n import section
 from .models import Attempt, Candidate, CprFigures, ExamDay, Fragment, MarkEvent, Recording, Station, Task
 from .renditions import PENDING
@@ -79,6 +80,7 @@ class PageData:
     span: tuple[float, float] | None = None  # one part of several: marks outside it belong to another part
     health: list[dict[str, Any]] = field(default_factory=list)  # station health events; t0/t1: media times
     renditions: dict[str, RenditionState] = field(default_factory=dict)  # tracks the browser cannot decode
+    flags: list[observer_flags.Placed] = field(default_factory=list)  # observers' flags, placed on this recording
 
     @property
     def rendition_pending(self) -> bool:
@@ -216,6 +218,7 @@ def gather(s: Session, att: Attempt, recording_key: str | None, storage: MediaSt
         span=(-1.0, end_s + 1.0) if origin and len(recs) > 1 else None,
         health=health,
         renditions=rendition_states(s, storage, chosen) if chosen is not None and storage is not None else {},
+        flags=observer_flags.on_recording(s, att.id, chosen),
     )
 
 
@@ -424,6 +427,13 @@ def wall_time(iso: str | None) -> str | None:
     return dt.datetime.fromisoformat(iso).strftime("%H:%M:%S") if iso else None
 
 
+def flag_points(data: PageData) -> list[tuple[observer_flags.Placed, str]]:
+    """The flags on this recording's timeline (one part of several: those made during it), with their places."""
+    lo, hi = data.span if data.span is not None else (-math.inf, math.inf)
+    dur = data.duration
+    return [(p, position(p.t, dur)) for p in data.flags if p.t is not None and lo <= p.t <= hi]
+
+
 def view(data: PageData) -> dict[str, Any]:
     """What templates/attempt.html draws, beside `data` itself."""
     dur = data.duration
@@ -431,6 +441,7 @@ def view(data: PageData) -> dict[str, Any]:
         "data": data,
         "duration": dur,
         "points": mark_points(data),
+        "flag_points": flag_points(data),
         "gap_bands": [(g, band(g.start, g.end, dur)) for g in data.gaps],
         "health_bands": health_bands(data, dur),
         "cpr_lane": cpr_lane(data.cpr, dur) if data.cpr is not None else None,

@@ -1,6 +1,7 @@
 """Export package for a request (e.g. the Ministry's): the attempts selected for it, with their original
 recording files (byte for byte from media storage), marks and corrections (JSON and readable text), the
-station's CPR figures report where one was uploaded (`attempts/<id>/cpr_figures.json`), a results protocol
+station's CPR figures report where one was uploaded (`attempts/<id>/cpr_figures.json`), the observers' flags
+(`attempts/<id>/flags.json`, withdrawn ones included, with the moment seen: review_server/flags.py), a results protocol
 (CSV), the audit events concerning them, a signed manifest and SHA256SUMS.
 
 The ZIP is written to `<data dir>/exports/` through a write-only stream (constant memory; its SHA-256 is
@@ -34,6 +35,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import audit, audit_anchor
+from . import flags as observer_flags
 from .db import Database
 from .models import (
     Attempt,
@@ -113,6 +115,7 @@ class Gathered:
     total_bytes: int = 0
     cpr_figures: dict[str, bytes] = field(default_factory=dict)  # attempt id -> the uploaded report
     audit_anchor: dict[str, Any] = field(default_factory=dict)  # the chain's head when gathered (audit_anchor.py)
+    flags: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # attempt id -> observers' flags
 
 
 def _code(s: Session, model: Any, row_id: int | None) -> str | None:
@@ -181,6 +184,8 @@ def gather(s: Session, request_id: int) -> Gathered:
             }
         )
         g.outcomes[attempt_id] = attempt_outcome(s, attempt_id, cache)
+        g.flags[attempt_id] = observer_flags.of_attempt(s, attempt_id)
+        targets.update(f"flag:{f['id']}" for f in g.flags[attempt_id])  # their audit events (made, withdrawn)
         figures = s.get(CprFigures, attempt_id)
         if figures is not None:
             g.cpr_figures[attempt_id] = figures.body.encode("utf-8")
@@ -325,6 +330,8 @@ def plan(g: Gathered) -> list[Member]:
         members.append(Member(f"{base}/marks.txt", marks_text(att, out_).encode("utf-8")))
         if att["attempt_id"] in g.cpr_figures:  # measured CPR figures, as the station sent them
             members.append(Member(f"{base}/cpr_figures.json", g.cpr_figures[att["attempt_id"]]))
+        members.append(Member(f"{base}/flags.json", _json({"attempt_id": att["attempt_id"],
+                                                            "flags": g.flags.get(att["attempt_id"], [])})))
         for rec in att["recordings"]:
             for track, frags in rec["tracks"].items():
                 for f in frags:

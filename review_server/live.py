@@ -76,7 +76,7 @@ SessionOf = Callable[[web.Request], str | None]  # the viewer's session referenc
 SessionAlive = Callable[[web.Request, str, str], Awaitable[bool]]  # (request, session, station) -> may still watch
 
 STATIC = Path(__file__).parent / "static" / "live"
-ASSETS = {"live.js": "text/javascript", "live.css": "text/css"}
+ASSETS = {"live.js": "text/javascript", "live.css": "text/css", "flags.js": "text/javascript", "flags.css": "text/css"}
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 CAMERA_RE = re.compile(r"cam([0-9]{1,2})")
 SESSION_REF_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")

@@ -640,3 +640,26 @@ class DayMediaCheck(Base):
     fragments_done: Mapped[int] = mapped_column(Integer, default=0)
     bytes_done: Mapped[int] = mapped_column(BigInteger, default=0)
     failures: Mapped[list] = mapped_column(JSON, default=list)  # [{"recording", "track", "seq", "sha256", "problem"}]
+
+
+class Flag(Base):
+    """An observer's or examiner's flag on what they saw on a station's live picture (routes/flags.py): a hint,
+    an outsider in the room, a breach of order, a technical problem, or their own words. `at` is the moment seen
+    (the live picture's recording-clock time `media_t` brought onto the server's clock), not when it was sent.
+    Never deleted (no route deletes one, retention keeps them with the attempt): withdrawn by its author with a
+    reason, and shown struck through."""
+
+    __tablename__ = "flags"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    station_id: Mapped[int] = mapped_column(ForeignKey("stations.id"), index=True)
+    attempt_id: Mapped[str | None] = mapped_column(String(64), index=True)  # the attempt then running, if known
+    camera: Mapped[str | None] = mapped_column(String(8))  # the live picture flagged (cam0 ...), if one played
+    media_t: Mapped[float | None] = mapped_column(Float)  # that picture's recording-clock time, seconds
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)  # the moment seen, on the server's clock
+    kind: Mapped[str] = mapped_column(String(16))  # prompt | outsider | disorder | technical | other
+    text: Mapped[str | None] = mapped_column(String(300))  # the author's words (kind "other")
+    author: Mapped[str] = mapped_column(String(200))  # the audit actor, "user:LOGIN"
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    withdrawn_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    withdrawn_by: Mapped[str | None] = mapped_column(String(200))
+    withdraw_reason: Mapped[str | None] = mapped_column(Text)

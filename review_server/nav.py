@@ -32,6 +32,7 @@ NAV: tuple[Entry, ...] = (
     _entry("requests", "/requests", ARCHIVIST),
     _entry("archive", "/archive", ARCHIVIST),
     _entry("board", "/admin", ADMIN),
+    _entry("flags", "/flags", ADMIN, EXAMINER, OBSERVER),  # the day's flags from the observation room
     _entry("days", "/admin/days", ADMIN),  # the exam day's plan (its own page)
     _entry("readiness", "/admin/readiness", ADMIN),  # readiness before the day (its own page)
     _entry("users", "/admin/users", ADMIN),

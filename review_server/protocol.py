@@ -17,12 +17,14 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from . import flags as observer_flags
 from .models import Attempt, Candidate, ExamDay, Specialty, Station, Task
 from .scores import FAILED, PASSED, Outcome, attempt_outcome, store_outcome
 from .spreadsheet import csv_bytes, xlsx_row
 
 NOT_FINAL = "не окончательно"
 NO_RESULT = "нет результата"
+FLAGS_NOTE = "Примечания: отметки наблюдателей (время UTC — момент видеозаписи, который видел наблюдатель)"
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 FONT_BOLD = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
 
@@ -73,6 +75,14 @@ class Protocol:
     tasks: list[tuple[str, str]]  # (code, title)
     rows: list[Row]
     generated_at: dt.datetime
+    flags: list[dict[str, Any]] = field(default_factory=list)  # observers' flags on its attempts (the notes)
+
+    @property
+    def notes(self) -> list[str]:
+        """The notes: the observers' flags on the protocol's attempts, withdrawn ones with their reasons."""
+        if not self.flags:
+            return []
+        return [FLAGS_NOTE, *observer_flags.note_lines(self.flags, "UTC")]
 
     @property
     def task_codes(self) -> list[str]:
@@ -85,6 +95,8 @@ class Protocol:
             "specialty": {"code": self.specialty_code, "name": self.specialty_name},
             "tasks": [{"code": c, "title": t} for c, t in self.tasks],
             "generated_at": self.generated_at.isoformat(),
+            "notes": self.notes,
+            "flags": self.flags,
             "rows": [
                 {
                     "accreditation_number": r.number,
@@ -135,7 +147,9 @@ def build(s: Session, day: dt.date, specialty_code: str) -> Protocol:
         store_outcome(s, att.id, out)
         row.cells[tasks[task_id].code] = Cell(att.id, out)
     ordered = sorted(tasks.values(), key=lambda t: t.code)
+    attempt_ids = [c.attempt_id for r in rows.values() for c in r.cells.values()]
     return Protocol(
+        flags=[f for a in attempt_ids for f in observer_flags.of_attempt(s, a)],
         day=day,
         specialty_code=sp.code,
         specialty_name=sp.name,
@@ -186,6 +200,8 @@ def to_xlsx(p: Protocol) -> bytes:
                             r.overall(codes)]))
     ws.append([])
     ws.append(xlsx_row(["* лист не подписан членом комиссии: результат не окончательный"]))
+    for line in p.notes:
+        ws.append(xlsx_row([line]))
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()
@@ -221,5 +237,7 @@ def to_pdf(p: Protocol) -> bytes:
     pdf.multi_cell(
         0, 5, "* лист не подписан членом комиссии: результат не окончательный", new_x="LMARGIN", new_y="NEXT"
     )
+    for line in p.notes:
+        pdf.multi_cell(0, 5, line, new_x="LMARGIN", new_y="NEXT")
     pdf.multi_cell(0, 5, f"Сформирован: {p.generated_at.strftime('%d.%m.%Y %H:%M')} UTC", new_x="LMARGIN", new_y="NEXT")
     return bytes(pdf.output())

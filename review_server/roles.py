@@ -57,6 +57,10 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "days.manage": frozenset({Role.ADMIN}),  # set up an exam day in the browser: list, circuits, examiners, sheets
     "days.review": frozenset({Role.ADMIN, Role.ARCHIVIST}),  # a day's completeness; re-hash its media
     "days.close": frozenset({Role.ADMIN}),  # close a day (locks its marks), reopen it with a reason
+    # Flags on what was seen live (routes/flags.py): observers, examiners (their stations), admins make them; the day's
+    # list for the commission's chair and the attempt's flags for those who review.
+    "flags.make": frozenset({Role.OBSERVER, Role.EXAMINER, Role.ADMIN}),
+    "flags.view": frozenset({Role.ADMIN, Role.OBSERVER, Role.EXAMINER, Role.ARCHIVIST}),
     "station.upload": frozenset({STATION}),
     "station.marks": frozenset({STATION}),
     "station.schedule": frozenset({STATION}),

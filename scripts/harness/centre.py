@@ -89,6 +89,7 @@ class Centre:
         if media:
             self._upload(record_clip(folder / "clip"), self.attempts[0], "st1")
         self._marks()
+        self._flags()
         self._warnings()
         self.report_status()
         self.planned_day, self.planned_slot = self._plan_tomorrow()
@@ -239,6 +240,15 @@ class Centre:
             if sign:
                 self.http("POST", f"/api/attempts/{attempt}/finalise", {
                     "event_id": _uuid(login, attempt, 0), "checklist_hash": checklist.content_hash}, login=login)
+
+    def _flags(self) -> None:
+        """Two flags on today's first CPR attempt (one withdrawn with a reason), as the observation room makes them
+        (without a live picture: at the moment the server got them)."""
+        first = self.attempts[0]
+        self.http("POST", "/api/live/st1/flags", {"kind": "outsider", "attempt_id": first}, login="observer")
+        flag = self.http("POST", "/api/live/st1/flags", {"kind": "other", "text": "аккредитуемый вышел из кадра",
+                                                         "attempt_id": first}, login="examiner1")
+        self.http("POST", f"/api/flags/{flag['id']}/withdraw", {"reason": "вернулся через секунду"}, login="examiner1")
 
     def _warnings(self) -> None:
         started = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=2)

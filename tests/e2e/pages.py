@@ -30,6 +30,7 @@ PAGES: tuple[Page, ...] = (
     Page("examiner-day", "/examiner", ("examiner1",), readme=True),
     Page("observation-room", "/live", ("observer", "examiner1"), ready="#grid .tile"),
     Page("attempt", "/attempts/{attempt_id}", ("examiner1", "archivist"), readme=True),
+    Page("flags", "/flags", ("admin", "examiner1", "observer", "archivist")),
     Page("review-link", "/review/{token}", (None,)),
     Page("archive", "/archive", ("archivist",), query="number=2611001"),
     Page("ministry-requests", "/requests", ("archivist",), readme=True),

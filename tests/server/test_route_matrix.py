@@ -172,6 +172,13 @@ EXPECTED: dict[tuple[str, str], frozenset[str | None]] = {
     ("POST", "/requests/{request_id}/sent"): frozenset({ARCHIVIST}),
     ("GET", "/examiner"): frozenset({EXAMINER}),  # the examiner's day
     ("GET", "/examiner/stations"): frozenset({EXAMINER}),
+    # Flags on what was seen live (issue 19): made by observers, examiners (their stations) and admins, withdrawn by
+    # their author; the day's list for the commission's chair and an attempt's flags for everyone who reviews.
+    ("POST", "/api/live/{station}/flags"): frozenset({OBSERVER, EXAMINER, ADMIN}),
+    ("POST", "/api/flags/{flag_id}/withdraw"): frozenset({OBSERVER, EXAMINER, ADMIN}),
+    ("GET", "/api/attempts/{attempt_id}/flags"): frozenset({ADMIN, OBSERVER, EXAMINER, ARCHIVIST}),
+    ("GET", "/api/flags"): frozenset({ADMIN, OBSERVER, EXAMINER, ARCHIVIST}),
+    ("GET", "/flags"): frozenset({ADMIN, OBSERVER, EXAMINER, ARCHIVIST}),
 }
 
 # Values for the URL's variable parts: well-formed, naming nothing that exists (so nothing is changed).
@@ -201,6 +208,7 @@ PLACEHOLDERS = {
     "slot_id": "999999",
     "assignment_id": "999999",
     "kind": "stations",
+    "flag_id": "999999",
 }
 
 

@@ -108,5 +108,12 @@
       seek(((ev.clientX - box.left) / box.width) * duration);
     });
   }
+  // `?t=SECONDS` (links from the day's flags and the quality report): open at that moment.
+  const asked = /^[0-9]{1,6}(\.[0-9]{1,3})?$/.test(new URLSearchParams(location.search).get("t") || "")
+    ? Number(new URLSearchParams(location.search).get("t")) : null;
+  if (asked !== null && master) {
+    if (master.readyState >= 1) seek(asked);
+    else master.addEventListener("loadedmetadata", () => seek(asked), { once: true });
+  }
   showTime();
 })();
