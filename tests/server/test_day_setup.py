@@ -66,7 +66,9 @@ async def test_a_day_from_an_xlsx_through_the_forms_reaches_the_exam_clock(world
     day_id = await forms.create_day()
     await forms.stations(day_id, dict(zip(("st1", "st2", "st3"), STEMS, strict=True)))
     page = await forms.get(f"/admin/days/{day_id}")
-    assert "st1 (Базовая сердечно-лёгочная реанимация взрослого) → st2" in page  # one circuit of three
+    # one circuit of three (each station and its task marked as data, not interface text)
+    assert ('<span translate="no">st1 (Базовая сердечно-лёгочная реанимация взрослого)</span> → '
+            '<span translate="no">st2') in page
 
     data = xlsx_bytes(HEADER, rows_for(NUMBERS, streams=(("1", "09:00"), ("2", "10:00"))))
     upload, _ = await forms.upload(day_id, "Список 2026-06-01.xlsx", data)
