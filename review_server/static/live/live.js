@@ -27,6 +27,7 @@ const MAX_RATE = 1.15;           // catching up; the sound's pitch is kept (pres
 const MIN_RATE = 0.9;            // letting the cushion grow when the jitter grew
 const KEEP_S = 20;               // seconds of buffer kept behind the playhead
 const tiles = new Map();         // station code -> Tile
+let centre = {};                 // the centre's identification and time zone, from /api/live/streams (ident.js)
 let audioCtx = null;
 const T = JSON.parse(document.body.dataset.texts);
 // A catalogue text with its {name} places filled in.
@@ -215,6 +216,10 @@ class Tile {
     this.level = 0;
     this.player = null;
     this.el.addEventListener("click", () => enlarge(this));
+    // Centre, room, station, number and the frame's own time over the picture (static/pages/ident.js).
+    OsceIdent.attach(this.el, JSON.parse(document.getElementById("grid").dataset.identLabels), () => ({
+      ident: { ...centre, room: this.info.room, station: this.station, number: this.info.candidate || "" },
+      mediaFrom: this.info.media_from, video: this.player ? this.video : null, tz: centre.timezone }));
   }
 
   update(info) {
@@ -563,7 +568,8 @@ async function refresh() {
   try {
     const r = await fetch("/api/live/streams", { cache: "no-store" });
     if (!r.ok) throw new Error(`HTTP ${r.status}`);
-    const { stations } = await r.json();
+    const { stations, centre: c } = await r.json();
+    centre = c || {};
     for (const info of stations) {
       let tile = tiles.get(info.station);
       if (!tile) {

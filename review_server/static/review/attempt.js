@@ -109,4 +109,14 @@
     });
   }
   showTime();
+
+  // Centre, room, station, number and each frame's own time over every camera (static/pages/ident.js).
+  const cameras = document.querySelector(".cameras[data-ident]");
+  if (cameras && window.OsceIdent) {
+    const info = JSON.parse(cameras.dataset.ident), labels = JSON.parse(cameras.dataset.identLabels);
+    for (const fig of cameras.querySelectorAll("figure.camera")) {
+      const video = fig.querySelector("video");
+      window.OsceIdent.attach(fig, labels, () => ({ ident: info.ident, mediaFrom: info.media_from, video, tz: info.tz }));
+    }
+  }
 })();
