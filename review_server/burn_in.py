@@ -15,6 +15,7 @@ A recording cut into parts by a restart gives one segment per part, joined in or
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import shutil
 import subprocess
@@ -111,9 +112,15 @@ def burn_part(tracks: dict[str, list[dict[str, Any]]], open_media: Open, ident: 
     for track in sorted(tracks):
         path = work / f"{track}.mp4"
         with path.open("wb") as fh:
-            for frag in tracks[track]:  # init, then media fragments in order: the stored bytes as they are
+            for frag in tracks[track]:  # init, then media fragments in order: the stored bytes, checked
+                sha = hashlib.sha256()
                 with open_media(frag["sha256"]) as src:
-                    shutil.copyfileobj(src, fh, 1024 * 1024)
+                    while chunk := src.read(1024 * 1024):
+                        sha.update(chunk)
+                        fh.write(chunk)
+                if sha.hexdigest() != frag["sha256"]:
+                    raise ValueError(f"{track} fragment {frag.get('seq')}: media storage returned other bytes than "
+                                     f"sha256 {frag['sha256']}")
         inputs.append(path)
     probes = [_probe(p) for p in inputs]
     fixed = lines(ident, None, tz)

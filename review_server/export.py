@@ -24,7 +24,6 @@ import os
 import secrets
 import shutil
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -32,7 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import av
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -478,15 +476,15 @@ def make_ident_videos(g: Gathered, storage: MediaStorage, config: Any, work: Pat
         if not att["recordings"]:
             continue
         if progress:
-            progress(ExportProgress(bytes_total=g.total_bytes, current=f"attempts/{att['attempt_id']}/"
-                                                                        f"{burn_in.FILE_NAME}"))
+            # The package's totals are known once the videos are made: until then, only what is being made.
+            progress(ExportProgress(current=f"attempts/{att['attempt_id']}/{burn_in.FILE_NAME}"))
         who = ident.Ident(**centre, room=att.get("room") or "", station=att["station"] or "",
                           number=att["accreditation_number"] or "")
         folder = work / att["attempt_id"]
         target = work / f"{att['attempt_id']}.mp4"
         try:
             burn_in.burn_attempt(att["recordings"], storage.open, who, config.timezone, folder, target)
-        except (OSError, ValueError, NotFound, subprocess.SubprocessError, av.FFmpegError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any cause (undecodable media, ffmpeg, disk): named, not fatal
             out.failed.append({"attempt_id": att["attempt_id"], "error": str(exc)[:500]})
             continue
         finally:

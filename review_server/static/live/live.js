@@ -64,6 +64,8 @@ class Player {
     this.firstAppendAt = null;
     this.seekedAt = -Infinity;
     this.edges = [];       // [arrival s, wall - buffered end s] after each append, over JITTER_WINDOW_S
+    this.keyT = null;      // the recording-clock time of the first key frame (its message's header)
+    this.shift = null;     // recording-clock time - the element's time (the muxer starts the element near 0)
     this.ms = new MediaSource();
     this.video.classList.add("joining");
     this.video.src = URL.createObjectURL(this.ms);
@@ -93,6 +95,7 @@ class Player {
   onMessage(buffer) {
     const kind = String.fromCharCode(new Uint8Array(buffer, 0, 1)[0]);
     const data = new Uint8Array(buffer, 9);
+    if (kind === "K" && this.keyT === null) this.keyT = new DataView(buffer).getFloat64(1);
     if (kind === "I") {
       if (this.sb) { this.restart(); return; }  // a new stream (new recording): start clean
       this.sb = this.ms.addSourceBuffer(`video/mp4; codecs="${codecsOf(data)}"`);
@@ -135,6 +138,7 @@ class Player {
     const b = this.video.buffered;
     const now = performance.now() / 1000;
     this.firstAppendAt = this.firstAppendAt ?? now;
+    if (this.shift === null && this.keyT !== null && b.length) this.shift = this.keyT - b.start(0);
     if (b.length && this.started && now > this.startedAt + SETTLE_S) {
       this.edges.push([now, now - b.end(b.length - 1)]);
       while (this.edges.length && this.edges[0][0] < now - JITTER_WINDOW_S) this.edges.shift();
@@ -219,7 +223,8 @@ class Tile {
     // Centre, room, station, number and the frame's own time over the picture (static/pages/ident.js).
     OsceIdent.attach(this.el, JSON.parse(document.getElementById("grid").dataset.identLabels), () => ({
       ident: { ...centre, room: this.info.room, station: this.station, number: this.info.candidate || "" },
-      mediaFrom: this.info.media_from, video: this.player ? this.video : null, tz: centre.timezone }));
+      mediaFrom: this.info.media_from, tz: centre.timezone,
+      t: this.player && this.player.shift !== null ? this.video.currentTime + this.player.shift : null }), this.video);
   }
 
   update(info) {

@@ -27,8 +27,9 @@ window.OsceIdent = (function () {
   }
 
   // One overlay on `box` (positioned; the video at its top left). state() -> {ident, mediaFrom (ISO or null),
-  // video, tz}, asked four times a second so that the seconds tick with the picture.
-  function attach(box, labels, state) {
+  // t (the shown frame's media time, s, or null), tz}, asked four times a second and whenever `video` (if given)
+  // moves or jumps: the seconds tick with the picture.
+  function attach(box, labels, state, video) {
     const el = document.createElement("div");
     el.className = "ident";
     el.setAttribute("aria-hidden", "true");   // a caption of the picture; the page says the same in its text
@@ -39,7 +40,7 @@ window.OsceIdent = (function () {
       const s = state();
       if (!s || !s.ident) { el.hidden = true; return; }
       const zero = s.mediaFrom ? Date.parse(s.mediaFrom) : NaN;
-      const ms = Number.isNaN(zero) || !s.video ? null : zero + 1000 * s.video.currentTime;
+      const ms = Number.isNaN(zero) || typeof s.t !== "number" ? null : zero + 1000 * s.t;
       const rows = lines(s.ident, labels, ms, s.tz || "Europe/Moscow");
       const text = rows.join("\n");
       el.hidden = !text;
@@ -52,6 +53,7 @@ window.OsceIdent = (function () {
       }));
     };
     draw();
+    if (video) for (const e of ["seeked", "timeupdate", "playing"]) video.addEventListener(e, draw);
     return { el, timer: setInterval(draw, 250), draw };
   }
 

@@ -116,7 +116,9 @@
     const info = JSON.parse(cameras.dataset.ident), labels = JSON.parse(cameras.dataset.identLabels);
     for (const fig of cameras.querySelectorAll("figure.camera")) {
       const video = fig.querySelector("video");
-      window.OsceIdent.attach(fig, labels, () => ({ ident: info.ident, mediaFrom: info.media_from, video, tz: info.tz }));
+      // The track file keeps the recording's clock (routes/track_file.py): currentTime is the frame's media time.
+      window.OsceIdent.attach(fig, labels, () => ({ ident: info.ident, mediaFrom: info.media_from,
+                                                    t: video.currentTime, tz: info.tz }), video);
     }
   }
 })();
