@@ -60,7 +60,7 @@ def test_every_page_route_is_listed(centre: Centre) -> None:
         path = info.get("path") or info.get("formatter") or ""
         if route.method != "GET" or path in ("/", "/health") or path.startswith(("/api/", "/static/")):
             continue
-        if "assets" in path or "/recordings/" in path or path.endswith((".m3u8", ".mp4", ".m4s")):
+        if "assets" in path or "/recordings/" in path or path.endswith((".m3u8", ".mp4", ".m4s", ".vtt")):
             continue
         routes.add(path)
     assert routes - listed.NOT_PAGES == {p.path for p in listed.PAGES}
