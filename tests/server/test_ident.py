@@ -200,3 +200,15 @@ def _first_frame(recording: Path) -> np.ndarray:
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+async def test_a_station_is_added_with_its_room_and_a_bad_room_is_named(world: World) -> None:
+    client, admin = world.api.client, world.headers("admin")
+    made = await client.post("/api/stations", headers=admin, json={"code": "R7", "name": "Станция 7", "room": "214"})
+    assert made.status == 201 and (await made.json())["room"] == "214"
+    bad = await client.post("/api/stations", headers=admin, json={"code": "R8", "room": "2\n14"})
+    assert bad.status == 422 and (await bad.json())["where"] == "room"
+    long = await client.post("/api/stations", headers=admin, json={"code": "R9", "room": "x" * 33})
+    assert long.status == 422 and (await long.json())["where"] == "room"
+    listed = await (await client.get("/api/stations", headers=admin)).json()
+    assert next(s for s in listed["stations"] if s["code"] == "R7")["room"] == "214"
