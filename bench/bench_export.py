@@ -158,7 +158,8 @@ def child_export(db_url: str, media: str, request_id: str) -> None:
     from review_server.export import run_export
     from review_server.storage import LocalStorage
 
-    cfg = ServerConfig(database_url=db_url, media_dir=Path(media))
+    # The package's writing against a plain copy: the identification videos' encoding (burn_in.py) is another job.
+    cfg = ServerConfig(database_url=db_url, media_dir=Path(media), export_identified_video=False)
     db = Database(db_url)
     storage = LocalStorage(cfg.media_dir)
     Path("/proc/self/clear_refs").write_text("5")  # peak RSS from here on: the export alone

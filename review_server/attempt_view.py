@@ -81,6 +81,8 @@ class PageData:
     health: list[dict[str, Any]] = field(default_factory=list)  # station health events; t0/t1: media times
     renditions: dict[str, RenditionState] = field(default_factory=dict)  # tracks the browser cannot decode
     flags: list[observer_flags.Placed] = field(default_factory=list)  # observers' flags, placed on this recording
+    room: str = ""  # the station's room, drawn over the picture with the centre (ident.py)
+    media_from: dt.datetime | None = None  # this recording's media time 0 on the wall: the frames' own time
 
     @property
     def rendition_pending(self) -> bool:
@@ -219,6 +221,8 @@ def gather(s: Session, att: Attempt, recording_key: str | None, storage: MediaSt
         health=health,
         renditions=rendition_states(s, storage, chosen) if chosen is not None and storage is not None else {},
         flags=observer_flags.on_recording(s, att.id, chosen),
+        room=station.room if station else "",
+        media_from=origin,
     )
 
 
@@ -452,9 +456,20 @@ def view(data: PageData) -> dict[str, Any]:
     }
 
 
-def context(data: PageData, lang: str, media_base: str, link_until: str | None = None) -> dict[str, Any]:
+def ident_of(data: PageData, centre: dict[str, str]) -> dict[str, Any]:
+    """What static/pages/ident.js draws over each camera: the identification, media time 0 on the wall, the zone."""
+    who = {k: centre.get(k, "") for k in ("region", "centre_code", "centre_name")}
+    return {"ident": who | {"room": data.room, "station": data.station if data.station != "—" else "",
+                            "number": data.number if data.number != "—" else ""},
+            "media_from": data.media_from.isoformat() if data.media_from else None,
+            "tz": centre.get("timezone", "Europe/Moscow")}
+
+
+def context(data: PageData, lang: str, media_base: str, link_until: str | None = None,
+            centre: dict[str, str] | None = None) -> dict[str, Any]:
     """The template's context: the view, where the tracks are fetched from (…/{key}/{track} is appended), the
-    formatters, the texts the page's script shows, and the appeal link's expiry banner if any."""
+    formatters, the texts the page's script shows, the appeal link's expiry banner if any, and the identification
+    drawn over the pictures (`centre`: ident.centre_of(config) and its timezone)."""
     texts = section(lang, "attempt")
     return view(data) | {
         "media_base": media_base,
@@ -463,4 +478,5 @@ def context(data: PageData, lang: str, media_base: str, link_until: str | None =
         "wall_time": wall_time,
         "texts": {"play": texts["play"], "pause": texts["pause"]},
         "link_until": link_until,
+        "ident": ident_of(data, centre or {}),
     }

@@ -50,6 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     sadd = stsub.add_parser("add", help="add a station and print its first token (shown once)")
     sadd.add_argument("code")
     sadd.add_argument("--name", default="")
+    sadd.add_argument("--room", default="", help="the room number shown on its pictures (ident.py)")
     _config_option(sadd)
     sadd.set_defaults(func=_station_add)
     stok = stsub.add_parser("issue-token", help="print a new token for a station (shown once)")
@@ -283,13 +284,16 @@ def _station_add(args: argparse.Namespace) -> int:
     if problem := name_problem(args.name):
         print(f"osce server station add: --name: {problem}", file=sys.stderr)
         return 2
+    if problem := ("longer than 32 characters" if len(args.room) > 32 else name_problem(args.room)):
+        print(f"osce server station add: --room: {problem}", file=sys.stderr)
+        return 2
     db = _db(args)
     try:
         with db.transaction() as s:
             if s.scalar(select(Station.id).where(Station.code == args.code)) is not None:
                 print(f"osce server station add: station {args.code!r} already exists", file=sys.stderr)
                 return 2
-            st = Station(code=args.code, name=args.name)
+            st = Station(code=args.code, name=args.name, room=args.room)
             s.add(st)
             s.flush()
             token, row = auth.issue_station_token(s, st)

@@ -78,6 +78,15 @@ class ServerConfig:
                                "this long", minimum=1)
     timezone: str = setting("timezone", "Europe/Moscow", "the centre's time zone: an exam day ends at its midnight "
                             "(examiners' tablet credentials end with the day)")
+    # Identification on the picture (review_server/ident.py): the state-exam video rules want the region and the
+    # exam point's code on the broadcast and the recording.
+    centre_region: str = setting("centre_region", "", "the region shown on every picture (live, review, HLS, the "
+                                 "export's burned-in video), e.g. \"77 г. Москва\"")
+    centre_code: str = setting("centre_code", "", "the exam point's (centre's) code shown on every picture")
+    centre_name: str = setting("centre_name", "", "the centre's short name shown beside its code")
+    export_identified_video: bool = setting("export_identified_video", True, "an export package carries, beside "
+                                            "the originals, one MP4 per attempt with the identification burned in "
+                                            "(review_server/burn_in.py), made at the lowest priority")
     tablet_pin_digits: int = setting("tablet_pin_digits", 6, "digits of the examiners' tablet PINs "
                                      "(review_server/tablet_credentials.py); their key derivation uses the argon2_* "
                                      "costs on the room PC", minimum=6, maximum=12)

@@ -47,6 +47,9 @@ STATIONS = (  # code, name, checklist, candidate order offset
     ("st3", "Станция 3 — измерение АД", "03_blood_pressure"),
 )
 CANDIDATES = ("2611001", "2611002", "2611003")
+DEMO_ROOMS = {"st1": "101", "st2": "102", "st3": "103"}  # shown on the pictures with the centre (ident.py)
+DEMO_CENTRE = ('centre_region = "77 г. Москва"\ncentre_code = "ППЭ 0001"\n'
+               'centre_name = "Демо-центр аккредитации"\n')
 RTSP_STATION = "st2"  # the room that films with an RTSP camera when the stand-in can run
 CAMERA_LOGIN = ("operator", "demo-camera")  # the stand-in camera's login (a demo value, in the agent's password file)
 ACCOUNTS = (("admin", "admin"), ("examiner1", "examiner"), ("examiner2", "examiner"), ("observer", "observer"),
@@ -297,7 +300,7 @@ port = {s.port}
 insecure_cookies = true   # plain http on localhost only
 schedule_file = {_toml_str(folder / "day.json")}
 argon2_memory_kib = {s.argon2_memory_kib}
-""", encoding="utf-8")
+{DEMO_CENTRE}""", encoding="utf-8")
     cfg = load_config(folder / "server.toml")
     auth.configure_passwords(cfg.argon2_time_cost, cfg.argon2_memory_kib, cfg.argon2_parallelism)
     logging.disable(logging.INFO)  # alembic would print its plugins and every migration step
@@ -324,7 +327,7 @@ argon2_memory_kib = {s.argon2_memory_kib}
                 audit.append(session, "demo", audit.USER_ADD, login, {"role": role})
             examiners = session.scalars(select(User).where(User.role == "examiner")).all()
             for n, (code, name, checklist) in enumerate(STATIONS, start=1):
-                station = Station(code=code, name=name)
+                station = Station(code=code, name=name, room=DEMO_ROOMS[code])
                 session.add(station)
                 session.flush()
                 token, row = auth.issue_station_token(session, station)

@@ -23,6 +23,7 @@ import datetime as dt
 import json
 import os
 import secrets
+import shutil
 import socket
 import threading
 import time
@@ -34,7 +35,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import audit, audit_anchor
+from . import audit, audit_anchor, burn_in, ident
 from . import flags as observer_flags
 from .db import Database
 from .models import (
@@ -166,7 +167,8 @@ def gather(s: Session, request_id: int) -> Gathered:
                 )
                 g.total_bytes += f.size
                 targets.add(f.sha256)
-            recordings.append({"key": rec.key, "created_at": rec.created_at.isoformat(), "tracks": tracks})
+            recordings.append({"key": rec.key, "created_at": rec.created_at.isoformat(), "tracks": tracks,
+                               "media_from": rec.media_from.isoformat() if rec.media_from else None})
             targets.add(rec.key)
         g.attempts.append(
             {
@@ -174,6 +176,7 @@ def gather(s: Session, request_id: int) -> Gathered:
                 "accreditation_number": cand.accreditation_number if cand else None,
                 "exam_day": day.day.isoformat() if day else None,
                 "station": station.code if station else None,
+                "room": station.room if station else None,
                 "specialty": _code(s, Specialty, (station.specialty_id if station else None))
                 or _code(s, Specialty, cand.specialty_id if cand else None),
                 "task": _code(s, Task, att.task_id or (station.task_id if station else None)),
@@ -301,13 +304,15 @@ class Member:
     data: bytes | None = None
     sha256: str = ""  # media: the storage key (its bytes' SHA-256)
     size: int = 0
+    file: Path | None = None  # made for the package on disk (the identification video, burn_in.py)
 
 
 ENVELOPE = 4  # public_key.pem, manifest.json, manifest.sig, SHA256SUMS: written by PackageWriter.finish
 
 
-def plan(g: Gathered) -> list[Member]:
-    """Every member but the envelope, with its size, so progress has a true total before the first byte."""
+def plan(g: Gathered, videos: dict[str, Path] | None = None) -> list[Member]:
+    """Every member but the envelope, with its size, so progress has a true total before the first byte;
+    `videos`: each attempt's identification video made beforehand (burn_in.py)."""
     members = [Member("request.json", _json(g.request))]
     for att in g.attempts:
         base = f"attempts/{att['attempt_id']}"
@@ -337,6 +342,8 @@ def plan(g: Gathered) -> list[Member]:
                 for f in frags:
                     path = f"{base}/recordings/{rec['key']}/{track}/{f['file']}"
                     members.append(Member(path, None, f["sha256"], f["size"]))
+        if (video := (videos or {}).get(att["attempt_id"])) is not None:
+            members.append(Member(f"{base}/{burn_in.FILE_NAME}", size=video.stat().st_size, file=video))
     members.append(Member("protocol.csv", protocol_csv(g)))
     audit_lines = b"".join(json.dumps(e, ensure_ascii=False, sort_keys=True).encode() + b"\n" for e in g.audit)
     members.append(Member("audit.jsonl", audit_lines))
@@ -384,8 +391,9 @@ def write_package(
     actor: str,
     now: dt.datetime,
     progress: ProgressFn | None = None,
+    videos: IdentVideos | None = None,
 ) -> dict[str, Any]:
-    members = plan(g)
+    members = plan(g, videos.files if videos else None)
     prog = ExportProgress(bytes_total=sum(m.size for m in members), files_total=len(members) + ENVELOPE)
     skipped = [0, 0]  # bytes and files of media that storage no longer holds: accounted for, not written
 
@@ -397,7 +405,7 @@ def write_package(
         progress(prog)
 
     pw = PackageWriter(out, now.timetuple()[:6], on_write if progress else None)
-    manifest = _write_members(pw, members, g, storage, key, actor, now, prog, skipped, progress)
+    manifest = _write_members(pw, members, g, storage, key, actor, now, prog, skipped, progress, videos)
     if progress:
         prog.bytes_done, prog.files_done, prog.current = prog.bytes_total, prog.files_total, "(written)"
         progress(prog)
@@ -415,6 +423,7 @@ def _write_members(
     prog: ExportProgress,
     skipped: list[int],
     progress: ProgressFn | None,
+    videos: IdentVideos | None = None,
 ) -> dict[str, Any]:
     if progress:
         progress(prog)
@@ -422,6 +431,10 @@ def _write_members(
     for m in members:
         if m.data is not None:
             pw.add_bytes(m.path, m.data)
+            continue
+        if m.file is not None:
+            with m.file.open("rb") as made:
+                pw.add_stream(m.path, made)
             continue
         try:
             fh = storage.open(m.sha256)
@@ -444,7 +457,47 @@ def _write_members(
         "absent_media": absent,
         "audit_anchor": g.audit_anchor,  # signed with the manifest: the recipient holds the chain's head of today
     }
+    if videos is not None:  # what the identification videos are, and the attempts that have none and why
+        meta["identification_videos"] = {"what": burn_in.DESCRIPTION, "failed": videos.failed,
+                                         "files": [m.path for m in members if m.file is not None]}
     return pw.finish(key, meta)
+
+
+# --- the identification videos (burn_in.py), made before the ZIP so that its sizes are known --------------
+
+
+@dataclass
+class IdentVideos:
+    files: dict[str, Path] = field(default_factory=dict)  # attempt id -> its video in the work folder
+    failed: list[dict[str, str]] = field(default_factory=list)  # {attempt_id, error}: the package goes without
+
+
+def make_ident_videos(g: Gathered, storage: MediaStorage, config: Any, work: Path,
+                      progress: ProgressFn | None = None) -> IdentVideos:
+    """One identification video per attempt with recordings, each by ffmpeg at the lowest priority (this runs in
+    the export's background job). An attempt whose video cannot be made is named in the manifest, not fatal: the
+    originals are what the package is for."""
+    out = IdentVideos()
+    centre = ident.centre_of(config)
+    for att in g.attempts:
+        if not att["recordings"]:
+            continue
+        if progress:
+            # The package's totals are known once the videos are made: until then, only what is being made.
+            progress(ExportProgress(current=f"attempts/{att['attempt_id']}/{burn_in.FILE_NAME}"))
+        who = ident.Ident(**centre, room=att.get("room") or "", station=att["station"] or "",
+                          number=att["accreditation_number"] or "")
+        folder = work / att["attempt_id"]
+        target = work / f"{att['attempt_id']}.mp4"
+        try:
+            burn_in.burn_attempt(att["recordings"], storage.open, who, config.timezone, folder, target)
+        except Exception as exc:  # noqa: BLE001 - any cause (undecodable media, ffmpeg, disk): named, not fatal
+            out.failed.append({"attempt_id": att["attempt_id"], "error": str(exc)[:500]})
+            continue
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        out.files[att["attempt_id"]] = target
+    return out
 
 
 # --- export jobs: a package row while it is written, its state file, resume ---------------------------
@@ -646,17 +699,21 @@ def write_export(
         if progress:
             progress(p)
 
+    work = folder / (name + ".work")
     try:
+        videos = make_ident_videos(g, storage, config, work, report) if config.export_identified_video else None
         with partial.open("wb") as fh:
             hw = PackageSink(fh)
             try:
-                manifest = write_package(hw, g, storage, key, actor, now, report)
+                manifest = write_package(hw, g, storage, key, actor, now, report, videos)
             finally:
                 hw.close()
             os.fsync(fh.fileno())
         os.replace(partial, folder / name)
+        shutil.rmtree(work, ignore_errors=True)
     except BaseException as exc:
         partial.unlink(missing_ok=True)
+        shutil.rmtree(work, ignore_errors=True)
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"  # Ctrl-C in the CLI
         error = str(exc) or type(exc).__name__
         state.save(status=status, error=error)

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -59,9 +60,9 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from aiohttp.typedefs import Handler
 
-from media.live import HEADER, INIT, KEY
+from media.live import HEADER, INIT, KEY, codecs_of_init
 
-from . import i18n
+from . import i18n, ident
 from .roles import allowed, permission_of, public, requires
 from .web import render, setup_templates
 
@@ -76,7 +77,9 @@ SessionOf = Callable[[web.Request], str | None]  # the viewer's session referenc
 SessionAlive = Callable[[web.Request, str, str], Awaitable[bool]]  # (request, session, station) -> may still watch
 
 STATIC = Path(__file__).parent / "static" / "live"
-ASSETS = {"live.js": "text/javascript", "live.css": "text/css", "flags.js": "text/javascript", "flags.css": "text/css"}
+ASSETS = {"live.js": "text/javascript", "live.css": "text/css", "flags.js": "text/javascript", "flags.css": "text/css",
+          "ident.js": "text/javascript"}
+SHARED = {"ident.js": STATIC.parent / "pages" / "ident.js"}  # the identification overlay, shared with the review page
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 CAMERA_RE = re.compile(r"cam([0-9]{1,2})")
 SESSION_REF_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -95,7 +98,7 @@ IDLE_S = 60.0  # a channel without publisher or viewers, silent this long, is re
 # What a station's meta may tell the grid (anything else is dropped): the attempt and its checklist version
 # (for marking beside the picture), phase and seconds left, health warnings, and the CPR estimate if any.
 META_KEYS = ("station_name", "candidate", "recording", "warnings", "attempt_id", "checklist_hash", "phase",
-             "time_left", "cpr")
+             "time_left", "cpr", "media_from")
 
 
 class Viewer:
@@ -158,6 +161,7 @@ class Segment:
     seq: int
     duration: float
     data: bytes
+    start: float = 0.0  # the recording-clock time of its first frame (its WebVTT cues are placed from here)
 
 
 @dataclass
@@ -180,11 +184,18 @@ class Channel:
     _seg_bytes: int = 0
     _seg_start: float | None = None
     _seg_seq: int = 0
+    # The wall time (epoch s) of media time 0 as the chunks' arrival bounds it (the earliest arrival less its time),
+    # for a picture's clock when the station's meta has no media_from (ident.py).
+    origin: float | None = None
 
     def publish(self, message: bytes) -> None:
         kind, t = HEADER.unpack_from(message)
         self.received_at = time.monotonic()
+        if kind != INIT:
+            seen = time.time() - t
+            self.origin = seen if self.origin is None else min(self.origin, seen)
         if kind == INIT:
+            self.origin = None
             self.init, self.gop, self.gop_bytes = message, [], 0
             self._seg_parts, self._seg_bytes, self._seg_start = [], 0, None
             self.segments.clear()
@@ -214,7 +225,7 @@ class Channel:
             if self._seg_start is not None and self._seg_parts:
                 self._seg_seq += 1
                 self.segments.append(Segment(self._seg_seq, max(t - self._seg_start, 0.001),
-                                             b"".join(self._seg_parts)))
+                                             b"".join(self._seg_parts), self._seg_start))
                 while sum(len(s.data) for s in self.segments) > 2 * self.max_gop_bytes:
                     self.segments.popleft()
             self._seg_parts, self._seg_bytes, self._seg_start = [payload], len(payload), t
@@ -296,6 +307,8 @@ LIVE_MAY_VIEW: web.AppKey[MayView] = web.AppKey("live_may_view")
 LIVE_PAGE_META: web.AppKey[PageMeta] = web.AppKey("live_page_meta")
 LIVE_STILL_OK: web.AppKey[StillOk] = web.AppKey("live_still_ok")
 LIVE_SESSION: web.AppKey[tuple[SessionOf, SessionAlive]] = web.AppKey("live_session")
+# The centre's identification (ident.centre_of) and its time zone, drawn over every live picture.
+LIVE_CENTRE: web.AppKey[dict[str, str]] = web.AppKey("live_centre")
 TOKEN_RECHECK_S = 5.0
 _background: set[asyncio.Future[Any]] = set()
 
@@ -461,7 +474,8 @@ async def streams(request: web.Request) -> web.Response:
     day_fn = request.app.get(LIVE_DAY)
     day = await day_fn(request) if day_fn is not None else []
     stations: dict[str, dict[str, Any]] = {s["code"]: {"station": s["code"], "station_name": s.get("name", s["code"]),
-                                                       "cameras": [], "live": False} for s in day}
+                                                       "room": s.get("room", ""), "cameras": [], "live": False}
+                                           for s in day}
     now = time.monotonic()
     for (code, camera), ch in sorted(hub.channels.items()):
         if not await _may_view(request, code):
@@ -471,7 +485,13 @@ async def streams(request: web.Request) -> web.Response:
         entry["cameras"].append({"camera": camera, "live": live})
         entry["live"] = entry["live"] or live
         entry.update({k: v for k, v in ch.meta.items() if v is not None})
-    return web.json_response({"stations": list(stations.values())})
+        if not entry.get("media_from") and ch.origin is not None:  # the station did not say: from the arrivals
+            entry["media_from"] = _iso(ch.origin)
+    return web.json_response({"stations": list(stations.values()), "centre": request.app.get(LIVE_CENTRE, {})})
+
+
+def _iso(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat()
 
 
 @routes.get("/api/live/{station}/{camera}/hls", allow_head=False)
@@ -485,7 +505,8 @@ async def hls_url(request: web.Request) -> web.Response:
     now = int(time.time())
     expires = now + LIVE_TOKEN_TTL_S
     token = request.app[LIVE_HUB].sign(station, camera, expires, session)
-    return web.json_response({"url": f"/live/{station}/{camera}/index.m3u8?token={token}", "expires": expires,
+    return web.json_response({"url": f"/live/{station}/{camera}/index.m3u8?token={token}",
+                              "master_url": f"/live/{station}/{camera}/master.m3u8?token={token}", "expires": expires,
                               "refresh_after": now + LIVE_TOKEN_TTL_S // 2},
                              headers={"Cache-Control": "no-store"})
 
@@ -535,6 +556,65 @@ async def hls_segment(request: web.Request) -> web.Response:
     raise web.HTTPNotFound(reason=f"segment {seq} is not in the live window")
 
 
+# The identification as an HLS subtitle rendition (ident.webvtt): master.m3u8 names the picture's playlist and a
+# WebVTT playlist whose segments match the picture's one for one; a player that shows subtitles (Safari, hls.js,
+# VLC) draws the text over the picture, and the stored originals are untouched.
+@routes.get("/live/{station}/{camera}/master.m3u8", allow_head=False)
+@public
+async def hls_master(request: web.Request) -> web.Response:
+    channel, query = await _hls_channel(request)
+    assert channel.init is not None
+    try:
+        codecs = f',CODECS="{codecs_of_init(channel.init[HEADER.size:])}"'
+    except ValueError:
+        codecs = ""
+    text = "\n".join(["#EXTM3U", "#EXT-X-VERSION:7",
+                      '#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="ident",NAME="ident",LANGUAGE="ru",DEFAULT=YES,'
+                      f'AUTOSELECT=YES,FORCED=YES,URI="ident.m3u8{query}"',
+                      f'#EXT-X-STREAM-INF:BANDWIDTH=4000000{codecs},SUBTITLES="ident"', f"index.m3u8{query}", ""])
+    return web.Response(text=text, content_type="application/vnd.apple.mpegurl", headers={"Cache-Control": "no-cache"})
+
+
+@routes.get("/live/{station}/{camera}/ident.m3u8", allow_head=False)
+@public
+async def hls_ident_playlist(request: web.Request) -> web.Response:
+    channel, query = await _hls_channel(request)
+    text = channel.playlist(query).replace(".m4s", ".vtt")
+    text = "\n".join(x for x in text.split("\n") if not x.startswith("#EXT-X-MAP"))
+    return web.Response(text=text, content_type="application/vnd.apple.mpegurl", headers={"Cache-Control": "no-cache"})
+
+
+@routes.get(r"/live/{station}/{camera}/{seq:\d+}.vtt", allow_head=False)
+@public
+async def hls_ident_segment(request: web.Request) -> web.Response:
+    channel, _ = await _hls_channel(request)
+    seq = request.match_info["seq"]
+    segment = next((s for s in channel.segments if str(s.seq) == seq), None)
+    if segment is None:
+        raise web.HTTPNotFound(reason=f"segment {seq} is not in the live window")
+    centre = request.app.get(LIVE_CENTRE, {})
+    day_fn = request.app.get(LIVE_DAY)
+    day = await day_fn(request) if day_fn is not None else []
+    room = next((str(s.get("room") or "") for s in day if s.get("code") == channel.station), "")
+    number = channel.meta.get("candidate")
+    who = ident.Ident(region=centre.get("region", ""), centre_code=centre.get("centre_code", ""),
+                      centre_name=centre.get("centre_name", ""), room=room, station=channel.station,
+                      number=number if isinstance(number, str) else "")
+    text = ident.webvtt(who, segment.start, segment.duration, _origin_of(channel),
+                        centre.get("timezone", "Europe/Moscow"))
+    return web.Response(text=text, content_type="text/vtt")
+
+
+def _origin_of(channel: Channel) -> dt.datetime | None:
+    """Media time 0 on the wall: the station's own media_from if it sent one, else the arrivals' bound."""
+    said = channel.meta.get("media_from")
+    if isinstance(said, str):
+        with contextlib.suppress(ValueError):
+            when = dt.datetime.fromisoformat(said)
+            return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    return dt.datetime.fromtimestamp(channel.origin, dt.UTC) if channel.origin is not None else None
+
+
 @routes.get("/live", allow_head=False)
 @requires("recordings.view")
 async def page(request: web.Request) -> web.Response:
@@ -553,20 +633,23 @@ async def asset(request: web.Request) -> web.FileResponse:
     name = request.match_info["name"]
     if name not in ASSETS:
         raise web.HTTPNotFound()
-    return web.FileResponse(STATIC / name, headers={"Content-Type": ASSETS[name], "Cache-Control": "no-cache"})
+    return web.FileResponse(SHARED.get(name, STATIC / name),
+                            headers={"Content-Type": ASSETS[name], "Cache-Control": "no-cache"})
 
 
 def configure(app: web.Application, who: Who, day_stations: DayStations | None = None,
               may_view: MayView | None = None, hub: LiveHub | None = None,
               page_meta: PageMeta | None = None, still_ok: StillOk | None = None,
-              session_of: SessionOf | None = None, session_alive: SessionAlive | None = None) -> LiveHub:
+              session_of: SessionOf | None = None, session_alive: SessionAlive | None = None,
+              centre: dict[str, str] | None = None) -> LiveHub:
     """The live routes' state on an application that includes `routes`: `who(request)` gives (principal, station
     code) as the auth middleware found them; `day_stations(request)` lists the day's stations
     ([{"code", "name"}]) so that silent ones show; `may_view(request, station)` narrows viewers further
     (examiners: their assigned stations only); `still_ok(request)` re-checks a publisher's credentials while it
     streams (a revoked token ends it); `session_of(request)` names the viewer's session (not a secret: it goes
     into signed URLs) and `session_alive(request, session, station)` says whether it still lives and may watch
-    the station (signed URLs and open viewer sockets end with it)."""
+    the station (signed URLs and open viewer sockets end with it); `centre` ({region, centre_code, centre_name,
+    timezone}) is drawn over every picture with the station's room (`day_stations`' "room")."""
     app[LIVE_HUB] = hub = hub or LiveHub()
     app[LIVE_WHO] = who
     if day_stations is not None:
@@ -579,6 +662,7 @@ def configure(app: web.Application, who: Who, day_stations: DayStations | None =
         app[LIVE_STILL_OK] = still_ok
     if session_of is not None and session_alive is not None:
         app[LIVE_SESSION] = (session_of, session_alive)
+    app[LIVE_CENTRE] = centre or {"timezone": "Europe/Moscow"}
 
     async def _close_sockets(app: web.Application) -> None:
         for ch in hub.channels.values():
@@ -598,8 +682,10 @@ STAND_IN_WHO = web.RequestKey("stand_in_who", tuple)
 
 
 def create_live_test_app(station_tokens: dict[str, str], session_roles: dict[str, str],
-                         hub: LiveHub | None = None) -> web.Application:
-    """station_tokens: bearer token -> station code; session_roles: cookie value -> role."""
+                         hub: LiveHub | None = None, centre: dict[str, str] | None = None,
+                         rooms: dict[str, str] | None = None) -> web.Application:
+    """station_tokens: bearer token -> station code; session_roles: cookie value -> role; centre and rooms
+    (station code -> room): the identification drawn over the pictures."""
 
     def who(request: web.Request) -> tuple[str | None, str | None]:
         return request[STAND_IN_WHO]
@@ -628,5 +714,9 @@ def create_live_test_app(station_tokens: dict[str, str], session_roles: dict[str
     app = web.Application(middlewares=[stand_in_auth])
     setup_templates(app)
     app.router.add_routes(routes)
-    configure(app, who, hub=hub, session_of=session_of, session_alive=session_alive)
+    async def day_stations(request: web.Request) -> list[dict[str, Any]]:
+        return [{"code": code, "name": code, "room": room} for code, room in sorted((rooms or {}).items())]
+
+    configure(app, who, day_stations=day_stations if rooms else None, hub=hub, session_of=session_of,
+              session_alive=session_alive, centre=centre)
     return app

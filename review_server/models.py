@@ -96,6 +96,7 @@ class Station(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200), default="")
+    room: Mapped[str] = mapped_column(String(32), default="", server_default="")  # shown on its pictures (ident.py)
     specialty_id: Mapped[int | None] = mapped_column(ForeignKey("specialties.id"))
     task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -6,7 +6,8 @@
 
 `wss://…/api/live/{station}/{camera}/publish` with `Authorization: Bearer <station token>`; the messages
 are `media.live.Chunk.encode()` (binary) and, now and then, a JSON text message
-``{"type": "meta", "station_name", "candidate", "recording", "warnings"}``.
+``{"type": "meta", "station_name", "candidate", "recording", "warnings", "media_from"}`` (media_from: the
+recording's media time 0 on the station's clock, for the time drawn over the picture).
 
 The recorder is never slowed: its threads only append to a per-camera queue bounded in bytes. When the
 server or the network is slower than the stream, the queue is emptied and sending resumes at the next key

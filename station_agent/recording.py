@@ -118,7 +118,8 @@ class Recording:
             self.cpr.recording_started(recorder, attempt, self.clock.offset_s)
         self.recorder, self.attempt, self.watch, self.part = recorder, attempt, watch, number
         if self.live is not None:
-            self.live.set_meta(candidate=attempt.candidate, recording=True)
+            # media_from: the grid draws each frame's own time (media time + this) over the picture (server ident.py)
+            self.live.set_meta(candidate=attempt.candidate, recording=True, media_from=iso(media_from))
         self.sample = {"cameras": [], "microphone": None}
         alog.write("part_started", part=number, folder=part.name, media_from=iso(media_from),
                    failures=list(recorder.failures))
@@ -145,7 +146,7 @@ class Recording:
         if self.cpr is not None:
             await asyncio.to_thread(self.cpr.recording_stopped)
         if self.live is not None:
-            self.live.set_meta(recording=False)
+            self.live.set_meta(recording=False, media_from=None)
         if attempt is not None:
             AttemptLog(self.recordings / attempt.attempt_id).write(
                 "part_stopped", part=self.part, reason=recorder.stop_reason, failures=stats.get("failures", []))

@@ -75,7 +75,7 @@ async def disable_user(request: web.Request) -> web.Response:
 
 
 def _station_json(st: Station, tokens: list[StationToken] | None = None) -> dict:
-    out: dict[str, Any] = {"code": st.code, "name": st.name}
+    out: dict[str, Any] = {"code": st.code, "name": st.name, "room": st.room}
     if tokens is not None:
         out["tokens"] = [
             {"id": t.id, "created_at": t.created_at.isoformat(), "revoked": t.revoked_at is not None} for t in tokens
@@ -95,8 +95,9 @@ async def list_stations(request: web.Request) -> web.Response:
 @routes.post("/api/stations")
 @requires("stations.manage")
 async def add_station(request: web.Request) -> web.Response:
-    f = Fields(await read_json(request), allowed={"code", "name", "specialty", "task"})
+    f = Fields(await read_json(request), allowed={"code", "name", "room", "specialty", "task"})
     code, name = f.ident("code"), f.name("name", required=False, default="")
+    room = f.name("room", required=False, max_len=32, default="")
     specialty, task = f.ident("specialty", required=False), f.ident("task", required=False)
     who = identity(request)
 
@@ -105,7 +106,7 @@ async def add_station(request: web.Request) -> web.Response:
             raise ApiError(409, f"station {code!r} already exists", "code")
         sp = by_code(s, Specialty, specialty, "specialty")
         tk = by_code(s, Task, task, "task")
-        st = Station(code=code, name=name, specialty_id=sp.id if sp else None, task_id=tk.id if tk else None)
+        st = Station(code=code, name=name, room=room, specialty_id=sp.id if sp else None, task_id=tk.id if tk else None)
         s.add(st)
         s.flush()
         audit.append(s, who.actor, audit.STATION_ADD, code)

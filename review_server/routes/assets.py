@@ -21,6 +21,7 @@ ASSETS: dict[str, tuple[str, str]] = {
     "days.css": ("pages/days.css", CSS),
     "review.css": ("review/review.css", CSS),
     "attempt.js": ("review/attempt.js", JS),
+    "ident.js": ("pages/ident.js", JS),
     "readiness.css": ("readiness/readiness.css", CSS),
     "readiness.js": ("readiness/readiness.js", JS),
     "console.css": ("console/console.css", CSS),

@@ -19,10 +19,11 @@ from sqlalchemy.orm import Session
 
 from .. import attempt_view, audit
 from ..i18n import lang_of
+from ..ident import centre_of
 from ..models import Attempt, Recording
 from ..roles import requires
 from ..validate import CODE_RE, path_ident
-from ..web import RENDITIONS, STORAGE, ApiError, db_run, identity, render
+from ..web import CONFIG, RENDITIONS, STORAGE, ApiError, db_run, identity, render
 from .scope import require_assigned
 from .track_file import Piece, Viewing, rendition_pieces, send_track, track_pieces
 
@@ -65,7 +66,9 @@ async def attempt_page(request: web.Request) -> web.Response:
     data = await db_run(request, q)
     if data.rendition_pending:
         request.app[RENDITIONS].kick()
-    context = attempt_view.context(data, lang_of(request), f"/attempts/{data.attempt_id}/recordings")
+    cfg = request.app[CONFIG]
+    context = attempt_view.context(data, lang_of(request), f"/attempts/{data.attempt_id}/recordings",
+                                   centre=centre_of(cfg) | {"timezone": cfg.timezone})
     return render(request, attempt_view.TEMPLATE, context)
 
 

@@ -30,8 +30,8 @@ def _data(s: Session) -> dict[str, Any]:
     stations = []
     for st in s.scalars(select(Station).order_by(Station.code)):
         tokens = s.scalars(select(StationToken).where(StationToken.station_id == st.id).order_by(StationToken.id))
-        stations.append({"code": st.code, "name": st.name, "task": titles.get(st.task_id) if st.task_id else None,
-                         "tokens": list(tokens)})
+        stations.append({"code": st.code, "name": st.name, "room": st.room,
+                         "task": titles.get(st.task_id) if st.task_id else None, "tokens": list(tokens)})
     return {"stations": stations, "tasks": tasks}
 
 
@@ -54,6 +54,7 @@ async def add_station(request: web.Request) -> web.Response:
     form, who = Form(await read_form(request)), identity(request)
     try:
         code, name = form.ident("code"), form.name("name", required=False) or ""
+        room = form.name("room", required=False, max_len=32) or ""
         task = form.ident("task", required=False)
 
         def add(s: Session) -> None:
@@ -62,7 +63,7 @@ async def add_station(request: web.Request) -> web.Response:
             task_row = s.scalar(select(Task).where(Task.code == task)) if task else None
             if task and task_row is None:
                 raise FormError("task", "unknown")
-            s.add(Station(code=code, name=name, task_id=task_row.id if task_row else None,
+            s.add(Station(code=code, name=name, room=room, task_id=task_row.id if task_row else None,
                           specialty_id=task_row.specialty_id if task_row else None))
             s.flush()
             audit.append(s, who.actor, audit.STATION_ADD, code)  # type: ignore[arg-type]

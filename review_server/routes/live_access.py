@@ -11,7 +11,7 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .. import auth, live
+from .. import auth, ident, live
 from ..models import Station, User, UserSession, utcnow
 from ..web import CONFIG, db_run, identity
 from .scope import examiner_may
@@ -22,7 +22,8 @@ def setup(app: web.Application) -> None:
     live.configure(app, who=_live_who, day_stations=_stations, may_view=_may_view, page_meta=_page_meta,
                    still_ok=_token_still_valid,
                    hub=live.LiveHub(max_cameras=cfg.live_max_cameras, idle_s=cfg.live_idle_s),
-                   session_of=_session_of, session_alive=_session_alive)
+                   session_of=_session_of, session_alive=_session_alive,
+                   centre=ident.centre_of(cfg) | {"timezone": cfg.timezone})
 
 
 async def _token_still_valid(request: web.Request) -> bool:
@@ -68,9 +69,9 @@ def _live_who(request: web.Request) -> tuple[str | None, str | None]:
 async def _stations(request: web.Request) -> list[dict[str, str]]:
     """Every station, so that a silent one shows in the grid as silent rather than missing."""
 
-    def query(s: Session) -> list[dict[str, str]]:
+    def query(s: Session) -> list[dict[str, str]]:  # with the room drawn over its picture (ident.py)
         stations = s.scalars(select(Station).order_by(Station.code))
-        return [{"code": st.code, "name": st.name or st.code} for st in stations]
+        return [{"code": st.code, "name": st.name or st.code, "room": st.room} for st in stations]
 
     return await db_run(request, query)
 

@@ -19,10 +19,11 @@ from sqlalchemy.orm import Session
 
 from .. import attempt_view, audit
 from ..i18n import lang_of
+from ..ident import centre_of
 from ..models import Attempt, Recording, ReviewLink
 from ..roles import PUBLIC, requires
 from ..validate import CODE_RE, Fields, path_ident, path_int
-from ..web import RENDITIONS, STORAGE, ApiError, db_run, identity, read_json, render
+from ..web import CONFIG, RENDITIONS, STORAGE, ApiError, db_run, identity, read_json, render
 from . import track_file
 
 routes = web.RouteTableDef()
@@ -121,7 +122,9 @@ async def page(request: web.Request) -> web.Response:
     data, until = await db_run(request, q)
     if data.rendition_pending:
         request.app[RENDITIONS].kick()
-    context = attempt_view.context(data, lang, f"/review/{token}/recordings", until)
+    cfg = request.app[CONFIG]
+    context = attempt_view.context(data, lang, f"/review/{token}/recordings", until,
+                                   centre=centre_of(cfg) | {"timezone": cfg.timezone})
     return render(request, attempt_view.TEMPLATE, context)
 
 

@@ -61,7 +61,7 @@ def test_every_page_route_is_listed(centre: Centre) -> None:
         path = info.get("path") or info.get("formatter") or ""
         if route.method != "GET" or path in ("/", "/health") or path.startswith(("/api/", "/static/")):
             continue
-        if "assets" in path or "/recordings/" in path or path.endswith((".m3u8", ".mp4", ".m4s")):
+        if "assets" in path or "/recordings/" in path or path.endswith((".m3u8", ".mp4", ".m4s", ".vtt")):
             continue
         routes.add(path)
     # A page may name its placeholder for the data it shows (/days/{today_id}/... for /days/{day_id}/...).

@@ -51,7 +51,7 @@ def _request(url: str, method: str, data: bytes, headers: dict[str, str]) -> tup
 
 
 class Stack:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, **settings: Any) -> None:  # settings: more ServerConfig keys
         self.rec = rec = tmp / "rec"
         subprocess.run([sys.executable, "-m", "osce_cli", "record", "--video", "synthetic:label=cam0",
                         "--video", "synthetic:seed=2", "--audio", "synthetic", "--seconds", "6", "--size", "320x180",
@@ -59,7 +59,7 @@ class Stack:
         url = f"sqlite:///{tmp / 'osce.db'}"
         upgrade(url)
         config = ServerConfig(database_url=url, media_dir=tmp / "media", insecure_cookies=True,
-                              argon2_time_cost=1, argon2_memory_kib=8, argon2_parallelism=1)
+                              argon2_time_cost=1, argon2_memory_kib=8, argon2_parallelism=1, **settings)
         self.app = create_app(config, storage=LocalStorage(config.media_dir))
         self.db = self.app[DB]
         self.server = ServerThread(self.app)

@@ -145,6 +145,6 @@ def test_forged_review_link_tokens_show_nothing(stand: Stand, token: str) -> Non
 
 @pytest.mark.parametrize("token", ["", "0" * 40, "9999999999.abc", "x" * 500])
 def test_forged_signed_hls_urls_are_refused(stand: Stand, token: str) -> None:
-    for leaf in ("index.m3u8", "init.mp4", "1.m4s"):
+    for leaf in ("index.m3u8", "init.mp4", "1.m4s", "master.m3u8", "ident.m3u8", "1.vtt"):
         reply = stand.request("GET", f"/live/S1/cam0/{leaf}?token={token}")
         assert reply.status in (401, 403), (leaf, reply.status)

@@ -56,7 +56,7 @@ def test_a_signed_hls_url_dies_with_its_session_at_logout(stand: Stand, new_stat
     session = _session(stand, "observer")
     url = _signed_url(stand, station, session)["url"]
     assert stand.request("POST", "/logout", {**session, "Content-Type": "application/json"}, b"{}").status == 200
-    for leaf in ("index.m3u8", "init.mp4", "1.m4s"):
+    for leaf in ("index.m3u8", "init.mp4", "1.m4s", "master.m3u8", "ident.m3u8", "1.vtt"):
         reply = stand.request("GET", url.replace("index.m3u8", leaf))
         assert reply.status == 401, (leaf, reply.status)
 

@@ -27,6 +27,7 @@ const MAX_RATE = 1.15;           // catching up; the sound's pitch is kept (pres
 const MIN_RATE = 0.9;            // letting the cushion grow when the jitter grew
 const KEEP_S = 20;               // seconds of buffer kept behind the playhead
 const tiles = new Map();         // station code -> Tile
+let centre = {};                 // the centre's identification and time zone, from /api/live/streams (ident.js)
 let audioCtx = null;
 const T = JSON.parse(document.body.dataset.texts);
 // A catalogue text with its {name} places filled in.
@@ -63,6 +64,8 @@ class Player {
     this.firstAppendAt = null;
     this.seekedAt = -Infinity;
     this.edges = [];       // [arrival s, wall - buffered end s] after each append, over JITTER_WINDOW_S
+    this.keyT = null;      // the recording-clock time of the first key frame (its message's header)
+    this.shift = null;     // recording-clock time - the element's time (the muxer starts the element near 0)
     this.ms = new MediaSource();
     this.video.classList.add("joining");
     this.video.src = URL.createObjectURL(this.ms);
@@ -92,6 +95,7 @@ class Player {
   onMessage(buffer) {
     const kind = String.fromCharCode(new Uint8Array(buffer, 0, 1)[0]);
     const data = new Uint8Array(buffer, 9);
+    if (kind === "K" && this.keyT === null) this.keyT = new DataView(buffer).getFloat64(1);
     if (kind === "I") {
       if (this.sb) { this.restart(); return; }  // a new stream (new recording): start clean
       this.sb = this.ms.addSourceBuffer(`video/mp4; codecs="${codecsOf(data)}"`);
@@ -134,6 +138,7 @@ class Player {
     const b = this.video.buffered;
     const now = performance.now() / 1000;
     this.firstAppendAt = this.firstAppendAt ?? now;
+    if (this.shift === null && this.keyT !== null && b.length) this.shift = this.keyT - b.start(0);
     if (b.length && this.started && now > this.startedAt + SETTLE_S) {
       this.edges.push([now, now - b.end(b.length - 1)]);
       while (this.edges.length && this.edges[0][0] < now - JITTER_WINDOW_S) this.edges.shift();
@@ -215,6 +220,11 @@ class Tile {
     this.level = 0;
     this.player = null;
     this.el.addEventListener("click", () => enlarge(this));
+    // Centre, room, station, number and the frame's own time over the picture (static/pages/ident.js).
+    OsceIdent.attach(this.el, JSON.parse(document.getElementById("grid").dataset.identLabels), () => ({
+      ident: { ...centre, room: this.info.room, station: this.station, number: this.info.candidate || "" },
+      mediaFrom: this.info.media_from, tz: centre.timezone,
+      t: this.player && this.player.shift !== null ? this.video.currentTime + this.player.shift : null }), this.video);
   }
 
   update(info) {
@@ -563,7 +573,8 @@ async function refresh() {
   try {
     const r = await fetch("/api/live/streams", { cache: "no-store" });
     if (!r.ok) throw new Error(`HTTP ${r.status}`);
-    const { stations } = await r.json();
+    const { stations, centre: c } = await r.json();
+    centre = c || {};
     for (const info of stations) {
       let tile = tiles.get(info.station);
       if (!tile) {

@@ -116,4 +116,16 @@
     else master.addEventListener("loadedmetadata", () => seek(asked), { once: true });
   }
   showTime();
+
+  // Centre, room, station, number and each frame's own time over every camera (static/pages/ident.js).
+  const cameras = document.querySelector(".cameras[data-ident]");
+  if (cameras && window.OsceIdent) {
+    const info = JSON.parse(cameras.dataset.ident), labels = JSON.parse(cameras.dataset.identLabels);
+    for (const fig of cameras.querySelectorAll("figure.camera")) {
+      const video = fig.querySelector("video");
+      // The track file keeps the recording's clock (routes/track_file.py): currentTime is the frame's media time.
+      window.OsceIdent.attach(fig, labels, () => ({ ident: info.ident, mediaFrom: info.media_from,
+                                                    t: video.currentTime, tz: info.tz }), video);
+    }
+  }
 })();
