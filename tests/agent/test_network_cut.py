@@ -4,7 +4,7 @@ uploader and the review server is dropped (connections reset, port closed) and r
 preferably while a request is crossing it. Afterwards every fragment and every mark is on the server exactly
 once, with its SHA-256 verified, and at most one chunk per cut was sent again.
 
-The recording lasts OSCE_NETCUT_SECONDS (default 60); the issue's 5-minute run is
+The recording lasts OSCE_NETCUT_SECONDS (default 30); the issue's 5-minute run is
 ``OSCE_NETCUT_SECONDS=300 .venv/bin/pytest tests/agent/test_network_cut.py``.
 """
 
@@ -29,7 +29,7 @@ from station_agent.uploader import Uploader
 
 from .conftest import add_marks, drained, expected_fragments, server_setup, server_view
 
-SECONDS = float(os.environ.get("OSCE_NETCUT_SECONDS", "60"))
+SECONDS = float(os.environ.get("OSCE_NETCUT_SECONDS", "30"))
 CHUNK = 16 * 1024
 
 

@@ -60,7 +60,8 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
     url = f"sqlite:///{tmp_path / 'osce.db'}"
     upgrade(url)
     cfg = ServerConfig(database_url=url, media_dir=tmp_path / "media", insecure_cookies=True,
-                       argon2_time_cost=1, argon2_memory_kib=8, argon2_parallelism=1)
+                       argon2_time_cost=1, argon2_memory_kib=8, argon2_parallelism=1,
+                       export_identified_video=False)  # the ZIP's progress bar; the identified videos: test_ident
     storage = GatedStorage(cfg.media_dir)
     db = Database(url)
     rnd = random.Random(5)
@@ -128,7 +129,7 @@ def test_export_page_progress_and_download(stack: dict[str, Any], tmp_path: Path
             mid = pkg_row.locator("progress").evaluate("b => b.value")
             assert 0 < mid < 100
             # 8 recording files of 0.3 MB and 6 small ones, plus the 4 of the envelope
-            expect(pkg_row.locator(".figures")).to_contain_text(re.compile(r"из 2\.4 MB · [1-9]\d* из 18 файлов"))
+            expect(pkg_row.locator(".figures")).to_contain_text(re.compile(r"из 2\.4 MB · [1-9]\d* из 19 файлов"))
             assert pkg_row.locator("a.download").count() == 0
 
             storage.gate.set()

@@ -13,7 +13,7 @@ from scripts.harness.examday import Plan, simulate, table
 
 @pytest.mark.timeout(600)
 async def test_an_exam_day_under_faults_loses_nothing(tmp_path: Path) -> None:
-    result = await simulate(tmp_path, Plan(stations=3, candidates=3, reading_s=4, performing_s=24, changeover_s=6,
+    result = await simulate(tmp_path, Plan(stations=3, candidates=3, reading_s=4, performing_s=18, changeover_s=6,
                                            rtsp_stations=1))
     print(table(result))
     assert result["fragments_local"] > 0 and result["marks_acknowledged"] > 0

@@ -123,7 +123,8 @@ def test_full_disk_stops_cleanly_and_keeps_what_was_written(tmp_path):
     assert mounted.returncode == 0, f"this test mounts a small tmpfs and needs root: {mounted.stderr!r}"
     try:
         out = disk / "rec"
-        result = osce("record", "--video", "synthetic", "--audio", "synthetic", "--seconds", "60",
+        # Sensor noise makes the picture expensive to encode, so the 3 MB disk fills within seconds.
+        result = osce("record", "--video", "synthetic:noise=8", "--audio", "synthetic", "--seconds", "60",
                       "--size", "1280x720", "--out", str(out), timeout=120)
         assert result.returncode == 1
         report = json.loads(result.stdout)

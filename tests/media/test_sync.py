@@ -16,7 +16,7 @@ def test_synthetic_sources_stay_in_sync_at_100_and_1000_ppm(tmp_path):
     runs = {ppm: tmp_path / f"skew{ppm}" for ppm in (100, 1000)}
     procs = [subprocess.Popen([*OSCE, "record", "--video", "synthetic:skew_ppm=-50,jitter_ms=5,seed=2",
                                "--audio", f"synthetic:skew_ppm={ppm},jitter_ms=5,seed=3",
-                               "--seconds", "40", "--size", "320x180", "--out", str(out)],
+                               "--seconds", "25", "--size", "320x180", "--out", str(out)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for ppm, out in runs.items()]
     for p in procs:
@@ -24,7 +24,7 @@ def test_synthetic_sources_stay_in_sync_at_100_and_1000_ppm(tmp_path):
         assert p.returncode == 0, err
     for ppm, out in runs.items():
         cam = sync_check(out)["tracks"]["cam0"]
-        assert cam["pairs"] >= 35, (ppm, cam)
+        assert cam["pairs"] >= 20, (ppm, cam)
         assert abs(cam["median_ms"]) <= 10, (ppm, cam)
         assert cam["max_abs_ms"] <= 20, (ppm, cam)
 
