@@ -9,9 +9,12 @@ PDF, UTC, SHA-256, II), the language switch, and values shown as they were enter
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from typing import Any
 
+import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, BrowserContext, Page
 
@@ -120,3 +123,11 @@ def signed_in(browser: Browser, base: str, login: str | None, *, locale: str = "
         page.wait_for_load_state()
         page.close()
     return context
+
+
+def screenshot_folder(factory: pytest.TempPathFactory, name: str) -> Path:
+    """Where a browser test keeps its screenshots: OSCE_SCREENSHOTS_OUT, else a temporary folder (printed)."""
+    out = Path(os.environ["OSCE_SCREENSHOTS_OUT"]) if os.environ.get("OSCE_SCREENSHOTS_OUT") else factory.mktemp(name)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"\n{name}: {out}")
+    return out

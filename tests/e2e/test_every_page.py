@@ -19,7 +19,7 @@ from review_server import nav
 from scripts.harness.centre import Centre
 
 from . import pages as listed
-from .page_checks import axe_problems, keyboard_unreachable, language_problems, signed_in
+from .page_checks import axe_problems, keyboard_unreachable, language_problems, screenshot_folder, signed_in
 
 ROOT = Path(__file__).resolve().parents[2]
 README_SHOTS = ROOT / "docs" / "screenshots"
@@ -46,11 +46,7 @@ def contexts(browser: Browser, centre: Centre) -> Iterator[dict[tuple[str | None
 
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = Path(os.environ["OSCE_SCREENSHOTS_OUT"]) if os.environ.get("OSCE_SCREENSHOTS_OUT") else \
-        tmp_path_factory.mktemp("screenshots")
-    out.mkdir(parents=True, exist_ok=True)
-    print(f"\nscreenshots of every page: {out}")
-    return out
+    return screenshot_folder(tmp_path_factory, "screenshots")
 
 
 def test_every_page_route_is_listed(centre: Centre) -> None:

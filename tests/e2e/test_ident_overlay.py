@@ -10,7 +10,6 @@ import asyncio
 import datetime as dt
 import hashlib
 import json
-import os
 import re
 import subprocess
 import threading
@@ -35,6 +34,7 @@ from review_server.web import STORAGE
 from scripts.harness.browser import CHROMIUM_VIDEO_ARGS as CHROMIUM_ARGS
 from scripts.harness.browser import chromium_executable
 from station_agent.live_publisher import LivePublisher
+from tests.e2e.page_checks import screenshot_folder
 from tests.e2e.test_review_page import NUMBER, SECRET_NAME, Stack
 
 CENTRE = {"centre_region": "77 г. Москва", "centre_code": "ППЭ 0001", "centre_name": "Демо-центр аккредитации"}
@@ -94,11 +94,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdentStack]:
 
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = Path(os.environ["OSCE_SCREENSHOTS_OUT"]) if os.environ.get("OSCE_SCREENSHOTS_OUT") else \
-        tmp_path_factory.mktemp("ident-screenshots")
-    out.mkdir(parents=True, exist_ok=True)
-    print(f"\nidentification screenshots: {out}")
-    return out
+    return screenshot_folder(tmp_path_factory, "ident-screenshots")
 
 
 def _clock(text: str) -> dt.datetime:
