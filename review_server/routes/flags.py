@@ -69,6 +69,15 @@ def _running_attempt(request: web.Request, station: str) -> str | None:
 async def add_flag(request: web.Request) -> web.Response:
     station = path_ident(request, "station", NAME_RE)
     who = identity(request)
+
+    def visible(s: Session) -> None:
+        st = s.scalar(select(Station).where(Station.code == station))
+        if st is None or not examiner_may(s, who, st.id, None):
+            raise ApiError(404, f"no station {station!r}", "URL station")
+
+    # Whose station it is is decided before the body is read: another room's station reads as missing whatever
+    # is sent (its body's errors and its live picture would otherwise tell it apart).
+    await db_run(request, visible)
     f = Fields(await read_json(request), allowed={"kind", "text", "camera", "media_t", "attempt_id"})
     asked_attempt = f.ident("attempt_id", required=False)
     kind = f.choice("kind", flags.KINDS)
