@@ -13,8 +13,8 @@ from scripts.harness.examday import Plan, simulate, table
 
 @pytest.mark.timeout(600)
 async def test_an_exam_day_under_faults_loses_nothing(tmp_path: Path) -> None:
-    result = await simulate(tmp_path, Plan(stations=3, candidates=3, reading_s=4, performing_s=18, changeover_s=6,
-                                           rtsp_stations=1))
+    result = await simulate(tmp_path, Plan(stations=3, candidates=3, reading_s=4, performing_s=14, changeover_s=6,
+                                           start_in_s=14, rtsp_stations=1))
     print(table(result))
     assert result["fragments_local"] > 0 and result["marks_acknowledged"] > 0
     assert result["fragments_lost"] == 0 and result["bytes_lost"] == 0, result

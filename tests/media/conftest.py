@@ -35,7 +35,10 @@ def decode_errors(folder: Path, track: str) -> str:
     """What ffmpeg says decoding a track's init + media files as one stream (empty when clean)."""
     manifest = read_manifest(folder)
     data = b"".join((folder / f.file).read_bytes() for f in manifest.track_files(track))
-    result = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", "pipe:0", "-f", "null", "-"],
+    # The pictures keep their own times (1/90000): without passthrough ffmpeg re-times them to 1/25 s slots for the
+    # null output and calls two pictures in one slot (a camera's burst after it reconnects) non-monotonic.
+    result = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", "pipe:0", "-fps_mode", "passthrough",
+                             "-enc_time_base:v", "demux", "-f", "null", "-"],
                             input=data, capture_output=True, timeout=120)
     return result.stderr.decode(errors="replace").strip()
 
@@ -76,7 +79,8 @@ def decodes_fragment_by_fragment(folder: Path, track: str) -> list[str]:
     problems = []
     for frag in files[1:]:
         data = init + (folder / frag.file).read_bytes()
-        result = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", "pipe:0", "-f", "null", "-"],
+        result = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", "pipe:0", "-fps_mode", "passthrough",
+                                 "-enc_time_base:v", "demux", "-f", "null", "-"],  # as decode_errors
                                 input=data, capture_output=True, timeout=60)
         if result.returncode != 0 or result.stderr.strip():
             problems.append(f"{frag.file}: {result.stderr.decode(errors='replace').strip()[:300]}")
