@@ -68,7 +68,7 @@ def add(s: Session, *, station: Station, attempt_id: str | None, camera: str | N
 
 def withdraw(s: Session, flag_id: int, actor: str, reason: str, ip: str | None) -> Flag:
     """Its author withdraws it with a reason (kept, shown struck through); anyone else is refused."""
-    flag = s.get(Flag, flag_id)
+    flag = s.get(Flag, flag_id, with_for_update=True)  # a second withdrawal at once waits, then finds it withdrawn
     if flag is None:
         raise FlagError(404, f"no flag {flag_id}", "URL flag_id")
     if flag.author != actor:

@@ -5,6 +5,7 @@ huge or invisible text, Unicode digits, times no live picture had)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from typing import Any
@@ -191,3 +192,16 @@ async def test_the_days_page_lists_flags_by_accreditation_number_and_links_the_m
     r = await world.api.client.get("/flags?lang=en", headers=world.headers("observer"))
     html = await r.text()
     assert "technical problem" in html and "/attempts/S1-0" not in html  # observers cannot open the attempt page
+
+
+async def test_two_withdrawals_at_once_make_one_and_the_other_is_told(world: World) -> None:
+    """The author's two tabs withdraw the same flag at the same moment: one reason is kept and audited once, the
+    other answer is 409 (on PostgreSQL the row lock is what makes the second wait)."""
+    world.schedule("S1-0")
+    _live(world)
+    _, flag = await _post(world, "/api/live/S1/flags", {"kind": "technical"}, "observer")
+    path = f"/api/flags/{flag['id']}/withdraw"
+    answers = await asyncio.gather(*(_post(world, path, {"reason": f"причина {n}"}, "observer") for n in range(6)))
+    assert sorted(status for status, _ in answers) == [200] + [409] * 5, answers
+    kept = next(answer["withdraw_reason"] for status, answer in answers if status == 200)
+    assert [e.details["reason"] for e in _audit(world, "flag.withdraw")] == [kept]
